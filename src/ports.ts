@@ -1,0 +1,99 @@
+// The ports: the small interfaces through which src/ reaches the outside world.
+// runtime/node, runtime/bun and runtime/sim implement them; nothing in src/
+// imports node:* or bun:* directly (see ../shared/design.md).
+
+/** An open file. Positions and sizes are in bytes. */
+export interface FileHandle {
+  /** Writes all of `data` at the end of the file. Not durable until `datasync`. */
+  append(data: Uint8Array): Promise<void>;
+  /** Writes all of `data` at `position`. Not durable until `datasync`. */
+  writeAt(data: Uint8Array, position: number): Promise<void>;
+  /** Reads up to `length` bytes at `position`; shorter only at end of file. */
+  readAt(position: number, length: number): Promise<Uint8Array>;
+  size(): Promise<number>;
+  /** fdatasync(2): the file's data (and size) reach the disk. */
+  datasync(): Promise<void>;
+  truncate(size: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export type OpenMode =
+  | "read" // existing file, read only
+  | "append" // create if missing, writes go to the end
+  | "readwrite"; // create if missing, positional reads and writes
+
+export interface FileSystem {
+  open(path: string, mode: OpenMode): Promise<FileHandle>;
+  readFile(path: string): Promise<Uint8Array>;
+  exists(path: string): Promise<boolean>;
+  /** Creates the directory and its parents; no error if it exists. */
+  mkdirp(path: string): Promise<void>;
+  /** Names (not paths) of the entries of a directory, sorted. */
+  list(dir: string): Promise<string[]>;
+  rename(from: string, to: string): Promise<void>;
+  remove(path: string): Promise<void>;
+  /** Removes a directory tree; no error if missing. */
+  removeAll(path: string): Promise<void>;
+  size(path: string): Promise<number>;
+  /** fsync(2) of a directory, so created, renamed and removed entries are durable. */
+  syncDir(path: string): Promise<void>;
+  /**
+   * Takes an exclusive lock on `path` for this process (one node per data dir).
+   * Rejects if another live process holds it.
+   */
+  lock(path: string): Promise<{ release(): Promise<void> }>;
+  join(...parts: string[]): string;
+}
+
+/** A value SQLite can bind or return. */
+export type SqliteValue = number | bigint | string | Uint8Array | null;
+export type SqliteRow = Record<string, SqliteValue>;
+
+export interface SqliteStatement {
+  run(...params: SqliteValue[]): { changes: number };
+  get(...params: SqliteValue[]): SqliteRow | undefined;
+  all(...params: SqliteValue[]): SqliteRow[];
+}
+
+/**
+ * The smallest slice of SQLite the backend needs; better-sqlite3 on Node and
+ * bun:sqlite on Bun both fit it. BLOBs come back as Uint8Array (a Buffer on
+ * Node, which is a Uint8Array).
+ */
+export interface SqliteDatabase {
+  exec(sql: string): void;
+  prepare(sql: string): SqliteStatement;
+  close(): void;
+}
+
+export interface SqliteDriver {
+  open(path: string): SqliteDatabase;
+}
+
+export interface Clock {
+  /** Monotonic milliseconds, for timeouts and latencies. */
+  nowMs(): number;
+  /** Wall-clock milliseconds since the epoch, for logs and tokens. */
+  wallMs(): number;
+  setTimer(ms: number, fn: () => void): Timer;
+  setInterval(ms: number, fn: () => void): Timer;
+}
+
+export interface Timer {
+  cancel(): void;
+}
+
+export interface Random {
+  /** A uniformly random integer in [0, bound). */
+  int(bound: number): number;
+  bytes(length: number): Uint8Array;
+}
+
+/** Everything a node needs from its runtime, built by a composition root. */
+export interface Runtime {
+  name: "node" | "bun" | "sim";
+  fs: FileSystem;
+  sqlite: SqliteDriver;
+  clock: Clock;
+  random: Random;
+}

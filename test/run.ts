@@ -1,0 +1,63 @@
+// Runs every test file under Node's test runner and under Bun's, and ends with
+// one plain summary line. Usage: test/run.ts [--runtime node|bun] [filter...]
+import { spawnSync } from "node:child_process";
+import { readdirSync, statSync } from "node:fs";
+import { join, relative } from "node:path";
+
+function findTests(dir: string): string[] {
+  const found: string[] = [];
+  for (const name of readdirSync(dir).sort()) {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) found.push(...findTests(path));
+    else if (name.endsWith(".test.ts")) found.push(path);
+  }
+  return found;
+}
+
+const args = process.argv.slice(2);
+const runtimeFlag = args.indexOf("--runtime");
+const runtimes = runtimeFlag >= 0 ? [args[runtimeFlag + 1]] : ["node", "bun"];
+const filters = args.filter((arg, i) => arg !== "--runtime" && i !== runtimeFlag + 1);
+const root = new URL("..", import.meta.url).pathname;
+const files = findTests(join(root, "test"))
+  .map((file) => relative(root, file))
+  .filter((file) => filters.length === 0 || filters.some((filter) => file.includes(filter)));
+
+let passed = 0;
+let failed = 0;
+for (const runtime of runtimes) {
+  for (const file of files) {
+    const command =
+      runtime === "bun"
+        ? [join(root, "node_modules/.bin/bun"), ["test", "--timeout", "300000", `./${file}`]]
+        : [process.execPath, ["--import", "tsx", "--test", "--test-reporter=spec", file]];
+    console.log(`\n=== ${runtime}: ${file}`);
+    const result = spawnSync(command[0] as string, command[1] as string[], {
+      cwd: root,
+      stdio: ["ignore", "pipe", "pipe"],
+      encoding: "utf8",
+      env: { ...process.env, EDGETCD_TEST_RUNTIME: runtime },
+      maxBuffer: 256 * 1024 * 1024,
+    });
+    const output = `${result.stdout}${result.stderr}`;
+    process.stdout.write(output);
+    const counts = runtime === "bun" ? countBun(output) : countNode(output);
+    passed += counts.passed;
+    failed += counts.failed;
+    if (result.status !== 0 && counts.failed === 0) failed += 1; // a crash with no test counted
+  }
+}
+console.log(`\n${passed} passed, ${failed} failed`);
+process.exit(failed === 0 && passed > 0 ? 0 : 1);
+
+function countNode(output: string) {
+  const pass = /^ℹ pass (\d+)$/m.exec(output);
+  const fail = /^ℹ fail (\d+)$/m.exec(output);
+  return { passed: Number(pass?.[1] ?? 0), failed: Number(fail?.[1] ?? 0) };
+}
+
+function countBun(output: string) {
+  const pass = /^\s*(\d+) pass$/m.exec(output);
+  const fail = /^\s*(\d+) fail$/m.exec(output);
+  return { passed: Number(pass?.[1] ?? 0), failed: Number(fail?.[1] ?? 0) };
+}
