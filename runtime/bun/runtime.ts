@@ -1,0 +1,13 @@
+// Composition root of the ports on Bun.
+import type { Runtime } from "../../src/ports.ts";
+import { hostClock, hostRandom } from "../node/clock.ts";
+import { bunFileSystem } from "./fs.ts";
+import { bunSqlite } from "./sqlite.ts";
+
+export const bunRuntime: Runtime = {
+  name: "bun",
+  fs: bunFileSystem,
+  sqlite: bunSqlite,
+  clock: hostClock,
+  random: hostRandom,
+};

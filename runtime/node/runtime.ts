@@ -1,0 +1,13 @@
+// Composition root of the ports on Node.
+import type { Runtime } from "../../src/ports.ts";
+import { hostClock, hostRandom } from "./clock.ts";
+import { nodeFileSystem } from "./fs.ts";
+import { nodeSqlite } from "./sqlite.ts";
+
+export const nodeRuntime: Runtime = {
+  name: "node",
+  fs: nodeFileSystem,
+  sqlite: nodeSqlite,
+  clock: hostClock,
+  random: hostRandom,
+};
