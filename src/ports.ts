@@ -97,3 +97,11 @@ export interface Runtime {
   clock: Clock;
   random: Random;
 }
+
+/** Structured logging (JSON lines like etcd's zap logger). */
+export interface Logger {
+  debug(message: string, fields?: Record<string, unknown>): void;
+  info(message: string, fields?: Record<string, unknown>): void;
+  warn(message: string, fields?: Record<string, unknown>): void;
+  error(message: string, fields?: Record<string, unknown>): void;
+}

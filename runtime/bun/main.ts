@@ -1,0 +1,8 @@
+// Composition root for Bun: Bun's ports (bun:sqlite, Bun file APIs), then the
+// runtime-neutral command. The HTTP listener is shared with Node: Bun runs
+// node:net/node:http2, which serves gRPC to etcd clients.
+import { runEdgetcd } from "../../src/cli/edgetcd.ts";
+import { createHost } from "../node/host.ts";
+import { bunRuntime } from "./runtime.ts";
+
+await runEdgetcd(createHost(bunRuntime), process.argv.slice(2), process.env);

@@ -1,0 +1,34 @@
+// Everything the client port serves, runtime-neutral: the Connect routes
+// (gRPC, gRPC-Web and Connect share them) and the HTTP app for the rest.
+import type { ConnectRouter, ConnectRouterOptions } from "@connectrpc/connect";
+import type { Hono } from "hono";
+import { Cluster, KV, Maintenance } from "../gen/etcdserverpb/rpc_pb.ts";
+import type { EtcdServer } from "../server/etcd-server.ts";
+import { clusterService } from "./cluster-service.ts";
+import { createHttpApp } from "./http-app.ts";
+import { kvService } from "./kv-service.ts";
+import { maintenanceService } from "./maintenance-service.ts";
+
+/** etcd lets gRPC messages exceed --max-request-bytes by this much; the server then answers "request is too large". */
+export const grpcOverheadBytes = 512 * 1024;
+
+export interface ClientApi {
+  routes: (router: ConnectRouter) => void;
+  routerOptions: ConnectRouterOptions;
+  http: Hono;
+}
+
+export function createClientApi(server: EtcdServer, metricsText: () => Promise<string>): ClientApi {
+  const routes = (router: ConnectRouter) => {
+    router.service(KV, kvService(server));
+    router.service(Maintenance, maintenanceService(server));
+    router.service(Cluster, clusterService(server));
+  };
+  const routerOptions: ConnectRouterOptions = {
+    readMaxBytes: server.config.maxRequestBytes + grpcOverheadBytes,
+    grpc: true,
+    grpcWeb: true,
+    connect: true,
+  } as ConnectRouterOptions;
+  return { routes, routerOptions, http: createHttpApp({ server, routes, metricsText }) };
+}

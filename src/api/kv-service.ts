@@ -1,0 +1,39 @@
+// etcdserverpb.KV: checks each request as etcd's v3rpc layer does, then hands
+// it to the server (writes through the log, reads from MVCC).
+import type { ServiceImpl } from "@connectrpc/connect";
+import type { KV } from "../gen/etcdserverpb/rpc_pb.ts";
+import type { EtcdServer } from "../server/etcd-server.ts";
+import {
+  validateDeleteRangeRequest,
+  validatePutRequest,
+  validateRangeRequest,
+  validateTxnRequest,
+} from "../server/validate-kv.ts";
+import { guarded } from "./errors.ts";
+
+export function kvService(server: EtcdServer): ServiceImpl<typeof KV> {
+  const maxTxnOps = server.config.maxTxnOps;
+  return {
+    range: (request) =>
+      guarded(() => {
+        validateRangeRequest(request);
+        return server.range(request);
+      }),
+    put: (request) =>
+      guarded(() => {
+        validatePutRequest(request);
+        return server.put(request);
+      }),
+    deleteRange: (request) =>
+      guarded(() => {
+        validateDeleteRangeRequest(request);
+        return server.deleteRange(request);
+      }),
+    txn: (request) =>
+      guarded(() => {
+        validateTxnRequest(request, maxTxnOps);
+        return server.txn(request);
+      }),
+    compact: (request) => guarded(() => server.compact(request)),
+  };
+}

@@ -1,0 +1,52 @@
+// etcdserverpb.Maintenance: what etcdctl's endpoint commands need.
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { create } from "@bufbuild/protobuf";
+import {
+  AlarmResponseSchema,
+  HashKVResponseSchema,
+  StatusResponseSchema,
+  type Maintenance,
+} from "../gen/etcdserverpb/rpc_pb.ts";
+import type { EtcdServer } from "../server/etcd-server.ts";
+import { guarded } from "./errors.ts";
+
+const notYet = (what: string) => () =>
+  Promise.reject(new ConnectError(`edgetcd: ${what} is not implemented yet`, Code.Unimplemented));
+
+export function maintenanceService(server: EtcdServer): ServiceImpl<typeof Maintenance> {
+  return {
+    status: () =>
+      guarded(() => {
+        const status = server.status();
+        return create(StatusResponseSchema, {
+          header: server.header(),
+          version: status.version,
+          dbSize: BigInt(status.dbSizeBytes),
+          dbSizeInUse: BigInt(status.dbSizeInUseBytes),
+          leader: status.leader,
+          raftIndex: BigInt(status.raftIndex),
+          raftTerm: BigInt(status.raftTerm),
+          raftAppliedIndex: BigInt(status.raftAppliedIndex),
+          isLearner: status.isLearner,
+          errors: status.errors,
+        });
+      }),
+    // No alarms are raised yet (quota alarms arrive with the quota work): an
+    // alarm list is always empty, and deactivating nothing succeeds.
+    alarm: () => guarded(() => create(AlarmResponseSchema, { header: server.header(), alarms: [] })),
+    hashKV: (request) =>
+      guarded(() => {
+        const hash = server.hashKV(Number(request.revision));
+        return create(HashKVResponseSchema, {
+          header: server.header(),
+          hash: hash.hash,
+          compactRevision: BigInt(hash.compactRevision),
+        });
+      }),
+    defragment: notYet("Defragment"),
+    hash: notYet("Hash"),
+    snapshot: notYet("Snapshot"),
+    moveLeader: notYet("MoveLeader"),
+    downgrade: notYet("Downgrade"),
+  };
+}

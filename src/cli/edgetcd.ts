@@ -1,0 +1,103 @@
+// The `edgetcd` server command, runtime-neutral. A composition root in
+// runtime/<name>/main.ts builds the Host and calls runEdgetcd.
+import { createClientApi, type ClientApi } from "../api/client-api.ts";
+import type { Logger, Runtime } from "../ports.ts";
+import { ConfigError, serverConfigFromFlags } from "../server/config.ts";
+import { EtcdServer, serverVersion } from "../server/etcd-server.ts";
+import { FlagError, flagDefinitions, parseFlags } from "./flags.ts";
+
+export interface Host {
+  runtime: Runtime;
+  createLogger(level: string): Logger;
+  serveClients(api: ClientApi, url: URL, options: { http: boolean; grpc: boolean }): Promise<{ port: number; close(): Promise<void> }>;
+  metricsText(): Promise<string>;
+  onShutdownSignal(handler: (signal: string) => void): void;
+  write(stream: "stdout" | "stderr", text: string): void;
+  exit(code: number): void;
+}
+
+export async function runEdgetcd(host: Host, argv: readonly string[], env: Record<string, string | undefined>): Promise<void> {
+  let flags;
+  try {
+    flags = parseFlags(argv, env);
+  } catch (error) {
+    if (error instanceof FlagError) {
+      host.write("stderr", `${error.message}\n${usage()}`);
+      host.exit(2);
+      return;
+    }
+    throw error;
+  }
+  if (flags.values.get("help") === "true" || flags.values.get("h") === "true") {
+    host.write("stdout", usage());
+    host.exit(0);
+    return;
+  }
+  if (flags.values.get("version") === "true") {
+    host.write("stdout", `edgetcd Version: ${serverVersion}\nRuntime: ${host.runtime.name}\n`);
+    host.exit(0);
+    return;
+  }
+  let config;
+  try {
+    config = serverConfigFromFlags(flags);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      host.write("stderr", `edgetcd: ${error.message}\n`);
+      host.exit(1);
+      return;
+    }
+    throw error;
+  }
+  const logger = host.createLogger(config.logLevel);
+  for (const warning of flags.warnings) logger.warn(warning);
+  logger.info("starting edgetcd", { name: config.name, "data-dir": config.dataDir, version: serverVersion, runtime: host.runtime.name });
+
+  let server: EtcdServer;
+  try {
+    server = await EtcdServer.start(host.runtime, config, logger);
+  } catch (error) {
+    logger.error("failed to start", { error: error instanceof Error ? error.message : String(error) });
+    host.exit(1);
+    return;
+  }
+  const api = createClientApi(server, () => host.metricsText());
+  const listeners: Array<{ close(): Promise<void> }> = [];
+  const separateHttp = config.listenClientHttpUrls.length > 0;
+  try {
+    for (const url of config.listenClientUrls) {
+      listeners.push(await host.serveClients(api, url, { grpc: true, http: !separateHttp }));
+    }
+    for (const url of config.listenClientHttpUrls) {
+      listeners.push(await host.serveClients(api, url, { grpc: false, http: true }));
+    }
+  } catch (error) {
+    logger.error("failed to listen for clients", { error: error instanceof Error ? error.message : String(error) });
+    await Promise.all(listeners.map((listener) => listener.close()));
+    await server.stop();
+    host.exit(1);
+    return;
+  }
+  logger.info("ready to serve client requests", {
+    "listen-client-urls": config.listenClientUrls.map(String),
+    "member-id": server.identity.memberId.toString(16),
+    "cluster-id": server.identity.clusterId.toString(16),
+  });
+
+  let stopping = false;
+  host.onShutdownSignal(async (signal) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info("received signal; shutting down", { signal });
+    await Promise.all(listeners.map((listener) => listener.close()));
+    await server.stop();
+    host.exit(0);
+  });
+}
+
+function usage(): string {
+  const lines = flagDefinitions
+    .filter((definition) => definition.name !== "h")
+    .map((definition) => `  --${definition.name} '${definition.defaultValue}'${definition.supported ? "" : "  (accepted, not supported yet)"}`);
+  return `Usage:\n\n  edgetcd [flags]\n    Start an edgetcd server.\n\n${lines.join("\n")}\n`;
+}

@@ -1,0 +1,105 @@
+// The server's configuration, derived from etcd's flags (src/cli/flags.ts).
+import { parseDurationMs, type ParsedFlags } from "../cli/flags.ts";
+
+export interface ServerConfig {
+  name: string;
+  dataDir: string;
+  listenClientUrls: URL[];
+  /** 3.5.8+: a separate listener for HTTP/1.1 traffic (gateway, health, metrics). */
+  listenClientHttpUrls: URL[];
+  advertiseClientUrls: string[];
+  listenPeerUrls: URL[];
+  initialAdvertisePeerUrls: string[];
+  initialCluster: Map<string, string[]>;
+  initialClusterState: "new" | "existing";
+  initialClusterToken: string;
+  heartbeatIntervalMs: number;
+  electionTimeoutMs: number;
+  snapshotCount: number;
+  preVote: boolean;
+  maxRequestBytes: number;
+  maxTxnOps: number;
+  /** 0 means etcd's default of 2 GiB. */
+  quotaBackendBytes: number;
+  backendBatchIntervalMs: number;
+  backendBatchLimit: number;
+  compactionBatchLimit: number;
+  logLevel: string;
+}
+
+export const defaultQuotaBackendBytes = 2 * 1024 * 1024 * 1024;
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+function urls(flag: string, text: string): URL[] {
+  if (text === "") return [];
+  return text.split(",").map((item) => {
+    try {
+      const url = new URL(item.trim());
+      if (url.protocol !== "http:" && url.protocol !== "https:") throw new Error("scheme");
+      return url;
+    } catch {
+      throw new ConfigError(`unexpected URL "${item}" for --${flag}: URLs must be http(s)://host:port`);
+    }
+  });
+}
+
+function parseInitialCluster(text: string): Map<string, string[]> {
+  const cluster = new Map<string, string[]>();
+  if (text === "") return cluster;
+  for (const item of text.split(",")) {
+    const equals = item.indexOf("=");
+    if (equals <= 0) throw new ConfigError(`--initial-cluster: "${item}" is not name=url`);
+    const name = item.slice(0, equals);
+    cluster.set(name, [...(cluster.get(name) ?? []), item.slice(equals + 1)]);
+  }
+  return cluster;
+}
+
+export function serverConfigFromFlags(flags: ParsedFlags): ServerConfig {
+  const get = (name: string) => flags.values.get(name) ?? "";
+  const integer = (name: string) => Number(get(name));
+  const name = get("name");
+  const state = get("initial-cluster-state");
+  if (state !== "new" && state !== "existing") {
+    throw new ConfigError(`invalid value "${state}" for flag -initial-cluster-state: must be new or existing`);
+  }
+  const heartbeatIntervalMs = integer("heartbeat-interval");
+  const electionTimeoutMs = integer("election-timeout");
+  if (heartbeatIntervalMs <= 0 || electionTimeoutMs < 5 * heartbeatIntervalMs) {
+    throw new ConfigError(
+      `--election-timeout[${electionTimeoutMs}ms] should be at least as 5 times as --heartbeat-interval[${heartbeatIntervalMs}ms]`,
+    );
+  }
+  const initialAdvertisePeerUrls = get("initial-advertise-peer-urls").split(",");
+  const initialCluster = parseInitialCluster(get("initial-cluster"));
+  if (initialCluster.size === 0) initialCluster.set(name, initialAdvertisePeerUrls);
+  return {
+    name,
+    dataDir: get("data-dir") || `${name}.edgetcd`,
+    listenClientUrls: urls("listen-client-urls", get("listen-client-urls")),
+    listenClientHttpUrls: urls("listen-client-http-urls", get("listen-client-http-urls")),
+    advertiseClientUrls: get("advertise-client-urls").split(","),
+    listenPeerUrls: urls("listen-peer-urls", get("listen-peer-urls")),
+    initialAdvertisePeerUrls,
+    initialCluster,
+    initialClusterState: state,
+    initialClusterToken: get("initial-cluster-token"),
+    heartbeatIntervalMs,
+    electionTimeoutMs,
+    snapshotCount: integer("snapshot-count"),
+    preVote: get("pre-vote") === "true",
+    maxRequestBytes: integer("max-request-bytes"),
+    maxTxnOps: integer("max-txn-ops"),
+    quotaBackendBytes: integer("quota-backend-bytes") || defaultQuotaBackendBytes,
+    backendBatchIntervalMs: parseDurationMs(get("backend-batch-interval")) || 100,
+    backendBatchLimit: integer("backend-batch-limit") || 10_000,
+    compactionBatchLimit: integer("experimental-compaction-batch-limit"),
+    logLevel: get("debug") === "true" ? "debug" : get("log-level"),
+  };
+}

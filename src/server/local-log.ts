@@ -1,0 +1,83 @@
+// The log of a single-member cluster: proposals are appended to the WAL in
+// batches, one fdatasync per batch (group commit), and only then handed to
+// apply. This is the seat the Raft core takes in a cluster: the same
+// "persist, then commit, then apply" order, with a quorum of one.
+import { EntryType, type Entry, type HardState } from "../raft/types.ts";
+
+/** The slice of the WAL the log needs. */
+export interface LogWal {
+  save(hardState: HardState | undefined, entries: Entry[], options: { sync: boolean }): Promise<void>;
+}
+
+export interface LocalLogOptions {
+  wal: LogWal;
+  memberId: number;
+  term: number;
+  lastIndex: number;
+  /** Called with entries that are durable, in index order. */
+  apply: (entries: Entry[]) => void;
+  /** A failed WAL write: the node must stop; nothing after it is acknowledged. */
+  fatal: (error: unknown) => void;
+  /** Upper bound of entries written (and synced) in one batch. */
+  batchEntriesMax?: number;
+}
+
+export class LocalLog {
+  private readonly queue: Uint8Array[] = [];
+  private flushing = false;
+  private failed = false;
+  private lastIndexValue: number;
+  private readonly batchEntriesMax: number;
+
+  constructor(private readonly options: LocalLogOptions) {
+    this.lastIndexValue = options.lastIndex;
+    this.batchEntriesMax = options.batchEntriesMax ?? 4096;
+  }
+
+  get lastIndex(): number {
+    return this.lastIndexValue;
+  }
+
+  get term(): number {
+    return this.options.term;
+  }
+
+  /** Queues one entry's data; it is applied once it is durable. */
+  propose(data: Uint8Array): void {
+    if (this.failed) throw new Error("the log stopped after a failed write");
+    this.queue.push(data);
+    if (!this.flushing) {
+      this.flushing = true;
+      // Let the proposals of this turn of the event loop join the batch.
+      queueMicrotask(() => void this.flush());
+    }
+  }
+
+  /** Appends the term's first (empty) entry, as a newly elected leader does. */
+  proposeEmpty(): void {
+    this.propose(new Uint8Array(0));
+  }
+
+  private async flush(): Promise<void> {
+    try {
+      while (this.queue.length > 0 && !this.failed) {
+        const batch = this.queue.splice(0, this.batchEntriesMax);
+        const entries: Entry[] = batch.map((data) => ({
+          index: ++this.lastIndexValue,
+          term: this.options.term,
+          type: EntryType.Normal,
+          data,
+        }));
+        const hardState: HardState = { term: this.options.term, vote: this.options.memberId, commit: this.lastIndexValue };
+        // Durability first: nothing below runs until the batch is fdatasynced.
+        await this.options.wal.save(hardState, entries, { sync: true });
+        this.options.apply(entries);
+      }
+    } catch (error) {
+      this.failed = true;
+      this.options.fatal(error);
+    } finally {
+      this.flushing = false;
+    }
+  }
+}

@@ -1,0 +1,159 @@
+// Real processes for compatibility and fault tests: edgetcd (under the runtime
+// being tested) and the real etcd 3.4, each on free loopback ports.
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+export const repoRoot = new URL("../..", import.meta.url).pathname;
+
+export async function freePort(): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      const port = typeof address === "object" && address !== null ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export function tempDir(prefix: string): string {
+  return mkdtempSync(join(tmpdir(), `${prefix}-`));
+}
+
+export interface RunningServer {
+  kind: "edgetcd" | "etcd";
+  endpoint: string;
+  clientPort: number;
+  dataDir: string;
+  process: ChildProcess;
+  output: () => string;
+  /** SIGKILL, and wait for the exit. */
+  kill(): Promise<void>;
+  /** SIGTERM, and wait for the exit. */
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  dataDir?: string;
+  clientPort?: number;
+  peerPort?: number;
+  extraArgs?: string[];
+  /** "node" or "bun" for edgetcd; defaults to the runtime running the tests. */
+  runtime?: "node" | "bun";
+  env?: Record<string, string>;
+  readyTimeoutMs?: number;
+}
+
+export function testRuntimeName(): "node" | "bun" {
+  return typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? "bun" : "node";
+}
+
+export async function startEdgetcd(options: StartOptions = {}): Promise<RunningServer> {
+  const runtime = options.runtime ?? testRuntimeName();
+  return await startProcess("edgetcd", join(repoRoot, "bin/edgetcd"), options, { EDGETCD_RUNTIME: runtime });
+}
+
+export async function startEtcd(options: StartOptions = {}): Promise<RunningServer> {
+  return await startProcess("etcd", "/usr/bin/etcd", options, {});
+}
+
+async function startProcess(
+  kind: "edgetcd" | "etcd",
+  command: string,
+  options: StartOptions,
+  env: Record<string, string>,
+): Promise<RunningServer> {
+  const dataDir = options.dataDir ?? join(tempDir(kind), "data");
+  const clientPort = options.clientPort ?? (await freePort());
+  const peerPort = options.peerPort ?? (await freePort());
+  const clientUrl = `http://127.0.0.1:${clientPort}`;
+  const peerUrl = `http://127.0.0.1:${peerPort}`;
+  const args = [
+    "--name", "default",
+    "--data-dir", dataDir,
+    "--listen-client-urls", clientUrl,
+    "--advertise-client-urls", clientUrl,
+    "--listen-peer-urls", peerUrl,
+    "--initial-advertise-peer-urls", peerUrl,
+    "--initial-cluster", `default=${peerUrl}`,
+    ...(options.extraArgs ?? []),
+  ];
+  const child = spawn(command, args, {
+    cwd: repoRoot,
+    env: { ...process.env, ...env, ...(options.env ?? {}) },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const ready = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`${kind} not ready in time; output:\n${output.slice(-4000)}`)),
+      options.readyTimeoutMs ?? 30_000,
+    );
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      if (output.includes("ready to serve client requests")) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    child.stdout?.on("data", onData);
+    child.stderr?.on("data", onData);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${kind} exited with ${code} before ready; output:\n${output.slice(-4000)}`));
+    });
+  });
+  await ready;
+  const signal = async (name: NodeJS.Signals) => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(name);
+    await exited;
+  };
+  return {
+    kind,
+    endpoint: `127.0.0.1:${clientPort}`,
+    clientPort,
+    dataDir,
+    process: child,
+    output: () => output,
+    kill: () => signal("SIGKILL"),
+    stop: () => signal("SIGTERM"),
+  };
+}
+
+export interface CommandResult {
+  status: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the real etcdctl (API v3) against one endpoint. */
+export function etcdctl(endpoint: string, args: string[], input?: string): CommandResult {
+  const result = spawnSync("etcdctl", [`--endpoints=${endpoint}`, "--dial-timeout=5s", "--command-timeout=10s", ...args], {
+    env: { ...process.env, ETCDCTL_API: "3" },
+    input,
+    encoding: "utf8",
+    timeout: 30_000,
+  });
+  return { status: result.status ?? -1, stdout: result.stdout ?? "", stderr: result.stderr ?? "" };
+}
+
+/** Async variant, for tests that must keep the event loop running meanwhile. */
+export function etcdctlAsync(endpoint: string, args: string[], input?: string): Promise<CommandResult> {
+  return new Promise((resolve) => {
+    const child = spawn("etcdctl", [`--endpoints=${endpoint}`, "--dial-timeout=5s", "--command-timeout=10s", ...args], {
+      env: { ...process.env, ETCDCTL_API: "3" },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on("exit", (code) => resolve({ status: code ?? -1, stdout, stderr }));
+    child.stdin.end(input ?? "");
+  });
+}
