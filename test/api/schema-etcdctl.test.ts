@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
-import { create, fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import {
   MemberListRequestSchema,
   MemberListResponseSchema,
@@ -27,7 +27,16 @@ const ETCDCTL = process.env["ETCDCTL"] ?? "etcdctl";
 const text = (value: string) => new TextEncoder().encode(value);
 const header = { clusterId: 0x1000n, memberId: 0x2000n, revision: 9n, raftTerm: 2n };
 
-type Handler = { request: DescMessage; response: DescMessage; answer: () => object };
+type Handler = { request: DescMessage; response: DescMessage; answer: () => MessageInitShape<DescMessage> };
+
+// Ties each canned answer to its response schema so tsc checks its fields.
+function handler<Response extends DescMessage>(
+  request: DescMessage,
+  response: Response,
+  answer: () => MessageInitShape<Response>,
+): Handler {
+  return { request, response, answer: answer as () => MessageInitShape<DescMessage> };
+}
 
 // Serves exactly one gRPC call per path and records the decoded requests.
 async function withFakeServer(
@@ -88,15 +97,15 @@ function decoded<Desc extends DescMessage>(seen: Map<string, unknown>, path: str
 
 test("etcdctl get with sort, limit, revision and serializable decodes, and our reply prints", async () => {
   const handlers = {
-    "/etcdserverpb.KV/Range": {
-      request: RangeRequestSchema,
-      response: RangeResponseSchema,
-      answer: () => ({
+    "/etcdserverpb.KV/Range": handler(
+      RangeRequestSchema,
+      RangeResponseSchema,
+      () => ({
         header,
         kvs: [{ key: text("foo"), value: text("bar"), createRevision: 3n, modRevision: 4n, version: 2n }],
         count: 1n,
       }),
-    },
+    ),
   };
   await withFakeServer(handlers, async (endpoint, seen) => {
     const out = await etcdctl(endpoint, [
@@ -116,11 +125,11 @@ test("etcdctl get with sort, limit, revision and serializable decodes, and our r
 
 test("etcdctl put with prev-kv and lease decodes, and the prev kv prints", async () => {
   const handlers = {
-    "/etcdserverpb.KV/Put": {
-      request: PutRequestSchema,
-      response: PutResponseSchema,
-      answer: () => ({ header, prevKv: { key: text("foo"), value: text("old"), modRevision: 8n } }),
-    },
+    "/etcdserverpb.KV/Put": handler(
+      PutRequestSchema,
+      PutResponseSchema,
+      () => ({ header, prevKv: { key: text("foo"), value: text("old"), modRevision: 8n } }),
+    ),
   };
   await withFakeServer(handlers, async (endpoint, seen) => {
     const out = await etcdctl(endpoint, ["put", "foo", "bar", "--prev-kv", "--lease=1a2b"]);
@@ -134,11 +143,11 @@ test("etcdctl put with prev-kv and lease decodes, and the prev kv prints", async
 
 test("etcdctl txn compare on mod revision decodes", async () => {
   const handlers = {
-    "/etcdserverpb.KV/Txn": {
-      request: TxnRequestSchema,
-      response: TxnResponseSchema,
-      answer: () => ({ header, succeeded: true, responses: [{ response: { case: "responsePut", value: { header } } }] }),
-    },
+    "/etcdserverpb.KV/Txn": handler(
+      TxnRequestSchema,
+      TxnResponseSchema,
+      () => create(TxnResponseSchema, { header, succeeded: true, responses: [{ response: { case: "responsePut", value: { header } } }] }),
+    ),
   };
   await withFakeServer(handlers, async (endpoint, seen) => {
     const script = 'mod("k") > "5"\n\nput k v\n\n\n';
@@ -166,17 +175,17 @@ test("etcdctl txn compare on mod revision decodes", async () => {
 
 test("etcdctl member list prints our members, learner flag included", async () => {
   const handlers = {
-    "/etcdserverpb.Cluster/MemberList": {
-      request: MemberListRequestSchema,
-      response: MemberListResponseSchema,
-      answer: () => ({
+    "/etcdserverpb.Cluster/MemberList": handler(
+      MemberListRequestSchema,
+      MemberListResponseSchema,
+      () => ({
         header,
         members: [
           { ID: 0x8e9e05c52164694dn, name: "infra1", peerURLs: ["http://127.0.0.1:2380"], clientURLs: ["http://127.0.0.1:2379"] },
           { ID: 0x91bc3c398fb3c146n, name: "infra2", peerURLs: ["http://127.0.0.1:22380"], isLearner: true },
         ],
       }),
-    },
+    ),
   };
   await withFakeServer(handlers, async (endpoint) => {
     const out = await etcdctl(endpoint, ["member", "list"]);
