@@ -1,0 +1,340 @@
+// The backend: one SQLite connection holding MVCC's revision-keyed rows, the
+// meta marks (consistent index, term, compaction marks) and generic buckets
+// (lease, auth, members). Writes go into one open SQLite transaction that the
+// owner commits every `batchLimit` writes or every batch interval (etcd's
+// batched bolt transaction). The raft WAL, not SQLite, makes a write durable,
+// so SQLite runs with synchronous=NORMAL; what SQLite must keep is consistency:
+// an apply's rows and its consistent index land in the same transaction, so a
+// crash leaves both old or both new and re-applying from the WAL is idempotent.
+import type { SqliteDatabase, SqliteDriver, SqliteStatement, SqliteValue } from "../ports.ts";
+
+/** etcd's default backend batch limit (writes per commit). */
+export const backendBatchLimitDefault = 10_000;
+/** etcd's default backend batch interval; the timer belongs to the caller. */
+export const backendBatchIntervalMsDefault = 100;
+
+/** One stored revision of a key, as the kv table holds it. */
+export interface KvRow {
+  main: number;
+  sub: number;
+  key: Uint8Array;
+  value: Uint8Array;
+  createRevision: number;
+  version: number;
+  lease: bigint;
+  tombstone: boolean;
+}
+
+/** A kv row without its value, for rebuilding the key index. */
+export interface KvIndexRow {
+  main: number;
+  sub: number;
+  key: Uint8Array;
+  createRevision: number;
+  version: number;
+  lease: bigint;
+  tombstone: boolean;
+}
+
+const metaBucket = "meta";
+const textEncoder = new TextEncoder();
+export const metaKeys = {
+  consistentIndex: textEncoder.encode("consistent_index"),
+  term: textEncoder.encode("term"),
+  scheduledCompactRevision: textEncoder.encode("scheduled_compact_revision"),
+  finishedCompactRevision: textEncoder.encode("finished_compact_revision"),
+} as const;
+
+const emptyBytes = new Uint8Array(0);
+const safeIntegerMax = BigInt(Number.MAX_SAFE_INTEGER);
+const safeIntegerMin = -safeIntegerMax;
+
+// Lease ids are random int64s; both drivers return integers as JS numbers, which
+// lose precision past 2^53, so such values come back as decimal text instead.
+const leaseColumn = `CASE WHEN lease BETWEEN ${-Number.MAX_SAFE_INTEGER} AND ${Number.MAX_SAFE_INTEGER} THEN lease ELSE CAST(lease AS TEXT) END AS lease`;
+
+const schema = `
+CREATE TABLE IF NOT EXISTS kv (
+  main INTEGER NOT NULL,
+  sub INTEGER NOT NULL,
+  key BLOB NOT NULL,
+  value BLOB NOT NULL,
+  create_revision INTEGER NOT NULL,
+  version INTEGER NOT NULL,
+  lease INTEGER NOT NULL,
+  tombstone INTEGER NOT NULL,
+  PRIMARY KEY (main, sub)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS bucket (
+  name TEXT NOT NULL,
+  key BLOB NOT NULL,
+  value BLOB,
+  PRIMARY KEY (name, key)
+) WITHOUT ROWID;
+`;
+
+export interface BackendOptions {
+  /** Writes after which the owner should commit; etcd's default 10000. */
+  batchLimit?: number;
+}
+
+export class Backend {
+  /** Writes in the open transaction, not yet committed. */
+  pendingWrites = 0;
+  readonly batchLimit: number;
+  private inTransaction = false;
+  private closed = false;
+
+  private readonly insertKv: SqliteStatement;
+  private readonly selectKv: SqliteStatement;
+  private readonly deleteKv: SqliteStatement;
+  private readonly scanKvIndex: SqliteStatement;
+  private readonly scanKvFull: SqliteStatement;
+  private readonly scanKvRevisions: SqliteStatement;
+  private readonly putBucket: SqliteStatement;
+  private readonly getBucket: SqliteStatement;
+  private readonly deleteBucket: SqliteStatement;
+  private readonly listBucket: SqliteStatement;
+  private readonly pageCount: SqliteStatement;
+  private readonly pageSize: SqliteStatement;
+  private readonly freelistCount: SqliteStatement;
+
+  private constructor(
+    private readonly db: SqliteDatabase,
+    options: BackendOptions,
+  ) {
+    this.batchLimit = options.batchLimit ?? backendBatchLimitDefault;
+    db.exec("PRAGMA journal_mode=WAL");
+    db.exec("PRAGMA synchronous=NORMAL");
+    db.exec(schema);
+    this.insertKv = db.prepare(
+      "INSERT OR REPLACE INTO kv (main, sub, key, value, create_revision, version, lease, tombstone) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    );
+    this.selectKv = db.prepare(
+      `SELECT key, value, create_revision, version, ${leaseColumn}, tombstone FROM kv WHERE main = ? AND sub = ?`,
+    );
+    this.deleteKv = db.prepare("DELETE FROM kv WHERE main = ? AND sub = ?");
+    this.scanKvIndex = db.prepare(
+      `SELECT main, sub, key, create_revision, version, ${leaseColumn}, tombstone FROM kv WHERE (main, sub) > (?, ?) ORDER BY main, sub LIMIT ?`,
+    );
+    this.scanKvFull = db.prepare(
+      `SELECT main, sub, key, value, create_revision, version, ${leaseColumn}, tombstone FROM kv WHERE (main, sub) > (?, ?) AND main <= ? ORDER BY main, sub LIMIT ?`,
+    );
+    this.scanKvRevisions = db.prepare(
+      "SELECT main, sub FROM kv WHERE (main, sub) > (?, ?) AND main <= ? ORDER BY main, sub LIMIT ?",
+    );
+    this.putBucket = db.prepare("INSERT OR REPLACE INTO bucket (name, key, value) VALUES (?, ?, ?)");
+    this.getBucket = db.prepare("SELECT value FROM bucket WHERE name = ? AND key = ?");
+    this.deleteBucket = db.prepare("DELETE FROM bucket WHERE name = ? AND key = ?");
+    this.listBucket = db.prepare("SELECT key, value FROM bucket WHERE name = ? ORDER BY key");
+    this.pageCount = db.prepare("PRAGMA page_count");
+    this.pageSize = db.prepare("PRAGMA page_size");
+    this.freelistCount = db.prepare("PRAGMA freelist_count");
+  }
+
+  /** Opens (creating if missing) the backend database at `path`. */
+  static open(driver: SqliteDriver, path: string, options: BackendOptions = {}): Backend {
+    return new Backend(driver.open(path), options);
+  }
+
+  // --- transaction ------------------------------------------------------
+
+  private beginWrite(): void {
+    if (!this.inTransaction) {
+      this.db.exec("BEGIN");
+      this.inTransaction = true;
+    }
+    this.pendingWrites++;
+  }
+
+  /** Ends the open batch transaction, if any. */
+  commit(): void {
+    if (!this.inTransaction) return;
+    this.db.exec("COMMIT");
+    this.inTransaction = false;
+    this.pendingWrites = 0;
+  }
+
+  /** Commits now whatever is pending (etcd's ForceCommit). */
+  forceCommit(): void {
+    this.commit();
+  }
+
+  /** Commits the open batch and closes the connection. */
+  close(): void {
+    if (this.closed) return;
+    this.commit();
+    this.closed = true;
+    this.db.close();
+  }
+
+  /**
+   * Closes the connection WITHOUT committing the open batch, as a process crash
+   * would: SQLite rolls the batch back. For crash tests and the simulator.
+   */
+  crash(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.inTransaction = false;
+    this.pendingWrites = 0;
+    this.db.close();
+  }
+
+  // --- kv rows ----------------------------------------------------------
+
+  putKv(
+    main: number,
+    sub: number,
+    key: Uint8Array,
+    value: Uint8Array,
+    createRevision: number,
+    version: number,
+    lease: bigint,
+    tombstone: boolean,
+  ): void {
+    this.beginWrite();
+    this.insertKv.run(main, sub, key, value, createRevision, version, bindInt64(lease), tombstone ? 1 : 0);
+  }
+
+  /** The row stored at revision (main, sub), or undefined. */
+  getKv(main: number, sub: number): KvRow | undefined {
+    const row = this.selectKv.get(main, sub);
+    if (row === undefined) return undefined;
+    return {
+      main,
+      sub,
+      key: row.key as Uint8Array,
+      value: (row.value as Uint8Array | null) ?? emptyBytes,
+      createRevision: row.create_revision as number,
+      version: row.version as number,
+      lease: readInt64(row.lease ?? 0),
+      tombstone: row.tombstone === 1,
+    };
+  }
+
+  deleteKvRevision(main: number, sub: number): void {
+    this.beginWrite();
+    this.deleteKv.run(main, sub);
+  }
+
+  /** Up to `limit` rows after (afterMain, afterSub) in revision order, values left out. */
+  scanIndexRows(afterMain: number, afterSub: number, limit: number): KvIndexRow[] {
+    const rows = this.scanKvIndex.all(afterMain, afterSub, limit);
+    return rows.map((row) => ({
+      main: row.main as number,
+      sub: row.sub as number,
+      key: row.key as Uint8Array,
+      createRevision: row.create_revision as number,
+      version: row.version as number,
+      lease: readInt64(row.lease ?? 0),
+      tombstone: row.tombstone === 1,
+    }));
+  }
+
+  /** Up to `limit` whole rows after (afterMain, afterSub) with main <= maxMain. */
+  scanRows(afterMain: number, afterSub: number, maxMain: number, limit: number): KvRow[] {
+    const rows = this.scanKvFull.all(afterMain, afterSub, maxMain, limit);
+    return rows.map((row) => ({
+      main: row.main as number,
+      sub: row.sub as number,
+      key: row.key as Uint8Array,
+      value: (row.value as Uint8Array | null) ?? emptyBytes,
+      createRevision: row.create_revision as number,
+      version: row.version as number,
+      lease: readInt64(row.lease ?? 0),
+      tombstone: row.tombstone === 1,
+    }));
+  }
+
+  /** Up to `limit` revisions after (afterMain, afterSub) with main <= maxMain. */
+  scanRevisions(afterMain: number, afterSub: number, maxMain: number, limit: number): { main: number; sub: number }[] {
+    return this.scanKvRevisions.all(afterMain, afterSub, maxMain, limit) as unknown as { main: number; sub: number }[];
+  }
+
+  // --- buckets ----------------------------------------------------------
+
+  bucketPut(name: string, key: Uint8Array, value: Uint8Array | number): void {
+    this.beginWrite();
+    this.putBucket.run(name, key, value);
+  }
+
+  bucketGet(name: string, key: Uint8Array): Uint8Array | undefined {
+    const row = this.getBucket.get(name, key);
+    return row === undefined ? undefined : (row.value as Uint8Array);
+  }
+
+  bucketDelete(name: string, key: Uint8Array): void {
+    this.beginWrite();
+    this.deleteBucket.run(name, key);
+  }
+
+  /** Every entry of a bucket in key order. */
+  bucketEntries(name: string): [Uint8Array, Uint8Array][] {
+    return this.listBucket.all(name).map((row) => [row.key as Uint8Array, row.value as Uint8Array]);
+  }
+
+  // --- meta -------------------------------------------------------------
+
+  /** A number kept in the meta bucket, 0 when absent. */
+  metaNumber(key: Uint8Array): number {
+    const row = this.getBucket.get(metaBucket, key);
+    if (row === undefined || row.value === null || row.value === undefined) return 0;
+    return Number(row.value);
+  }
+
+  setMetaNumber(key: Uint8Array, value: number): void {
+    this.beginWrite();
+    this.putBucket.run(metaBucket, key, value);
+  }
+
+  /**
+   * Records the raft index and term of the entry being applied. It goes into
+   * the SAME open transaction as that entry's data: that pairing is what makes
+   * re-applying after a crash idempotent.
+   */
+  setConsistentIndex(index: number, term: number): void {
+    this.setMetaNumber(metaKeys.consistentIndex, index);
+    this.setMetaNumber(metaKeys.term, term);
+  }
+
+  consistentIndex(): number {
+    return this.metaNumber(metaKeys.consistentIndex);
+  }
+
+  /** Term of the entry at the consistent index. */
+  consistentTerm(): number {
+    return this.metaNumber(metaKeys.term);
+  }
+
+  // --- size -------------------------------------------------------------
+
+  /** Size of the database file in bytes (page_count × page_size). */
+  sizeBytes(): number {
+    return this.pragmaNumber(this.pageCount) * this.pragmaNumber(this.pageSize);
+  }
+
+  /** Bytes in use: the file size less its free pages. */
+  sizeInUseBytes(): number {
+    const pages = this.pragmaNumber(this.pageCount) - this.pragmaNumber(this.freelistCount);
+    return pages * this.pragmaNumber(this.pageSize);
+  }
+
+  private pragmaNumber(statement: SqliteStatement): number {
+    const row = statement.get();
+    if (row === undefined) return 0;
+    const value = Object.values(row)[0];
+    return Number(value ?? 0);
+  }
+}
+
+/** Binds an int64 as a number when exact, as a bigint otherwise. */
+function bindInt64(value: bigint): SqliteValue {
+  if (value >= safeIntegerMin && value <= safeIntegerMax) return Number(value);
+  return value;
+}
+
+function readInt64(value: SqliteValue): bigint {
+  if (value === 0) return 0n;
+  if (typeof value === "number" || typeof value === "bigint" || typeof value === "string") return BigInt(value);
+  return 0n;
+}
