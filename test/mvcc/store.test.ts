@@ -1,0 +1,258 @@
+import assert from "node:assert/strict";
+import { after, describe, test } from "node:test";
+import type { Event } from "../../src/gen/mvccpb/kv_pb.ts";
+import { EtcdError } from "../../src/errors.ts";
+import { eventDelete, eventPut } from "../../src/mvcc/kv.ts";
+import { metaKeys } from "../../src/storage/backend.ts";
+import { bytes, del, openStore, put, summary, type TestDir, tempDir, text } from "./helpers.ts";
+
+const dirs: TestDir[] = [];
+after(() => {
+  for (const dir of dirs) dir.remove();
+});
+async function dir(): Promise<TestDir> {
+  const made = await tempDir();
+  dirs.push(made);
+  return made;
+}
+
+const all = new Uint8Array(0); // "every key >= key"
+
+function isEtcdError(message: string) {
+  return (error: unknown) => error instanceof EtcdError && error.message === message;
+}
+const compacted = isEtcdError("etcdserver: mvcc: required revision has been compacted");
+const future = isEtcdError("etcdserver: mvcc: required revision is a future revision");
+
+describe("mvcc store: revisions", () => {
+  test("each write txn bumps main by one; subs count its changes; an empty txn bumps nothing", async () => {
+    const { backend, store } = openStore(await dir());
+    assert.equal(store.currentRevision, 0);
+    assert.equal(put(store, "a", "1"), 1);
+    const txn = store.write();
+    assert.equal(txn.put(bytes("b"), bytes("2"), 0n), 2);
+    assert.equal(txn.put(bytes("c"), bytes("3"), 0n), 2);
+    assert.equal(txn.deleteRange(bytes("a"), undefined), 1);
+    assert.equal(txn.end(), 2);
+    assert.equal(store.currentRevision, 2);
+    assert.equal(backend.getKv(2, 2)?.tombstone, true, "the delete took sub 2");
+    assert.equal(store.write().end(), 2, "read-only txn: no bump");
+    assert.equal(del(store, "nothing"), 0);
+    assert.equal(store.currentRevision, 2, "delete of nothing: no bump");
+    backend.close();
+  });
+
+  test("version counts puts in a generation and resets after delete; create revision is kept then renewed", async () => {
+    const { backend, store } = openStore(await dir());
+    put(store, "k", "a"); // 1
+    put(store, "k", "b"); // 2
+    put(store, "k", "c"); // 3
+    assert.deepEqual(summary(store.range(bytes("k"), undefined).kvs), ["k=c@c1m3v3"]);
+    del(store, "k"); // 4
+    assert.equal(store.range(bytes("k"), undefined).count, 0);
+    put(store, "k", "d"); // 5
+    assert.deepEqual(summary(store.range(bytes("k"), undefined).kvs), ["k=d@c5m5v1"]);
+    // History reads.
+    assert.deepEqual(summary(store.range(bytes("k"), undefined, { revision: 2 }).kvs), ["k=b@c1m2v2"]);
+    assert.equal(store.range(bytes("k"), undefined, { revision: 4 }).count, 0);
+    backend.close();
+  });
+
+  test("a txn reads its own earlier writes", async () => {
+    const { backend, store } = openStore(await dir());
+    put(store, "a", "1");
+    const txn = store.write();
+    assert.equal(txn.readRevision, 1);
+    txn.put(bytes("a"), bytes("2"), 0n);
+    assert.equal(txn.readRevision, 2);
+    assert.deepEqual(summary(txn.range(bytes("a"), undefined).kvs), ["a=2@c1m2v2"]);
+    // The same key again in the same txn gets the next sub and version.
+    txn.put(bytes("a"), bytes("3"), 0n);
+    assert.deepEqual(summary(txn.range(bytes("a"), undefined).kvs), ["a=3@c1m2v3"]);
+    txn.deleteRange(bytes("a"), undefined);
+    assert.equal(txn.range(bytes("a"), undefined).count, 0);
+    // A second delete of the same range finds nothing more to delete.
+    assert.equal(txn.deleteRange(bytes("a"), all), 0);
+    txn.end();
+    assert.equal(store.currentRevision, 2);
+    backend.close();
+  });
+
+  test("range: limit, count ignores limit, count only, single key, [key, end), from key", async () => {
+    const { backend, store } = openStore(await dir());
+    for (const key of ["a", "b", "c", "d"]) put(store, key, key.toUpperCase());
+    let result = store.range(bytes("a"), all, { limit: 2 });
+    assert.deepEqual(result.kvs.map((kv) => text(kv.key)), ["a", "b"]);
+    assert.equal(result.count, 4);
+    assert.equal(result.revision, 4);
+    result = store.range(bytes("b"), bytes("d"), {});
+    assert.deepEqual(result.kvs.map((kv) => text(kv.key)), ["b", "c"]);
+    result = store.range(bytes("b"), all, { countOnly: true });
+    assert.equal(result.count, 3);
+    assert.equal(result.kvs.length, 0);
+    result = store.range(bytes("\u0000"), all, {});
+    assert.equal(result.count, 4);
+    assert.equal(store.range(bytes("bb"), undefined).count, 0);
+    backend.close();
+  });
+
+  test("future and compacted revisions are errors", async () => {
+    const { backend, store } = openStore(await dir());
+    for (let i = 0; i < 5; i++) put(store, "k", `${i}`);
+    assert.throws(() => store.range(bytes("k"), undefined, { revision: 6 }), future);
+    store.compact(3);
+    assert.equal(store.compactRevision, 3);
+    assert.throws(() => store.range(bytes("k"), undefined, { revision: 2 }), compacted);
+    // At exactly the compact revision reads still work.
+    assert.deepEqual(summary(store.range(bytes("k"), undefined, { revision: 3 }).kvs), ["k=2@c1m3v3"]);
+    assert.deepEqual(summary(store.range(bytes("k"), undefined, { revision: 4 }).kvs), ["k=3@c1m4v4"]);
+    assert.throws(() => store.compact(3), compacted);
+    assert.throws(() => store.compact(2), compacted);
+    assert.throws(() => store.compact(6), future);
+    backend.close();
+  });
+});
+
+describe("mvcc store: compaction", () => {
+  test("removes every row not needed at or after the compact revision, tombstones included", async () => {
+    const { backend, store } = openStore(await dir(), { compactionBatchLimit: 3 });
+    put(store, "a", "1"); // 1
+    put(store, "a", "2"); // 2
+    put(store, "b", "1"); // 3
+    del(store, "b"); // 4
+    put(store, "c", "1"); // 5
+    put(store, "a", "3"); // 6
+    store.compact(5);
+    const rows = backend.scanRows(0, 0, 100, 100).map((row) => `${row.main}.${row.sub}`);
+    // a@2 is a's latest at 5; b was deleted at 4 (gone entirely); c@5; a@6 is newer.
+    assert.deepEqual(rows, ["2.0", "5.0", "6.0"]);
+    assert.equal(backend.metaNumber(metaKeys.scheduledCompactRevision), 5);
+    assert.equal(backend.metaNumber(metaKeys.finishedCompactRevision), 5);
+    assert.deepEqual(summary(store.range(bytes("a"), all, { revision: 5 }).kvs), ["a=2@c1m2v2", "c=1@c5m5v1"]);
+    assert.deepEqual(summary(store.range(bytes("a"), all).kvs), ["a=3@c1m6v3", "c=1@c5m5v1"]);
+    assert.equal(store.index.history(bytes("b")), undefined);
+    backend.close();
+  });
+
+  test("many keys across batches", async () => {
+    const { backend, store } = openStore(await dir(), { compactionBatchLimit: 7 });
+    for (let round = 0; round < 3; round++) {
+      const txn = store.write();
+      for (let i = 0; i < 20; i++) txn.put(bytes(`k${i}`), bytes(`${round}`), 0n);
+      txn.end();
+    }
+    store.compact(3);
+    assert.equal(backend.scanRows(0, 0, 100, 1000).length, 20);
+    assert.equal(store.range(bytes("k"), all, { revision: 3 }).count, 20);
+    backend.close();
+  });
+});
+
+describe("mvcc store: restart", () => {
+  test("close and reopen rebuilds the index: history, versions, leases, current and compact revision", async () => {
+    const d = await dir();
+    let { backend, store } = openStore(d);
+    put(store, "a", "1", 0x7000_0000_0000_0001n); // 1
+    put(store, "a", "2", 0x7000_0000_0000_0001n); // 2
+    put(store, "b", "1", 9n); // 3
+    del(store, "b"); // 4
+    put(store, "b", "2"); // 5
+    put(store, "c", "1", 11n); // 6
+    put(store, "a", "3"); // 7
+    del(store, "c"); // 8
+    put(store, "d", "1", 12n); // 9
+    store.compact(3);
+    const before = store.range(bytes("a"), all, { revision: 5 });
+    const hashBefore = store.hashKV(0);
+    backend.close();
+
+    ({ backend, store } = openStore(d));
+    assert.equal(store.currentRevision, 9);
+    assert.equal(store.compactRevision, 3);
+    assert.deepEqual(store.range(bytes("a"), all, { revision: 5 }), before);
+    assert.deepEqual(summary(store.range(bytes("a"), all).kvs), ["a=3@c1m7v3", "b=2@c5m5v1", "d=1@c9m9v1"]);
+    assert.throws(() => store.range(bytes("a"), all, { revision: 2 }), compacted);
+    assert.deepEqual(
+      store.restoredLeases.map(({ key, lease }) => `${text(key)}:${lease}`),
+      ["d:12"],
+    );
+    assert.deepEqual(store.hashKV(0), hashBefore);
+    // Writing continues from the restored revision with the right versions.
+    put(store, "a", "4");
+    assert.deepEqual(summary(store.range(bytes("a"), undefined).kvs), ["a=4@c1m10v4"]);
+    backend.close();
+  });
+
+  test("a crash loses the uncommitted batch; the store reopens at the committed state", async () => {
+    const d = await dir();
+    let { backend, store } = openStore(d);
+    put(store, "a", "1");
+    backend.setConsistentIndex(10, 1);
+    backend.commit();
+    put(store, "a", "2");
+    backend.setConsistentIndex(11, 1);
+    backend.crash();
+    ({ backend, store } = openStore(d));
+    assert.equal(backend.consistentIndex(), 10);
+    assert.equal(store.currentRevision, 1);
+    assert.deepEqual(summary(store.range(bytes("a"), undefined).kvs), ["a=1@c1m1v1"]);
+    backend.close();
+  });
+
+  test("an interrupted compaction finishes on restart", async () => {
+    const d = await dir();
+    let { backend, store } = openStore(d);
+    for (let i = 0; i < 6; i++) put(store, "k", `${i}`);
+    // As if the process died right after recording the scheduled mark.
+    backend.setMetaNumber(metaKeys.scheduledCompactRevision, 4);
+    backend.close();
+    ({ backend, store } = openStore(d));
+    assert.equal(store.compactRevision, 4);
+    assert.equal(backend.metaNumber(metaKeys.finishedCompactRevision), 4);
+    assert.deepEqual(
+      backend.scanRows(0, 0, 100, 100).map((row) => row.main),
+      [4, 5, 6],
+    );
+    assert.throws(() => store.range(bytes("k"), undefined, { revision: 3 }), compacted);
+    backend.close();
+  });
+
+  test("when compaction removed every row, the current revision is the compact revision", async () => {
+    const d = await dir();
+    let { backend, store } = openStore(d);
+    put(store, "k", "1");
+    del(store, "k");
+    store.compact(2);
+    assert.equal(backend.scanRows(0, 0, 100, 100).length, 0);
+    backend.close();
+    ({ backend, store } = openStore(d));
+    assert.equal(store.currentRevision, 2);
+    assert.equal(put(store, "k", "2"), 3);
+    backend.close();
+  });
+});
+
+describe("mvcc store: events", () => {
+  test("each committed write txn reports its events once, in order, with its revision", async () => {
+    const seen: { revision: number; events: Event[] }[] = [];
+    const { backend, store } = openStore(await dir(), { onCommitted: (events, revision) => seen.push({ revision, events }) });
+    put(store, "a", "1", 5n);
+    const txn = store.write();
+    txn.put(bytes("b"), bytes("2"), 0n);
+    txn.deleteRange(bytes("a"), undefined);
+    txn.end();
+    store.write().end();
+    del(store, "zzz");
+    assert.equal(seen.length, 2);
+    assert.equal(seen[0]?.revision, 1);
+    assert.equal(seen[1]?.revision, 2);
+    const second = seen[1]?.events ?? [];
+    assert.deepEqual(
+      second.map((event) => `${event.type === eventPut ? "PUT" : "DELETE"} ${text(event.kv?.key ?? new Uint8Array())} m${event.kv?.modRevision}`),
+      ["PUT b m2", "DELETE a m2"],
+    );
+    assert.equal(second[1]?.type, eventDelete);
+    assert.equal(seen[0]?.events[0]?.kv?.lease, 5n);
+    backend.close();
+  });
+});
