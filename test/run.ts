@@ -17,11 +17,14 @@ function findTests(dir: string): string[] {
 const args = process.argv.slice(2);
 const runtimeFlag = args.indexOf("--runtime");
 const runtimes = runtimeFlag >= 0 ? [args[runtimeFlag + 1]] : ["node", "bun"];
-const filters = args.filter((arg, i) => arg !== "--runtime" && i !== runtimeFlag + 1);
+const filters = args.filter((_, i) => runtimeFlag < 0 || (i !== runtimeFlag && i !== runtimeFlag + 1));
 const root = new URL("..", import.meta.url).pathname;
 const files = findTests(join(root, "test"))
   .map((file) => relative(root, file))
   .filter((file) => filters.length === 0 || filters.some((filter) => file.includes(filter)));
+
+/** A test file that runs longer than this is killed and counted as failed. */
+const fileTimeoutMs = Number(process.env.EDGETCD_TEST_FILE_TIMEOUT_MS ?? 300_000);
 
 let passed = 0;
 let failed = 0;
@@ -38,7 +41,10 @@ for (const runtime of runtimes) {
       encoding: "utf8",
       env: { ...process.env, EDGETCD_TEST_RUNTIME: runtime },
       maxBuffer: 256 * 1024 * 1024,
+      timeout: fileTimeoutMs,
+      killSignal: "SIGKILL",
     });
+    if (result.error !== undefined) console.log(`!!! ${runtime}: ${file}: ${result.error.message}`);
     const output = `${result.stdout}${result.stderr}`;
     process.stdout.write(output);
     const counts = runtime === "bun" ? countBun(output) : countNode(output);

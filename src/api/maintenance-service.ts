@@ -45,7 +45,9 @@ export function maintenanceService(server: EtcdServer): ServiceImpl<typeof Maint
       }),
     defragment: notYet("Defragment"),
     hash: notYet("Hash"),
-    snapshot: notYet("Snapshot"),
+    snapshot: async function* () {
+      throw new ConnectError("edgetcd: Snapshot is not implemented yet", Code.Unimplemented);
+    },
     moveLeader: notYet("MoveLeader"),
     downgrade: notYet("Downgrade"),
   };

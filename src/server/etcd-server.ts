@@ -25,7 +25,7 @@ import type { Logger, Runtime, Timer } from "../ports.ts";
 import { Backend } from "../storage/backend.ts";
 import { Wal } from "../storage/wal/wal.ts";
 import { MvccStore } from "../mvcc/store.ts";
-import { KvApplier } from "./apply-kv.ts";
+import { isTxnReadOnly, KvApplier } from "./apply-kv.ts";
 import type { ServerConfig } from "./config.ts";
 import { clusterIdOf, decodeMemberMetadata, encodeMemberMetadata, memberIdOf, type MemberIdentity } from "./identity.ts";
 import { LocalLog } from "./local-log.ts";
@@ -139,7 +139,7 @@ export class EtcdServer {
 
   txn(request: TxnRequest): Promise<TxnResponse> {
     // A read-only txn needs no log entry (etcd serves it like a range).
-    if (isReadOnlyTxn(request)) {
+    if (isTxnReadOnly(request)) {
       this.assertServing();
       const response = this.applier.txn(request);
       response.header = this.header(response.header?.revision);
@@ -307,10 +307,4 @@ export class EtcdServer {
     await this.wal.close();
     await this.releaseLock();
   }
-}
-
-function isReadOnlyTxn(request: TxnRequest): boolean {
-  const opsReadOnly = (ops: TxnRequest["success"]): boolean =>
-    ops.every((op) => op.request.case === "requestRange" || (op.request.case === "requestTxn" && isReadOnlyTxn(op.request.value)));
-  return opsReadOnly(request.success) && opsReadOnly(request.failure);
 }
