@@ -6,6 +6,8 @@ import {
   DeleteRangeRequestSchema,
   PutRequestSchema,
   RangeRequestSchema,
+  type RangeRequest_SortOrder,
+  type RangeRequest_SortTarget,
   type RequestOp,
   RequestOpSchema,
   type TxnRequest,
@@ -68,8 +70,8 @@ describe("validate: single requests", () => {
 
   test("sort order and target out of their enums are invalid sort options", () => {
     const invalid = fails("etcdserver: invalid sort option");
-    assert.throws(() => validateRangeRequest(create(RangeRequestSchema, { key: bytes("k"), sortOrder: 3 })), invalid);
-    assert.throws(() => validateRangeRequest(create(RangeRequestSchema, { key: bytes("k"), sortTarget: 5 })), invalid);
+    assert.throws(() => validateRangeRequest(create(RangeRequestSchema, { key: bytes("k"), sortOrder: 3 as RangeRequest_SortOrder })), invalid);
+    assert.throws(() => validateRangeRequest(create(RangeRequestSchema, { key: bytes("k"), sortTarget: 5 as RangeRequest_SortTarget })), invalid);
     validateRangeRequest(create(RangeRequestSchema, { key: bytes("k"), sortOrder: 2, sortTarget: 4 }));
   });
 });
