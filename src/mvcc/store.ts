@@ -16,6 +16,10 @@ export type { CommittedHook, RangeOptions, RangeResult } from "./kv.ts";
 
 /** etcd's default number of revisions removed per compaction batch. */
 export const compactionBatchLimitDefault = 1000;
+/** The revision of an empty store. */
+export const initialRevision = 1;
+/** compactRevision of a store never compacted (etcd reports -1 in HashKV). */
+export const neverCompacted = -1;
 /** Rows read per chunk when rebuilding the key index (etcd's restoreChunkKeys). */
 export const restoreChunkRows = 10_000;
 
@@ -25,10 +29,13 @@ export interface MvccStoreOptions {
 }
 
 export class MvccStore {
-  /** Revision of the last write transaction that changed something. */
-  currentRevision = 0;
-  /** Reads below this revision fail with "compacted". */
-  compactRevision = 0;
+  /**
+   * Revision of the last write transaction that changed something. An empty
+   * store is at revision 1, so the first write gets 2 (etcd).
+   */
+  currentRevision = initialRevision;
+  /** Reads below this revision fail with "compacted"; -1 until the first compaction (etcd). */
+  compactRevision = neverCompacted;
   readonly index = new KeyIndex();
   readonly compactionBatchLimit: number;
   /** Set by the watch layer; receives every committed transaction's events in order. */
@@ -178,12 +185,12 @@ export class MvccStore {
 
   /** Rebuilds the key index from the backend, then finishes an interrupted compaction. */
   private restore(): void {
-    this.compactRevision = this.backend.metaNumber(metaKeys.finishedCompactRevision);
-    const scheduled = this.backend.metaNumber(metaKeys.scheduledCompactRevision);
+    this.compactRevision = this.backend.metaNumber(metaKeys.finishedCompactRevision, neverCompacted);
+    const scheduled = this.backend.metaNumber(metaKeys.scheduledCompactRevision, neverCompacted);
     const leases = new Map<KeyHistory, bigint>();
     let afterMain = 0;
     let afterSub = 0;
-    let current = 0;
+    let current = initialRevision;
     for (;;) {
       const rows = this.backend.scanIndexRows(afterMain, afterSub, restoreChunkRows);
       for (const row of rows) {

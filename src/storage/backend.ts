@@ -275,10 +275,10 @@ export class Backend {
 
   // --- meta -------------------------------------------------------------
 
-  /** A number kept in the meta bucket, 0 when absent. */
-  metaNumber(key: Uint8Array): number {
+  /** A number kept in the meta bucket, `absent` when there is none. */
+  metaNumber(key: Uint8Array, absent = 0): number {
     const row = this.getBucket.get(metaBucket, key);
-    if (row === undefined || row.value === null || row.value === undefined) return 0;
+    if (row === undefined || row.value === null || row.value === undefined) return absent;
     return Number(row.value);
   }
 

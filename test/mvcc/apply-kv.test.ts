@@ -78,12 +78,12 @@ const { VERSION, CREATE, MOD, VALUE, LEASE } = Compare_CompareTarget;
 describe("apply: range", () => {
   async function seeded(): Promise<KvApplier> {
     const kv = await applier();
-    put(kv, "a", "3"); // 1
-    put(kv, "b", "1"); // 2
-    put(kv, "c", "2"); // 3
-    put(kv, "b", "0"); // 4: b has version 2
-    put(kv, "d", "9"); // 5
-    put(kv, "b", "5"); // 6: b version 3
+    put(kv, "a", "3"); // 2
+    put(kv, "b", "1"); // 3
+    put(kv, "c", "2"); // 4
+    put(kv, "b", "0"); // 5: b has version 2
+    put(kv, "d", "9"); // 6
+    put(kv, "b", "5"); // 7: b version 3
     return kv;
   }
 
@@ -93,7 +93,7 @@ describe("apply: range", () => {
     assert.deepEqual(keys(response), ["a", "b"]);
     assert.equal(response.more, true);
     assert.equal(response.count, 4n);
-    assert.equal(response.header?.revision, 6n);
+    assert.equal(response.header?.revision, 7n);
     response = range(kv, "a", { rangeEnd: zero, limit: 4n });
     assert.equal(response.more, false);
     response = range(kv, "a", { rangeEnd: zero, countOnly: true });
@@ -101,11 +101,11 @@ describe("apply: range", () => {
     assert.equal(response.count, 4n);
     assert.equal(response.more, false);
     response = range(kv, "b", { keysOnly: true });
-    assert.deepEqual(summary(response.kvs), ["b=@c2m6v3"]);
-    response = range(kv, "a", { rangeEnd: bytes("c"), revision: 3n });
-    assert.deepEqual(summary(response.kvs), ["a=3@c1m1v1", "b=1@c2m2v1"]);
-    assert.equal(response.header?.revision, 6n, "header says the store's revision, not the read one");
-    assert.throws(() => range(kv, "a", { revision: 7n }), errorWith("etcdserver: mvcc: required revision is a future revision"));
+    assert.deepEqual(summary(response.kvs), ["b=@c3m7v3"]);
+    response = range(kv, "a", { rangeEnd: bytes("c"), revision: 4n });
+    assert.deepEqual(summary(response.kvs), ["a=3@c2m2v1", "b=1@c3m3v1"]);
+    assert.equal(response.header?.revision, 7n, "header says the store's revision, not the read one");
+    assert.throws(() => range(kv, "a", { revision: 8n }), errorWith("etcdserver: mvcc: required revision is a future revision"));
     // The response is a valid protobuf message.
     const decoded = fromBinary(RangeResponseSchema, toBinary(RangeResponseSchema, response));
     assert.equal(decoded.kvs.length, 2);
@@ -144,15 +144,15 @@ describe("apply: range", () => {
 
   test("min/max mod and create revision filters apply after the range; count does not change", async () => {
     const kv = await seeded();
-    let response = range(kv, "a", { rangeEnd: zero, minModRevision: 3n, maxModRevision: 5n });
+    let response = range(kv, "a", { rangeEnd: zero, minModRevision: 4n, maxModRevision: 6n });
     assert.deepEqual(keys(response), ["c", "d"]);
     assert.equal(response.count, 4n);
-    response = range(kv, "a", { rangeEnd: zero, minCreateRevision: 2n, maxCreateRevision: 3n });
+    response = range(kv, "a", { rangeEnd: zero, minCreateRevision: 3n, maxCreateRevision: 4n });
     assert.deepEqual(keys(response), ["b", "c"]);
-    response = range(kv, "a", { rangeEnd: zero, minCreateRevision: 2n, limit: 1n });
+    response = range(kv, "a", { rangeEnd: zero, minCreateRevision: 3n, limit: 1n });
     assert.deepEqual(keys(response), ["b"]);
     assert.equal(response.more, true);
-    response = range(kv, "a", { rangeEnd: zero, minCreateRevision: 4n, limit: 1n });
+    response = range(kv, "a", { rangeEnd: zero, minCreateRevision: 5n, limit: 1n });
     assert.deepEqual(keys(response), ["d"]);
     assert.equal(response.more, false);
   });
@@ -162,14 +162,14 @@ describe("apply: put and delete", () => {
   test("put: revision, prev_kv, lease kept by ignore_lease, value kept by ignore_value", async () => {
     const kv = await applier();
     let response = put(kv, "k", "v1", { lease: 7n, prevKv: true });
-    assert.equal(response.header?.revision, 1n);
+    assert.equal(response.header?.revision, 2n);
     assert.equal(response.prevKv, undefined);
     response = put(kv, "k", "v2", { prevKv: true, ignoreLease: true });
-    assert.deepEqual(summary([response.prevKv!]), ["k=v1@c1m1v1"]);
+    assert.deepEqual(summary([response.prevKv!]), ["k=v1@c2m2v1"]);
     assert.equal(range(kv, "k").kvs[0]?.lease, 7n);
     put(kv, "k", "", { ignoreValue: true, lease: 8n });
     const now = range(kv, "k").kvs[0]!;
-    assert.deepEqual(summary([now]), ["k=v2@c1m3v3"]);
+    assert.deepEqual(summary([now]), ["k=v2@c2m4v3"]);
     assert.equal(now.lease, 8n);
   });
 
@@ -177,14 +177,14 @@ describe("apply: put and delete", () => {
     const kv = await applier();
     assert.throws(() => put(kv, "k", "", { ignoreValue: true }), errorWith("etcdserver: key not found"));
     assert.throws(() => put(kv, "k", "x", { ignoreLease: true }), errorWith("etcdserver: key not found"));
-    assert.equal(kv.store.currentRevision, 0);
+    assert.equal(kv.store.currentRevision, 1);
   });
 
   test("lease hook: a put naming a missing lease fails", async () => {
     const kv = await applier((id) => id === 5n);
     assert.throws(() => put(kv, "k", "v", { lease: 6n }), errorWith("etcdserver: requested lease not found"));
-    assert.equal(put(kv, "k", "v", { lease: 5n }).header?.revision, 1n);
-    assert.equal(put(kv, "j", "v").header?.revision, 2n);
+    assert.equal(put(kv, "k", "v", { lease: 5n }).header?.revision, 2n);
+    assert.equal(put(kv, "j", "v").header?.revision, 3n);
   });
 
   test("delete range: deleted count, prev_kvs, revision unchanged when nothing matched", async () => {
@@ -194,23 +194,32 @@ describe("apply: put and delete", () => {
     put(kv, "c", "3");
     let response = kv.deleteRange(create(DeleteRangeRequestSchema, { key: bytes("a"), rangeEnd: bytes("c"), prevKv: true }));
     assert.equal(response.deleted, 2n);
-    assert.deepEqual(summary(response.prevKvs), ["a=1@c1m1v1", "b=2@c2m2v1"]);
-    assert.equal(response.header?.revision, 4n);
+    assert.deepEqual(summary(response.prevKvs), ["a=1@c2m2v1", "b=2@c3m3v1"]);
+    assert.equal(response.header?.revision, 5n);
     response = kv.deleteRange(create(DeleteRangeRequestSchema, { key: bytes("a"), rangeEnd: bytes("c") }));
     assert.equal(response.deleted, 0n);
-    assert.equal(response.header?.revision, 4n);
+    assert.equal(response.header?.revision, 5n);
     response = kv.deleteRange(create(DeleteRangeRequestSchema, { key: bytes("\u0000"), rangeEnd: zero }));
     assert.equal(response.deleted, 1n);
     assert.deepEqual(response.prevKvs, []);
+  });
+
+  test("compact: a fresh store (revision 1, never compacted) accepts revision 0, then 1 (etcd)", async () => {
+    const kv = await applier();
+    assert.equal(kv.store.compactRevision, -1);
+    assert.equal(kv.compact(create(CompactionRequestSchema, { revision: 0n })).header?.revision, 1n);
+    assert.equal(kv.store.compactRevision, 0);
+    kv.compact(create(CompactionRequestSchema, { revision: 1n }));
+    assert.equal(kv.store.compactRevision, 1);
   });
 
   test("compact: errors and header", async () => {
     const kv = await applier();
     put(kv, "a", "1");
     put(kv, "a", "2");
-    assert.equal(kv.compact(create(CompactionRequestSchema, { revision: 1n, physical: true })).header?.revision, 2n);
-    assert.throws(() => kv.compact(create(CompactionRequestSchema, { revision: 1n })), errorWith("etcdserver: mvcc: required revision has been compacted"));
-    assert.throws(() => kv.compact(create(CompactionRequestSchema, { revision: 3n })), errorWith("etcdserver: mvcc: required revision is a future revision"));
+    assert.equal(kv.compact(create(CompactionRequestSchema, { revision: 2n, physical: true })).header?.revision, 3n);
+    assert.throws(() => kv.compact(create(CompactionRequestSchema, { revision: 2n })), errorWith("etcdserver: mvcc: required revision has been compacted"));
+    assert.throws(() => kv.compact(create(CompactionRequestSchema, { revision: 4n })), errorWith("etcdserver: mvcc: required revision is a future revision"));
   });
 });
 
@@ -223,15 +232,15 @@ describe("apply: txn", () => {
     put(kv, "a", "0");
     const response = kv.txn(txn([], [opPut("a", "1"), opRange("a"), opPut("b", "2"), opDelete("a"), opRange("a", { rangeEnd: zero })]));
     assert.equal(response.succeeded, true);
-    assert.equal(response.header?.revision, 2n);
-    assert.equal(kv.store.currentRevision, 2);
+    assert.equal(response.header?.revision, 3n);
+    assert.equal(kv.store.currentRevision, 3);
     const cases = response.responses.map((r) => r.response.case);
     assert.deepEqual(cases, ["responsePut", "responseRange", "responsePut", "responseDeleteRange", "responseRange"]);
     const inner = response.responses.map((r) => r.response.value?.header?.revision);
-    assert.deepEqual(inner, [2n, 2n, 2n, 2n, 2n]);
+    assert.deepEqual(inner, [3n, 3n, 3n, 3n, 3n]);
     const firstRange = response.responses[1]?.response;
     assert.equal(firstRange?.case, "responseRange");
-    if (firstRange?.case === "responseRange") assert.deepEqual(summary(firstRange.value.kvs), ["a=1@c1m2v2"]);
+    if (firstRange?.case === "responseRange") assert.deepEqual(summary(firstRange.value.kvs), ["a=1@c2m3v2"]);
     const lastRange = response.responses[4]?.response;
     if (lastRange?.case === "responseRange") assert.deepEqual(keys(lastRange.value), ["b"]);
     fromBinary(TxnResponseSchema, toBinary(TxnResponseSchema, response));
@@ -241,13 +250,13 @@ describe("apply: txn", () => {
     const kv = await applier();
     put(kv, "a", "0");
     let response = kv.txn(txn([], [opRange("a")]));
-    assert.equal(response.header?.revision, 1n);
+    assert.equal(response.header?.revision, 2n);
     response = kv.txn(txn([compare("a", VALUE, EQUAL, "nope")], [opPut("a", "x")], []));
     assert.equal(response.succeeded, false);
-    assert.equal(response.header?.revision, 1n);
-    assert.equal(kv.store.currentRevision, 1);
+    assert.equal(response.header?.revision, 2n);
+    assert.equal(kv.store.currentRevision, 2);
     response = kv.txn(txn([], [opDelete("zz")]));
-    assert.equal(response.header?.revision, 1n, "a delete of nothing changes nothing");
+    assert.equal(response.header?.revision, 2n, "a delete of nothing changes nothing");
   });
 
   test("compares: every target and result on an existing key", async () => {
@@ -257,8 +266,8 @@ describe("apply: txn", () => {
     const ok = (c: Compare) => kv.txn(txn([c], [])).succeeded;
     for (const [target, actual] of [
       [VERSION, 2n],
-      [CREATE, 1n],
-      [MOD, 2n],
+      [CREATE, 2n],
+      [MOD, 3n],
       [LEASE, 4n],
     ] as const) {
       assert.equal(ok(compare("k", target, EQUAL, actual)), true, `${target} =`);
@@ -293,19 +302,19 @@ describe("apply: txn", () => {
     const ok = (c: Compare) => kv.txn(txn([c], [])).succeeded;
     assert.equal(ok(compare("p/", VALUE, EQUAL, "1", bytes("p/c"))), true);
     assert.equal(ok(compare("p/", VALUE, EQUAL, "1", bytes("p0"))), false);
-    assert.equal(ok(compare("p/", MOD, LESS, 4n, bytes("p0"))), true);
-    assert.equal(ok(compare("p/", MOD, GREATER, 1n, bytes("p0"))), false);
+    assert.equal(ok(compare("p/", MOD, LESS, 5n, bytes("p0"))), true);
+    assert.equal(ok(compare("p/", MOD, GREATER, 2n, bytes("p0"))), false);
     assert.equal(ok(compare("p/", CREATE, GREATER, 0n, zero)), true);
     assert.equal(ok(compare("q/", CREATE, EQUAL, 0n, bytes("q0"))), true, "empty range: zero values");
   });
 
   test("nested txns: compares see the state before the txn; one revision for all", async () => {
     const kv = await applier();
-    put(kv, "a", "1"); // 1
+    put(kv, "a", "1"); // 2
     const nested = txn([compare("a", VALUE, EQUAL, "1")], [opPut("n", "then")], [opPut("n", "else")]);
     const response = kv.txn(txn([compare("a", VERSION, EQUAL, 1n)], [opPut("a", "2"), opTxn(nested), opRange("n")]));
     assert.equal(response.succeeded, true);
-    assert.equal(response.header?.revision, 2n);
+    assert.equal(response.header?.revision, 3n);
     const inner = response.responses[1]?.response;
     assert.equal(inner?.case, "responseTxn");
     if (inner?.case === "responseTxn") {
@@ -313,8 +322,8 @@ describe("apply: txn", () => {
       assert.equal(inner.value.header?.revision, 0n, "etcd leaves the nested header empty");
       assert.equal(inner.value.responses[0]?.response.case, "responsePut");
     }
-    assert.deepEqual(summary(range(kv, "n").kvs), ["n=then@c2m2v1"]);
-    assert.deepEqual(summary(range(kv, "a").kvs), ["a=2@c1m2v2"]);
+    assert.deepEqual(summary(range(kv, "n").kvs), ["n=then@c3m3v1"]);
+    assert.deepEqual(summary(range(kv, "a").kvs), ["a=2@c2m3v2"]);
   });
 
   test("checks run before any write: a failing put or range in the chosen branch changes nothing", async () => {
@@ -323,12 +332,12 @@ describe("apply: txn", () => {
     assert.throws(() => kv.txn(txn([], [opPut("b", "x"), opPut("missing", "", { ignoreValue: true })])), errorWith("etcdserver: key not found"));
     assert.throws(() => kv.txn(txn([], [opPut("b", "x"), opPut("c", "y", { lease: 9n })])), errorWith("etcdserver: requested lease not found"));
     assert.throws(() => kv.txn(txn([], [opPut("b", "x"), opRange("a", { revision: 5n })])), errorWith("etcdserver: mvcc: required revision is a future revision"));
-    assert.equal(kv.store.currentRevision, 1);
+    assert.equal(kv.store.currentRevision, 2);
     assert.equal(range(kv, "b").count, 0n);
     // Checks follow the chosen branch only.
     const response = kv.txn(txn([compare("a", VALUE, EQUAL, "no")], [opPut("missing", "", { ignoreValue: true })], [opPut("b", "x")]));
     assert.equal(response.succeeded, false);
-    assert.equal(kv.store.currentRevision, 2);
+    assert.equal(kv.store.currentRevision, 3);
   });
 
   test("compacted revision in a txn range fails the txn", async () => {
@@ -336,11 +345,11 @@ describe("apply: txn", () => {
     put(kv, "a", "1");
     put(kv, "a", "2");
     put(kv, "a", "3");
-    kv.compact(create(CompactionRequestSchema, { revision: 2n }));
-    assert.throws(() => kv.txn(txn([], [opRange("a", { revision: 1n })])), errorWith("etcdserver: mvcc: required revision has been compacted"));
-    const response = kv.txn(txn([], [opRange("a", { revision: 2n })]));
+    kv.compact(create(CompactionRequestSchema, { revision: 3n }));
+    assert.throws(() => kv.txn(txn([], [opRange("a", { revision: 2n })])), errorWith("etcdserver: mvcc: required revision has been compacted"));
+    const response = kv.txn(txn([], [opRange("a", { revision: 3n })]));
     const first = response.responses[0]?.response;
-    if (first?.case === "responseRange") assert.deepEqual(summary(first.value.kvs), ["a=2@c1m2v2"]);
+    if (first?.case === "responseRange") assert.deepEqual(summary(first.value.kvs), ["a=2@c2m3v2"]);
     else assert.fail("expected a range response");
   });
 });
