@@ -39,6 +39,8 @@ const table = {
   valueProvided: [C.InvalidArgument, "etcdserver: value is provided"],
   leaseProvided: [C.InvalidArgument, "etcdserver: lease is provided"],
   tooManyOps: [C.InvalidArgument, "etcdserver: too many operations in txn request"],
+  // etcd 3.5's check; etcd 3.4 accepts unknown sort values and crashes sorting by them.
+  invalidSortOption: [C.InvalidArgument, "etcdserver: invalid sort option"],
   duplicateKey: [C.InvalidArgument, "etcdserver: duplicate key given in txn request"],
   compacted: [C.OutOfRange, "etcdserver: mvcc: required revision has been compacted"],
   futureRevision: [C.OutOfRange, "etcdserver: mvcc: required revision is a future revision"],

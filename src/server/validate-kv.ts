@@ -10,7 +10,7 @@ import type {
   RequestOp,
   TxnRequest,
 } from "../gen/etcdserverpb/rpc_pb.ts";
-import { EtcdError, etcdError, GrpcCode } from "../errors.ts";
+import { etcdError } from "../errors.ts";
 import { keyString } from "../mvcc/key-bytes.ts";
 
 /** etcd's default --max-txn-ops: most ops in a txn's compare, success or failure list. */
@@ -19,21 +19,12 @@ export const maxTxnOpsDefault = 128;
 const sortOrderMax = 2; // NONE, ASCEND, DESCEND
 const sortTargetMax = 4; // KEY, VERSION, CREATE, MOD, VALUE
 
-/**
- * etcd 3.5's "invalid sort option" (InvalidArgument). etcd 3.4 accepts unknown
- * sort values and then crashes sorting by an unknown target; rejecting them is
- * the fix etcd made.
- */
-function invalidSortOption(): EtcdError {
-  return new EtcdError(GrpcCode.InvalidArgument, "etcdserver: invalid sort option");
-}
-
 export function validateRangeRequest(request: RangeRequest): void {
   if (request.key.length === 0) throw etcdError("emptyKey");
   const order: number = request.sortOrder;
   const target: number = request.sortTarget;
-  if (!Number.isInteger(order) || order < 0 || order > sortOrderMax) throw invalidSortOption();
-  if (!Number.isInteger(target) || target < 0 || target > sortTargetMax) throw invalidSortOption();
+  if (!Number.isInteger(order) || order < 0 || order > sortOrderMax) throw etcdError("invalidSortOption");
+  if (!Number.isInteger(target) || target < 0 || target > sortTargetMax) throw etcdError("invalidSortOption");
 }
 
 export function validatePutRequest(request: PutRequest): void {
