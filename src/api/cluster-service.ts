@@ -11,7 +11,8 @@ const notYet = (what: string) => () =>
 export function clusterService(server: EtcdServer): ServiceImpl<typeof Cluster> {
   return {
     memberList: () =>
-      guarded(() => create(MemberListResponseSchema, { header: server.header(), members: server.members() })),
+      // etcd's cluster responses carry no revision in their header.
+      guarded(() => create(MemberListResponseSchema, { header: server.header(0n), members: server.members() })),
     memberAdd: notYet("MemberAdd"),
     memberRemove: notYet("MemberRemove"),
     memberUpdate: notYet("MemberUpdate"),

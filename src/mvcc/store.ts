@@ -7,7 +7,7 @@
 import type { Event, KeyValue } from "../gen/mvccpb/kv_pb.ts";
 import { etcdError } from "../errors.ts";
 import { type Backend, type KvRow, metaKeys } from "../storage/backend.ts";
-import { crc32c } from "./crc32c.ts";
+import { crc32c } from "../storage/crc32c.ts";
 import { KeyHistory, KeyIndex } from "./key-index.ts";
 import { type CommittedHook, type RangeOptions, type RangeResult, rowToKeyValue } from "./kv.ts";
 import { WriteTxn } from "./write-txn.ts";

@@ -1,4 +1,4 @@
-// CRC-32C (Castagnoli), the checksum etcd's HashKV uses.
+// CRC-32C (Castagnoli): the WAL's record checksum and the hash behind HashKV.
 
 const table = (() => {
   const entries = new Uint32Array(256);
