@@ -44,38 +44,41 @@ describe("SafetyChecker", () => {
 
   test("state machine safety: same entry at each index, in order", () => {
     const checker = new SafetyChecker(initial, 1);
-    let a = checker.observeApply(1, initial, entry(2, 2));
-    a = checker.observeApply(1, a, entry(3, 2, 7));
-    let b = checker.observeApply(2, initial, entry(2, 2));
-    b = checker.observeApply(2, b, entry(3, 2, 7));
+    let a = checker.observeApply(1, 5, initial, entry(2, 2));
+    a = checker.observeApply(1, 5, a, entry(3, 2, 7));
+    let b = checker.observeApply(2, 5, initial, entry(2, 2));
+    b = checker.observeApply(2, 5, b, entry(3, 2, 7));
     assert.deepEqual(a, b);
     assert.equal(checker.maxAppliedIndex, 3);
-    assert.throws(() => checker.observeApply(3, initial, entry(3, 2, 7)), violation("state machine safety"));
-    const c = checker.observeApply(3, initial, entry(2, 2));
-    assert.throws(() => checker.observeApply(3, c, entry(3, 3, 8)), violation("state machine safety"));
+    assert.throws(() => checker.observeApply(3, 5, initial, entry(3, 2, 7)), violation("state machine safety"));
+    const c = checker.observeApply(3, 5, initial, entry(2, 2));
+    assert.throws(() => checker.observeApply(3, 5, c, entry(3, 3, 8)), violation("state machine safety"));
   });
 
   test("snapshots must equal the applied state at their index", () => {
     const checker = new SafetyChecker(initial, 1);
-    const a = checker.observeApply(1, initial, entry(2, 2, 1));
+    const a = checker.observeApply(1, 5, initial, entry(2, 2, 1));
     checker.observeSnapshotRestore(2, a, 2);
     assert.throws(() => checker.observeSnapshotRestore(2, { index: 2, hash: a.hash + 1 }, 2), violation("state machine safety"));
     assert.throws(() => checker.observeSnapshotRestore(2, a, 3), violation("state machine safety"));
     assert.throws(() => checker.observeSnapshotRestore(2, { index: 9, hash: 0 }, 2), violation("state machine safety"));
   });
 
-  test("leader completeness: a new leader holds every committed entry", () => {
+  test("leader completeness: a leader holds every entry committed in an earlier term", () => {
     const checker = new SafetyChecker(initial, 1);
-    let state = checker.observeApply(1, initial, entry(2, 2));
-    state = checker.observeApply(1, state, entry(3, 2, 5));
-    const good = [undefined, 1, 2, 2, 4];
-    checker.checkLeaderLog(2, 4, 3, (index) => good[index]);
+    let state = checker.observeApply(1, 2, initial, entry(2, 2));
+    state = checker.observeApply(1, 2, state, entry(3, 2, 5));
+    checker.observeApply(1, 4, state, entry(4, 4, 6));
+    const good = [undefined, 1, 2, 2];
+    checker.checkLeaderLog(2, 3, (index) => good[index]);
     const short = [undefined, 1, 2];
-    assert.throws(() => checker.checkLeaderLog(3, 4, 3, (index) => short[index]), violation("leader completeness"));
+    assert.throws(() => checker.checkLeaderLog(3, 3, (index) => short[index]), violation("leader completeness"));
     const wrong = [undefined, 1, 2, 3];
-    assert.throws(() => checker.checkLeaderLog(3, 4, 3, (index) => wrong[index]), violation("leader completeness"));
+    assert.throws(() => checker.checkLeaderLog(3, 3, (index) => wrong[index]), violation("leader completeness"));
+    // Index 4 was applied by a node of term 4: maybe committed in term 4, so a term-3 leader may lack it; a term-5 one may not.
+    assert.throws(() => checker.checkLeaderLog(3, 5, (index) => good[index]), violation("leader completeness"));
     // Indexes behind the leader's snapshot are covered by the snapshot check.
-    checker.checkLeaderLog(3, 4, 3, (index) => (index <= 3 ? null : undefined));
+    checker.checkLeaderLog(3, 5, (index) => (index <= 4 ? null : undefined));
   });
 
   test("reads: served at or after everything applied before they were issued", () => {
@@ -88,7 +91,7 @@ describe("SafetyChecker", () => {
 
   test("acknowledged values must be in every converged node's applied state", () => {
     const checker = new SafetyChecker(initial, 1);
-    const state = checker.observeApply(1, initial, entry(2, 2, 42));
+    const state = checker.observeApply(1, 5, initial, entry(2, 2, 42));
     checker.acknowledge({ value: 42, index: 2, term: 2 });
     checker.checkHoldsAcknowledged(1, state);
     assert.throws(() => checker.checkHoldsAcknowledged(2, initial), violation("acknowledged write lost"));

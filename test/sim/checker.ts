@@ -4,8 +4,10 @@
 //  - log matching: one (index, term) names one entry with one predecessor
 //    term, so two logs that agree on an entry agree on the prefix before it
 //    (by induction on the index);
-//  - leader completeness: a new leader's log holds every entry known
-//    committed when it took over;
+//  - leader completeness: the log of the leader of term T holds every entry
+//    committed in a term below T. An entry first applied by a node whose term
+//    was A was committed in a term <= A (a node learns of a commit only from
+//    a leader of its term or lower), so entries with A < T are checked;
 //  - state machine safety: every node applies the same entry at an index,
 //    and restores snapshots equal to what was applied there;
 //  - no acknowledged write lost and linearizable ReadIndex: a read issued after
@@ -45,6 +47,8 @@ export class SafetyChecker {
   private readonly appliedFingerprint: string[] = [];
   private readonly appliedTerm: number[] = [];
   private readonly appliedHash: number[] = [];
+  /** Term of the node that first applied each index: the commit happened in this term or earlier. */
+  private readonly appliedInTerm: number[] = [];
   private readonly acknowledged: Acknowledgement[] = [];
   maxAppliedIndex = 0;
   readsChecked = 0;
@@ -121,10 +125,11 @@ export class SafetyChecker {
   }
 
   /**
-   * `node`, whose state was `state`, applies `entry`; returns the new state.
-   * Every node must apply the same entry at each index, in index order.
+   * `node`, whose state was `state` and whose term is `nodeTerm`, applies
+   * `entry`; returns the new state. Every node must apply the same entry at
+   * each index, in index order.
    */
-  observeApply(node: number, state: MachineState, entry: Entry): MachineState {
+  observeApply(node: number, nodeTerm: number, state: MachineState, entry: Entry): MachineState {
     if (entry.index !== state.index + 1) {
       throw new SafetyViolation("state machine safety", `node ${node} at ${state.index} applies index ${entry.index}`);
     }
@@ -135,6 +140,7 @@ export class SafetyChecker {
       this.appliedFingerprint[entry.index] = fingerprint;
       this.appliedTerm[entry.index] = entry.term;
       this.appliedHash[entry.index] = hash;
+      this.appliedInTerm[entry.index] = nodeTerm;
       if (entry.index > this.maxAppliedIndex) this.maxAppliedIndex = entry.index;
     } else if (known !== fingerprint) {
       throw new SafetyViolation("state machine safety", `index ${entry.index}: applied ${known} before, node ${node} applies ${fingerprint}`);
@@ -161,20 +167,21 @@ export class SafetyChecker {
   }
 
   /**
-   * Leader completeness: the log of a new leader (read through `termAt`,
-   * undefined past its end, null for compacted indexes) holds every entry
-   * committed up to `committedBound`.
+   * Leader completeness: the log of the leader of `term` (read through
+   * `termAt`: undefined past its end, null for compacted indexes) holds every
+   * applied entry that was committed in a term below `term`.
    */
-  checkLeaderLog(node: number, term: number, committedBound: number, termAt: (index: number) => number | undefined | null): void {
-    for (let index = committedBound; index >= 1; index--) {
+  checkLeaderLog(node: number, term: number, termAt: (index: number) => number | undefined | null): void {
+    for (let index = this.maxAppliedIndex; index >= 1; index--) {
       const expected = this.appliedTerm[index];
-      if (expected === undefined) continue;
+      const appliedInTerm = this.appliedInTerm[index];
+      if (expected === undefined || appliedInTerm === undefined || appliedInTerm >= term) continue;
       const actual = termAt(index);
       if (actual === null) return; // covered by its snapshot, checked when restored
       if (actual !== expected) {
         throw new SafetyViolation(
           "leader completeness",
-          `leader ${node} of term ${term} has ${actual === undefined ? "no entry" : `term ${actual}`} at committed index ${index} (term ${expected})`,
+          `leader ${node} of term ${term} has ${actual === undefined ? "no entry" : `term ${actual}`} at committed index ${index} (term ${expected}, applied in term ${appliedInTerm})`,
         );
       }
     }

@@ -72,7 +72,7 @@ export class SimNode {
   machine: MachineState = { index: 0, hash: 0 };
   confState: ConfState = { voters: [], learners: [] };
   /** Set when the node became leader: check its log once its first leader Ready is durable. */
-  private leaderCheck: { term: number; committedBound: number } | undefined;
+  private leaderCheck: { term: number } | undefined;
   crashes = 0;
 
   constructor(
@@ -153,7 +153,7 @@ export class SimNode {
     this.lead = softState.lead;
     if (softState.state === StateType.Leader) {
       this.env.checker.observeLeader(this.hardState.term, this.id, "became leader");
-      this.leaderCheck = { term: this.hardState.term, committedBound: this.env.checker.maxAppliedIndex };
+      this.leaderCheck = { term: this.hardState.term };
     }
   }
 
@@ -189,7 +189,7 @@ export class SimNode {
     for (const readState of ready.readStates) env.onReadState(this, readState);
     if (ready.snapshot !== undefined) this.restoreSnapshot(ready);
     for (const entry of ready.committedEntries) {
-      this.machine = env.checker.observeApply(this.id, this.machine, entry);
+      this.machine = env.checker.observeApply(this.id, this.hardState.term, this.machine, entry);
       env.onApplied(this, entry);
     }
     raft.advance(ready);
@@ -202,7 +202,7 @@ export class SimNode {
     if (check === undefined) return;
     this.leaderCheck = undefined;
     if (this.role !== StateType.Leader || this.hardState.term !== check.term) return;
-    this.env.checker.checkLeaderLog(this.id, check.term, check.committedBound, (index) => {
+    this.env.checker.checkLeaderLog(this.id, check.term, (index) => {
       if (index > this.storage.lastIndex()) return undefined;
       try {
         return this.storage.term(index);
