@@ -31,6 +31,7 @@ export interface Listener {
 }
 
 const http2PrefaceStart = Buffer.from("PRI * HTTP/2.0");
+const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
 
 export async function listenHttp(options: ListenOptions): Promise<Listener> {
   const h2 = http2.createServer(
@@ -83,7 +84,10 @@ function routeByPreface(socket: net.Socket, h2: http2.Http2Server, h1: http.Serv
     socket.pause();
     socket.unshift(buffered);
     (isHttp2 ? h2 : h1).emit("connection", socket);
-    if (!isHttp2) socket.resume();
+    // Node's HTTP/2 session drains the unshifted bytes itself on the next tick
+    // and then reads the socket natively; resuming first would lose them. Bun's
+    // session reads through the stream, which must flow.
+    if (!isHttp2 || isBun) socket.resume();
   };
   socket.on("data", onData);
   socket.on("error", () => socket.destroy());

@@ -22,6 +22,9 @@ const delOp = (key: string, rangeEnd = "") =>
 
 type Call = (client: Client<typeof KV>) => Promise<unknown>;
 
+/** Requests etcd 3.4 accepts although they look wrong: we must answer the same. */
+const acceptedByEtcd = new Set(["txn with unknown compare target", "txn with unknown compare result"]);
+
 const cases: Array<[string, Call]> = [
   ["oversized put", (c) => c.put({ key: bytes("big"), value: new Uint8Array(1_600_000) })],
   ["empty key range", (c) => c.range({ key: new Uint8Array(0) })],
@@ -90,7 +93,7 @@ describe("bad input", () => {
     for (const [name, call] of cases) {
       const expected = await outcome(etcdClient, call);
       const actual = await outcome(edgetcdClient, call);
-      assert.notEqual(expected, "ok", `${name}: etcd refuses it`);
+      if (!acceptedByEtcd.has(name)) assert.notEqual(expected, "ok", `${name}: etcd refuses it`);
       assert.equal(actual, expected, name);
       const after = await edgetcdClient.put({ key: bytes("alive"), value: bytes(name) });
       assert.ok((after.header?.revision ?? 0n) > 0n, `${name}: the node still serves writes`);
