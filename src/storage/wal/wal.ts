@@ -21,6 +21,7 @@ import {
   encodeRecordInto,
   entryPayload,
   hardStatePayload,
+  recordHeaderBytes,
   RecordType,
   recordSize,
   snapshotPayload,
@@ -122,6 +123,12 @@ export class Wal {
       const path = fs.join(dir, segment.name);
       const bytes = await fs.readFile(path);
       const isLast = position === segments.length - 1;
+      // Each segment opens with a CRC record carrying the chain's seed. For the
+      // oldest segment kept (older ones released), that record starts the chain;
+      // for the others it must continue it.
+      const seed = chainSeed(bytes);
+      if (position === 0 && seed !== undefined) crc = seed;
+      else if (seed !== crc) throw new WalCorruptError(path, 0, "segment does not continue the checksum chain");
       let offset = 0;
       for (;;) {
         const result = decodeRecord(bytes, offset, crc);
@@ -289,6 +296,12 @@ async function writeSegmentStart(
   await fs.syncDir(dir);
   const file = await fs.open(path, "append");
   return { file, crc, size: buffer.length };
+}
+
+/** The seed carried by a segment's leading CRC record, if it has one. */
+function chainSeed(bytes: Uint8Array): number | undefined {
+  if (bytes.length < recordHeaderBytes + 8 || bytes[8] !== RecordType.Crc) return undefined;
+  return Number(new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getBigUint64(recordHeaderBytes, true));
 }
 
 /**
