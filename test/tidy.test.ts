@@ -1,0 +1,61 @@
+// The layer rules of ../shared/design.md, held by a test: src/ never reaches
+// the runtime directly, the deterministic cores use no clock, timer or
+// randomness of their own, and imports point one way.
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { join, relative } from "node:path";
+
+const root = new URL("..", import.meta.url).pathname;
+
+function sources(dir: string): string[] {
+  const found: string[] = [];
+  for (const name of readdirSync(dir)) {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) found.push(...sources(path));
+    else if (name.endsWith(".ts")) found.push(path);
+  }
+  return found;
+}
+
+function importsOf(text: string): string[] {
+  return [...text.matchAll(/(?:import|export)\s[^'"]*?from\s+["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)/g)].map(
+    (match) => (match[1] ?? match[2]) as string,
+  );
+}
+
+const files = sources(join(root, "src")).map((path) => ({ path: relative(root, path), text: readFileSync(path, "utf8") }));
+
+describe("tidy", () => {
+  test("nothing in src/ imports node:* or bun:* (runtime/ implements the ports)", () => {
+    const offenders = files.filter((file) => importsOf(file.text).some((spec) => /^(node|bun):/.test(spec)));
+    assert.deepEqual(offenders.map((file) => file.path), []);
+  });
+
+  test("nothing in src/ imports runtime/", () => {
+    const offenders = files.filter((file) => importsOf(file.text).some((spec) => spec.includes("runtime/")));
+    assert.deepEqual(offenders.map((file) => file.path), []);
+  });
+
+  test("the deterministic cores (raft, mvcc) use no clock, timer or randomness of their own", () => {
+    const forbidden = /\b(Date\.now|Math\.random|setTimeout|setInterval|setImmediate|performance\.now|queueMicrotask)\b/;
+    const offenders = files
+      .filter((file) => /^src\/(raft|mvcc)\//.test(file.path))
+      .filter((file) => forbidden.test(file.text.replace(/\/\/.*$/gm, "")));
+    assert.deepEqual(offenders.map((file) => file.path), []);
+  });
+
+  test("the Raft core imports nothing of ours outside src/raft", () => {
+    const offenders = files
+      .filter((file) => file.path.startsWith("src/raft/"))
+      .filter((file) => importsOf(file.text).some((spec) => spec.startsWith(".") && !spec.startsWith("./")));
+    assert.deepEqual(offenders.map((file) => file.path), []);
+  });
+
+  test("lower layers do not import upper ones (storage and mvcc never reach server or api)", () => {
+    const offenders = files
+      .filter((file) => /^src\/(storage|mvcc|raft|lease|auth)\//.test(file.path))
+      .filter((file) => importsOf(file.text).some((spec) => /\/(server|api|cli)\//.test(spec)));
+    assert.deepEqual(offenders.map((file) => file.path), []);
+  });
+});
