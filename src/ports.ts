@@ -105,3 +105,64 @@ export interface Logger {
   warn(message: string, fields?: Record<string, unknown>): void;
   error(message: string, fields?: Record<string, unknown>): void;
 }
+
+/**
+ * The peer network: HTTP/2 between edgetcd nodes, cleartext (h2c) for now.
+ * `src/peer` carries Raft messages over it; runtime/node implements it with
+ * node:http2 (Bun reuses that). Headers are lower-case.
+ */
+export interface PeerNetwork {
+  /** Serves `handler` on `url` (http://host:port; port 0 picks a free one). */
+  listen(url: URL, handler: PeerRequestHandler): Promise<PeerListener>;
+  /**
+   * One session (one connection) to a peer's URL, dialled at once. Never
+   * throws: a failure to connect closes the session and fails its streams.
+   */
+  connect(url: string): PeerSession;
+}
+
+export interface PeerListener {
+  /** The URL actually bound (with the chosen port when asked for port 0). */
+  readonly url: URL;
+  /** Stops accepting and drops every open connection. */
+  close(): Promise<void>;
+}
+
+export type PeerRequestHandler = (request: PeerIncomingRequest) => void;
+
+/** A request arriving on the peer port; its body may stream for as long as the connection lives. */
+export interface PeerIncomingRequest {
+  readonly method: string;
+  /** The path without the query string. */
+  readonly path: string;
+  header(name: string): string | undefined;
+  /** The request body as it arrives; ends when the sender ends it, throws if the stream is reset. */
+  readonly body: AsyncIterable<Uint8Array>;
+  /** Sends the response head now, so a streaming request is accepted before its body ends. */
+  respond(status: number, headers?: Record<string, string>): void;
+  /** Ends the response (sending the head first if needed). */
+  end(body?: Uint8Array): void;
+  /** Resets the stream. */
+  abort(): void;
+}
+
+export interface PeerSession {
+  /** Opens a POST whose body is written through the returned stream. */
+  request(path: string, headers: Record<string, string>): PeerOutgoingStream;
+  /** Resolves when the session is gone, closed by either side or failed. */
+  readonly closed: Promise<void>;
+  close(): void;
+}
+
+export interface PeerOutgoingStream {
+  /** The response head. Rejects if the stream or session fails first. */
+  readonly response: Promise<{ status: number; headers: Record<string, string> }>;
+  /** Queues bytes; false when the stream's buffer is full: await `drained()` before writing more. */
+  write(chunk: Uint8Array): boolean;
+  /** Resolves when the stream can take more; rejects if it closes first. */
+  drained(): Promise<void>;
+  end(): void;
+  /** Resolves when the stream is closed, whatever the reason (never rejects). */
+  readonly closed: Promise<void>;
+  abort(): void;
+}

@@ -27,10 +27,14 @@ export class PeerCodecError extends Error {
   override name = "PeerCodecError";
 }
 
-export function encodeMessages(messages: readonly Message[]): Uint8Array {
+/**
+ * Encodes a batch. `headroomBytes` are left zero at the front of the result for
+ * the caller's framing, which saves copying the batch into a frame.
+ */
+export function encodeMessages(messages: readonly Message[], headroomBytes = 0): Uint8Array {
   let size = 1 + varintSize(messages.length);
   for (const message of messages) size += messageSize(message, message.snapshot?.data.length ?? 0);
-  const writer = new Writer(size);
+  const writer = new Writer(size, headroomBytes);
   writer.byte(batchVersion);
   writer.varint(messages.length);
   for (const message of messages) writer.message(message, true);
@@ -54,10 +58,10 @@ export function decodeMessages(buffer: Uint8Array): Message[] {
  * The head of a snapshot transfer: the Snap message without its data, and the
  * number of data bytes that follow it on the snapshot stream.
  */
-export function encodeSnapshotHeader(message: Message): Uint8Array {
+export function encodeSnapshotHeader(message: Message, headroomBytes = 0): Uint8Array {
   const dataLength = message.snapshot?.data.length ?? 0;
   const size = 1 + varintSize(dataLength) + 1 + varintSize(1) + messageSize(message, 0);
-  const writer = new Writer(size);
+  const writer = new Writer(size, headroomBytes);
   writer.byte(snapshotHeaderVersion);
   writer.varint(dataLength);
   writer.byte(batchVersion);
@@ -126,10 +130,11 @@ function varintSize(value: number): number {
 
 class Writer {
   private readonly buffer: Uint8Array;
-  private position = 0;
+  private position: number;
 
-  constructor(size: number) {
-    this.buffer = new Uint8Array(size);
+  constructor(size: number, headroomBytes: number) {
+    this.buffer = new Uint8Array(headroomBytes + size);
+    this.position = headroomBytes;
   }
 
   byte(value: number): void {

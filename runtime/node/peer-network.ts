@@ -1,0 +1,195 @@
+// The peer network port on node:http2, cleartext (h2c). Used by both runtimes:
+// Bun implements node:http2's server and client. The listener also answers
+// HTTP/1.1 (curl http://peer/version), through the shared preface router.
+import * as http from "node:http";
+import * as http2 from "node:http2";
+import type {
+  PeerIncomingRequest,
+  PeerListener,
+  PeerNetwork,
+  PeerOutgoingStream,
+  PeerRequestHandler,
+  PeerSession,
+} from "../../src/ports.ts";
+import { listenHttp } from "./http-listener.ts";
+
+/**
+ * The receive window of each peer connection. HTTP/2's default (64 KiB for the
+ * whole connection) would make a snapshot stream wait for a window update every
+ * 64 KiB, and heartbeats on the same connection behind it.
+ */
+const connectionWindowBytes = 16 * 1024 * 1024;
+/** The receive window of each stream; a snapshot stream cannot take the whole connection window. */
+const streamWindowBytes = 1024 * 1024;
+
+const sessionSettings: http2.Settings = { initialWindowSize: streamWindowBytes };
+
+export const nodePeerNetwork: PeerNetwork = {
+  async listen(url, handler) {
+    const host = url.hostname === "localhost" ? "127.0.0.1" : url.hostname.replace(/^\[|\]$/g, "");
+    const serve = (request: http.IncomingMessage | http2.Http2ServerRequest, response: http.ServerResponse | http2.Http2ServerResponse) => {
+      if ("stream" in request) widenWindow(request.stream.session);
+      handler(incomingRequest(request, response));
+    };
+    const listener = await listenHttp({ host, port: Number(url.port || 80), handleHttp2: serve, handleHttp1: serve });
+    const bound = new URL(url.href);
+    bound.port = String(listener.port);
+    const result: PeerListener = { url: bound, close: () => listener.close() };
+    return result;
+  },
+
+  connect(url) {
+    return new NodePeerSession(url);
+  },
+};
+
+function widenWindow(session: http2.Http2Session | undefined): void {
+  if (session === undefined || session.destroyed) return;
+  const marked = session as http2.Http2Session & { edgetcdWindow?: boolean };
+  if (marked.edgetcdWindow === true) return;
+  marked.edgetcdWindow = true;
+  try {
+    session.setLocalWindowSize(connectionWindowBytes);
+  } catch {
+    // Not every implementation supports it; the default window still works, only slower.
+  }
+}
+
+function incomingRequest(
+  request: http.IncomingMessage | http2.Http2ServerRequest,
+  response: http.ServerResponse | http2.Http2ServerResponse,
+): PeerIncomingRequest {
+  const respond = (status: number, headers: Record<string, string> = {}) => {
+    if (response.headersSent) return;
+    response.writeHead(status, headers);
+    // Declared on both response kinds at run time; @types/node misses the HTTP/2 one.
+    (response as { flushHeaders?: () => void }).flushHeaders?.();
+  };
+  return {
+    method: request.method ?? "GET",
+    path: (request.url ?? "/").split("?")[0] ?? "/",
+    header(name) {
+      const value = request.headers[name];
+      return Array.isArray(value) ? value[0] : value;
+    },
+    body: plainChunks(request as AsyncIterable<Uint8Array>),
+    respond,
+    end(body) {
+      if (response.writableEnded) return;
+      if (!response.headersSent) response.writeHead(response.statusCode);
+      if (body === undefined) response.end();
+      else response.end(body);
+    },
+    abort() {
+      if ("stream" in request) request.stream.close(http2.constants.NGHTTP2_CANCEL);
+      else request.socket.destroy();
+    },
+  };
+}
+
+/** Node hands out Buffers; src/ sees plain Uint8Array views of the same memory. */
+async function* plainChunks(body: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
+  for await (const chunk of body) yield new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+}
+
+class NodePeerSession implements PeerSession {
+  private readonly session: http2.ClientHttp2Session;
+  readonly closed: Promise<void>;
+
+  constructor(url: string) {
+    this.session = http2.connect(url, { settings: sessionSettings });
+    this.session.on("error", () => this.session.destroy());
+    this.session.once("connect", () => widenWindow(this.session));
+    // A GOAWAY (the peer is stopping) means no new streams: let the session go.
+    this.session.on("goaway", () => this.session.close());
+    this.closed = new Promise((resolve) => this.session.once("close", () => resolve()));
+  }
+
+  request(path: string, headers: Record<string, string>): PeerOutgoingStream {
+    let stream: http2.ClientHttp2Stream;
+    try {
+      if (this.session.closed || this.session.destroyed) throw new Error("peer session closed");
+      stream = this.session.request({ ":method": "POST", ":path": path, ...headers }, { endStream: false });
+    } catch (error) {
+      return failedStream(error);
+    }
+    return new NodeOutgoingStream(stream);
+  }
+
+  close(): void {
+    this.session.destroy();
+  }
+}
+
+class NodeOutgoingStream implements PeerOutgoingStream {
+  readonly response: Promise<{ status: number; headers: Record<string, string> }>;
+  readonly closed: Promise<void>;
+  private isClosed = false;
+
+  constructor(private readonly stream: http2.ClientHttp2Stream) {
+    stream.on("error", () => {}); // surfaced through `response` and `closed`
+    this.response = new Promise((resolve, reject) => {
+      stream.once("response", (headers) => {
+        const flat: Record<string, string> = {};
+        for (const [name, value] of Object.entries(headers)) {
+          if (value !== undefined && !name.startsWith(":")) flat[name] = Array.isArray(value) ? (value[0] ?? "") : String(value);
+        }
+        resolve({ status: Number(headers[":status"]), headers: flat });
+      });
+      stream.once("close", () => reject(new Error(`peer stream closed before a response (code ${stream.rstCode})`)));
+    });
+    this.response.catch(() => {});
+    // The response body is not used by the peer protocol, but it must be read
+    // for flow control to let the peer finish.
+    stream.on("data", () => {});
+    this.closed = new Promise((resolve) =>
+      stream.once("close", () => {
+        this.isClosed = true;
+        resolve();
+      }),
+    );
+  }
+
+  write(chunk: Uint8Array): boolean {
+    if (this.isClosed || this.stream.destroyed) return false;
+    return this.stream.write(chunk);
+  }
+
+  drained(): Promise<void> {
+    if (this.isClosed || this.stream.destroyed) return Promise.reject(new Error("peer stream closed"));
+    if (!this.stream.writableNeedDrain) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const onDrain = () => {
+        this.stream.off("close", onClose);
+        resolve();
+      };
+      const onClose = () => {
+        this.stream.off("drain", onDrain);
+        reject(new Error("peer stream closed"));
+      };
+      this.stream.once("drain", onDrain);
+      this.stream.once("close", onClose);
+    });
+  }
+
+  end(): void {
+    if (!this.isClosed) this.stream.end();
+  }
+
+  abort(): void {
+    if (!this.stream.destroyed) this.stream.close(http2.constants.NGHTTP2_CANCEL);
+  }
+}
+
+function failedStream(error: unknown): PeerOutgoingStream {
+  const failure = Promise.reject(error instanceof Error ? error : new Error(String(error)));
+  failure.catch(() => {});
+  return {
+    response: failure,
+    write: () => false,
+    drained: () => failure,
+    end() {},
+    closed: Promise.resolve(),
+    abort() {},
+  };
+}

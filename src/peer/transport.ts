@@ -1,0 +1,156 @@
+// The peer transport: carries Raft messages between the members of one
+// cluster over the PeerNetwork port (HTTP/2). etcd's rafthttp is the model:
+// a long-lived stream per direction for messages, a separate request per
+// snapshot, bounded per-peer queues that drop (and report the peer
+// unreachable) rather than block Raft. See README.md in this folder.
+import type { Clock, Logger, PeerListener, PeerNetwork, Random, Timer } from "../ports.ts";
+import { type Message, MessageType, type NodeId } from "../raft/types.ts";
+import { defaultPeerLimits, type PeerLimits } from "./limits.ts";
+import { PeerLink } from "./peer-link.ts";
+import { PeerReceiver } from "./receiver.ts";
+
+export interface PeerTransportOptions {
+  localId: NodeId;
+  clusterId: bigint;
+  network: PeerNetwork;
+  clock: Clock;
+  random: Random;
+  logger?: Logger;
+  limits?: Partial<PeerLimits>;
+  /** Answered on GET /version of the peer port. */
+  version?: { server: string; cluster: string };
+  /** Received messages, in order per sender; hand them to raft.step. */
+  onMessages: (messages: Message[]) => void;
+  /** A peer could not be reached or a message to it was dropped; raft.reportUnreachable. */
+  onUnreachable?: (id: NodeId) => void;
+  /** A snapshot was delivered (true) or not (false); raft.reportSnapshot. */
+  onSnapshotStatus?: (id: NodeId, ok: boolean) => void;
+}
+
+const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+
+export class PeerTransport {
+  private readonly links = new Map<NodeId, PeerLink>();
+  private readonly listeners: PeerListener[] = [];
+  private readonly receiver: PeerReceiver;
+  private readonly limits: PeerLimits;
+  private readonly logger: Logger;
+  private maintenanceTimer: Timer | undefined;
+  private stopped = false;
+
+  constructor(private readonly options: PeerTransportOptions) {
+    this.limits = { ...defaultPeerLimits, ...options.limits };
+    this.logger = options.logger ?? silentLogger;
+    this.receiver = new PeerReceiver({
+      localId: options.localId,
+      clusterId: options.clusterId,
+      clock: options.clock,
+      logger: this.logger,
+      limits: this.limits,
+      version: options.version ?? { server: "3.5.0", cluster: "3.5.0" },
+      deliver: (messages) => {
+        if (!this.stopped) options.onMessages(messages);
+      },
+    });
+  }
+
+  /** Serves the peer port on each URL (port 0 picks a free port; see `listenUrls`). */
+  async start(listenUrls: URL[]): Promise<void> {
+    for (const url of listenUrls) this.listeners.push(await this.options.network.listen(url, this.receiver.handle));
+    const { clock } = this.options;
+    this.maintenanceTimer = clock.setInterval(this.limits.keepaliveIntervalMs, () => {
+      const nowMs = clock.nowMs();
+      for (const link of this.links.values()) link.keepalive(nowMs);
+      this.receiver.dropIdleStreams(nowMs);
+    });
+  }
+
+  /** The URLs actually listened on. */
+  get listenUrls(): URL[] {
+    return this.listeners.map((listener) => listener.url);
+  }
+
+  addPeer(id: NodeId, urls: string[]): void {
+    if (this.stopped || this.links.has(id) || id === this.options.localId) return;
+    this.links.set(id, new PeerLink(id, urls, this.linkContext()));
+  }
+
+  updatePeer(id: NodeId, urls: string[]): void {
+    const link = this.links.get(id);
+    if (link === undefined) return this.addPeer(id, urls);
+    link.updateUrls(urls);
+  }
+
+  removePeer(id: NodeId): void {
+    this.links.get(id)?.stop();
+    this.links.delete(id);
+  }
+
+  /**
+   * Queues messages for their peers and returns at once. Messages sent in one
+   * turn of the event loop leave as one frame per peer. A message for a peer
+   * whose queue is full is dropped and the peer reported unreachable (etcd does
+   * the same); Raft recovers by retrying from the peer's progress.
+   */
+  send(messages: readonly Message[]): void {
+    if (this.stopped) return;
+    const dropped = new Set<NodeId>();
+    for (const message of messages) {
+      const link = this.links.get(message.to);
+      if (link === undefined) {
+        this.logger.debug("dropped message to an unknown peer", { to: message.to.toString(16), type: MessageType[message.type] });
+        continue;
+      }
+      if (message.type === MessageType.Snap) {
+        link.sendSnapshot(message);
+        continue;
+      }
+      if (!link.enqueue(message) && !dropped.has(message.to)) {
+        dropped.add(message.to);
+        this.logger.warn("dropped internal Raft message since sending buffer is full", {
+          "remote-peer-id": message.to.toString(16),
+          "message-type": MessageType[message.type],
+          "remote-peer-active": link.isActive(),
+        });
+      }
+    }
+    for (const id of dropped) this.reportUnreachable(id);
+  }
+
+  /** Monotonic ms (Clock.nowMs) since the stream to the peer is up, undefined while it is down. */
+  activeSince(id: NodeId): number | undefined {
+    return this.links.get(id)?.activeSince();
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.maintenanceTimer?.cancel();
+    for (const link of this.links.values()) link.stop();
+    this.links.clear();
+    this.receiver.stop();
+    await Promise.all(this.listeners.map((listener) => listener.close()));
+    this.listeners.length = 0;
+  }
+
+  private linkContext() {
+    const { localId, clusterId, network, clock, random } = this.options;
+    return {
+      localId,
+      clusterId,
+      network,
+      clock,
+      random,
+      logger: this.logger,
+      limits: this.limits,
+      reportUnreachable: (id: NodeId) => this.reportUnreachable(id),
+      reportSnapshot: (id: NodeId, ok: boolean) => {
+        if (!this.stopped) this.options.onSnapshotStatus?.(id, ok);
+      },
+    };
+  }
+
+  private reportUnreachable(id: NodeId): void {
+    if (!this.stopped) this.options.onUnreachable?.(id);
+  }
+}
