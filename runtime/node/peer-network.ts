@@ -24,6 +24,8 @@ const streamWindowBytes = 1024 * 1024;
 
 const sessionSettings: http2.Settings = { initialWindowSize: streamWindowBytes };
 
+const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
+
 export const nodePeerNetwork: PeerNetwork = {
   async listen(url, handler) {
     const host = url.hostname === "localhost" ? "127.0.0.1" : url.hostname.replace(/^\[|\]$/g, "");
@@ -44,7 +46,10 @@ export const nodePeerNetwork: PeerNetwork = {
 };
 
 function widenWindow(session: http2.Http2Session | undefined): void {
-  if (session === undefined || session.destroyed) return;
+  // Bun 1.4's setLocalWindowSize stalls the session's streams (checked: a
+  // second stream on a widened session never reaches the server), so Bun keeps
+  // HTTP/2's default connection window.
+  if (isBun || session === undefined || session.destroyed) return;
   const marked = session as http2.Http2Session & { edgetcdWindow?: boolean };
   if (marked.edgetcdWindow === true) return;
   marked.edgetcdWindow = true;

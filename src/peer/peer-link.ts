@@ -97,6 +97,16 @@ export class PeerLink {
       (ok) => this.finishSnapshot(stream, ok, ok ? undefined : "refused"),
       (error: unknown) => this.finishSnapshot(stream, false, String(error)),
     );
+    // The receiver may refuse before it has read everything; do not wait for the writes.
+    stream.response.then(
+      ({ status }) => {
+        if (!isSuccess(status)) this.finishSnapshot(stream, false, `peer answered ${status}`);
+      },
+      () => {},
+    );
+    // A stream that closed without any answer ends here; one that answered 2xx
+    // is concluded by the write path, which resolves on the same answer.
+    void stream.closed.then(() => stream.response.catch(() => this.finishSnapshot(stream, false, "stream closed without an answer")));
   }
 
   updateUrls(urls: string[]): void {
@@ -246,7 +256,7 @@ export class PeerLink {
     }
     stream.end();
     const { status } = await stream.response;
-    return status >= 200 && status < 300;
+    return isSuccess(status);
   }
 
   private finishSnapshot(stream: PeerOutgoingStream, ok: boolean, reason: string | undefined): void {
@@ -260,6 +270,10 @@ export class PeerLink {
     }
     this.context.reportSnapshot(this.id, ok);
   }
+}
+
+function isSuccess(status: number): boolean {
+  return status >= 200 && status < 300;
 }
 
 function hex(id: NodeId): string {

@@ -128,6 +128,7 @@ export class PeerReceiver {
     let data = new Uint8Array(0);
     let received = 0;
     let refusal: string | undefined;
+    let status = 400;
     try {
       for await (const chunk of request.body) {
         reader.push(chunk);
@@ -137,6 +138,7 @@ export class PeerReceiver {
           const header = decodeSnapshotHeader(frame);
           if (header.dataLength > limits.snapshotBytesMax) {
             refusal = `snapshot of ${header.dataLength} bytes exceeds ${limits.snapshotBytesMax}`;
+            status = 413;
             break;
           }
           message = header.message;
@@ -156,7 +158,10 @@ export class PeerReceiver {
     if (this.stopped) return;
     if (refusal !== undefined || message?.snapshot === undefined) {
       logger.warn("failed to receive database snapshot", { "remote-peer-id": from.toString(16), reason: refusal });
-      return reply(request, 400, "text/plain", `${refusal}\n`);
+      // Answer, then reset: the sender may still be writing data nobody will read.
+      reply(request, status, "text/plain", `${refusal}\n`);
+      request.abort();
+      return;
     }
     message.snapshot.data = data;
     logger.info("received database snapshot", { "remote-peer-id": from.toString(16), "snapshot-index": message.snapshot.metadata.index, bytes: data.length });
