@@ -2,12 +2,15 @@
 // (gRPC, gRPC-Web and Connect share them) and the HTTP app for the rest.
 import type { ConnectRouter, ConnectRouterOptions } from "@connectrpc/connect";
 import type { Hono } from "hono";
-import { Cluster, KV, Maintenance } from "../gen/etcdserverpb/rpc_pb.ts";
+import { BrowserWatch } from "../gen/edgetcd/v1/edgetcd_pb.ts";
+import { Cluster, KV, Maintenance, Watch } from "../gen/etcdserverpb/rpc_pb.ts";
 import type { EtcdServer } from "../server/etcd-server.ts";
 import { clusterService } from "./cluster-service.ts";
 import { createHttpApp } from "./http-app.ts";
 import { kvService } from "./kv-service.ts";
 import { maintenanceService } from "./maintenance-service.ts";
+import { browserWatchService } from "./browser-watch-service.ts";
+import { watchService } from "./watch-service.ts";
 
 /** etcd lets gRPC messages exceed --max-request-bytes by this much; the server then answers "request is too large". */
 export const grpcOverheadBytes = 512 * 1024;
@@ -23,6 +26,9 @@ export function createClientApi(server: EtcdServer, metricsText: () => Promise<s
     router.service(KV, kvService(server));
     router.service(Maintenance, maintenanceService(server));
     router.service(Cluster, clusterService(server));
+    const watchFragmentBytes = server.config.maxRequestBytes + grpcOverheadBytes;
+    router.service(Watch, watchService(server, watchFragmentBytes));
+    router.service(BrowserWatch, browserWatchService(server, watchFragmentBytes));
   };
   const routerOptions: ConnectRouterOptions = {
     readMaxBytes: server.config.maxRequestBytes + grpcOverheadBytes,

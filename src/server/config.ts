@@ -24,6 +24,8 @@ export interface ServerConfig {
   backendBatchIntervalMs: number;
   backendBatchLimit: number;
   compactionBatchLimit: number;
+  /** Period of watch progress notifications (etcd's default 10 minutes); 0 turns them off. */
+  watchProgressNotifyIntervalMs: number;
   logLevel: string;
 }
 
@@ -100,6 +102,7 @@ export function serverConfigFromFlags(flags: ParsedFlags): ServerConfig {
     backendBatchIntervalMs: parseDurationMs(get("backend-batch-interval")) || 100,
     backendBatchLimit: integer("backend-batch-limit") || 10_000,
     compactionBatchLimit: integer("experimental-compaction-batch-limit"),
+    watchProgressNotifyIntervalMs: parseDurationMs(get("experimental-watch-progress-notify-interval")) ?? 600_000,
     logLevel: get("debug") === "true" ? "debug" : get("log-level"),
   };
 }

@@ -25,6 +25,8 @@ import type { Logger, Runtime, Timer } from "../ports.ts";
 import { Backend } from "../storage/backend.ts";
 import { Wal } from "../storage/wal/wal.ts";
 import { MvccStore } from "../mvcc/store.ts";
+import { WatchableStore } from "../mvcc/watchable-store.ts";
+import { WatchScheduler } from "../mvcc/watch-scheduler.ts";
 import { isTxnReadOnly, KvApplier } from "./apply-kv.ts";
 import type { ServerConfig } from "./config.ts";
 import { clusterIdOf, decodeMemberMetadata, encodeMemberMetadata, memberIdOf, type MemberIdentity } from "./identity.ts";
@@ -45,6 +47,9 @@ export class EtcdServer {
   private appliedIndex = 0;
   private backendTimer: Timer | undefined;
   private stoppedReason: string | undefined;
+  /** Watchers over the store; the Watch services open streams on it. */
+  readonly watchHub: WatchableStore;
+  private readonly watchScheduler: WatchScheduler;
 
   private constructor(
     readonly config: ServerConfig,
@@ -57,7 +62,12 @@ export class EtcdServer {
     private readonly applier: KvApplier,
     private readonly log: LocalLog,
     private readonly releaseLock: () => Promise<void>,
-  ) {}
+  ) {
+    this.watchHub = new WatchableStore(store);
+    this.watchScheduler = new WatchScheduler(this.watchHub, runtime.clock, {
+      progressNotifyIntervalMs: config.watchProgressNotifyIntervalMs,
+    });
+  }
 
   static async start(runtime: Runtime, config: ServerConfig, logger: Logger): Promise<EtcdServer> {
     const { fs } = runtime;
@@ -300,6 +310,7 @@ export class EtcdServer {
   async stop(): Promise<void> {
     this.stoppedReason ??= "server stopped";
     this.backendTimer?.cancel();
+    this.watchScheduler.stop();
     for (const waiter of this.waiters.values()) waiter.reject(etcdError("stopped"));
     this.waiters.clear();
     this.backend.commit();
