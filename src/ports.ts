@@ -149,6 +149,8 @@ export interface PeerIncomingRequest {
 export interface PeerSession {
   /** Opens a POST whose body is written through the returned stream. */
   request(path: string, headers: Record<string, string>): PeerOutgoingStream;
+  /** An HTTP/2 PING; resolves when the peer acknowledges it, rejects if the session fails. */
+  ping(): Promise<void>;
   /** Resolves when the session is gone, closed by either side or failed. */
   readonly closed: Promise<void>;
   close(): void;

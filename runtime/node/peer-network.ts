@@ -121,6 +121,17 @@ class NodePeerSession implements PeerSession {
     return new NodeOutgoingStream(stream);
   }
 
+  ping(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      try {
+        const sent = this.session.ping((error) => (error === null ? resolve() : reject(error)));
+        if (!sent) reject(new Error("too many unacknowledged pings"));
+      } catch (error) {
+        reject(error);
+      }
+    });
+  }
+
   close(): void {
     this.session.destroy();
   }

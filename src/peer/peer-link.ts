@@ -41,6 +41,8 @@ export class PeerLink {
   private urlIndex = 0;
   private activeSinceMs: number | undefined;
   private lastWriteMs = 0;
+  /** When the unanswered ping was sent, if one is outstanding. */
+  private pingSentMs: number | undefined;
   private waitingForDrain = false;
   private flushScheduled = false;
   private dialTimer: Timer | undefined;
@@ -123,12 +125,31 @@ export class PeerLink {
     this.connect();
   }
 
-  /** Writes a keepalive on an idle stream, so the receiver can tell a live peer from a dead connection. */
+  /**
+   * Runs every keepalive interval. Writes a keepalive on an idle stream, so the
+   * receiver can tell a live peer from a dead connection, and pings the peer,
+   * so this side notices a peer that stopped answering (a pause, a black hole)
+   * even while TCP still looks open.
+   */
   keepalive(nowMs: number): void {
-    if (this.state !== "active" || this.waitingForDrain || this.stream === undefined) return;
-    if (nowMs - this.lastWriteMs < this.context.limits.keepaliveIntervalMs) return;
+    const { stream, session } = this;
+    if (this.state !== "active" || stream === undefined || session === undefined) return;
+    const { keepaliveIntervalMs, streamIdleTimeoutMs } = this.context.limits;
+    if (this.pingSentMs !== undefined) {
+      if (nowMs - this.pingSentMs > streamIdleTimeoutMs) this.fail(this.generation, `no answer to a ping for ${streamIdleTimeoutMs} ms`);
+    } else {
+      const generation = this.generation;
+      this.pingSentMs = nowMs;
+      session.ping().then(
+        () => {
+          if (generation === this.generation) this.pingSentMs = undefined;
+        },
+        () => {}, // the session failed: its close is handled by `fail`
+      );
+    }
+    if (this.waitingForDrain || nowMs - this.lastWriteMs < keepaliveIntervalMs) return;
     this.lastWriteMs = nowMs;
-    this.stream.write(keepaliveFrame);
+    stream.write(keepaliveFrame);
   }
 
   stop(): void {
@@ -215,6 +236,7 @@ export class PeerLink {
     this.stream = undefined;
     this.session = undefined;
     this.activeSinceMs = undefined;
+    this.pingSentMs = undefined;
     this.waitingForDrain = false;
   }
 
