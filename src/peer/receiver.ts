@@ -102,6 +102,7 @@ export class PeerReceiver {
     this.streams.set(from, stream);
     previous?.request.abort();
     const reader = new FrameReader(limits.frameBytesMax);
+    let deliveryError: unknown;
     try {
       for await (const chunk of request.body) {
         // A replaced or dropped stream must not deliver: its messages may be older than the new stream's.
@@ -109,10 +110,19 @@ export class PeerReceiver {
         stream.lastReceivedMs = clock.nowMs();
         reader.push(chunk);
         for (let frame = reader.next(); frame !== undefined; frame = reader.next()) {
-          if (frame.length > 0) this.context.deliver(decodeMessages(frame));
+          if (frame.length === 0) continue;
+          const messages = decodeMessages(frame);
+          try {
+            this.context.deliver(messages);
+          } catch (error) {
+            deliveryError = error;
+            throw error;
+          }
         }
       }
     } catch (error) {
+      // A throw from the consumer (Raft) is a bug, not a network error: let it surface.
+      if (error === deliveryError) throw error;
       if (this.streams.get(from) === stream) logger.warn("lost peer stream", { "remote-peer-id": from.toString(16), error: String(error) });
     } finally {
       if (this.streams.get(from) === stream) this.streams.delete(from);
