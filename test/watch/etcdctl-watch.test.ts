@@ -93,7 +93,6 @@ describe("etcdctl watch on etcd 3.4 and edgetcd", () => {
       assert.equal(got.stdout, want.stdout, `${name}: stdout`);
       assert.equal(got.stderr, want.stderr, `${name}: stderr`);
     }
-    if (process.env.WATCH_DEBUG) console.log(JSON.stringify(actual, null, 1));
     // The scenario really exercised something.
     assert.match(expected.fromRev!.stdout, /DELETE/);
     assert.match(expected.belowCompact!.stderr + expected.belowCompact!.stdout, /compacted/);

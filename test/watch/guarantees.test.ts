@@ -1,0 +1,247 @@
+// The watch guarantees on a running edgetcd: one sequential writer puts,
+// deletes, runs txns and compacts (seeded), while watchers started at
+// current ± N on two gRPC streams, with filters, prev_kv, ranges, prefixes
+// and from-key, are checked against the model by test/watch/checker.ts.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { createClient, type Client } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { KV, Watch, type WatchRequest, type WatchResponse } from "../../src/gen/etcdserverpb/rpc_pb.ts";
+import { startEdgetcd, type RunningServer } from "../support/processes.ts";
+import { checkProgress, checkWatcher, Model, type CheckedWatcher, type ModelOp, type WatcherSpec } from "./checker.ts";
+
+const encoder = new TextEncoder();
+const bytes = (text: string) => encoder.encode(text);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function seeded(seed: number): () => number {
+  let state = seed >>> 0 || 1;
+  return () => {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    state >>>= 0;
+    return state / 0x1_0000_0000;
+  };
+}
+
+/** A client watch stream: requests written as we go, responses collected in order. */
+class ClientStream {
+  readonly responses: WatchResponse[] = [];
+  private readonly pending: WatchRequest[] = [];
+  private wakeWriter: (() => void) | undefined;
+  private wakeReader: (() => void) | undefined;
+  private closed = false;
+  paused = false;
+  readonly done: Promise<void>;
+  private readonly abort = new AbortController();
+
+  constructor(client: Client<typeof Watch>) {
+    const self = this;
+    async function* requests(): AsyncGenerator<WatchRequest> {
+      while (!self.closed) {
+        const next = self.pending.shift();
+        if (next !== undefined) yield next;
+        else await new Promise<void>((resolve) => (self.wakeWriter = resolve));
+      }
+    }
+    this.done = (async () => {
+      try {
+        for await (const response of client.watch(requests(), { signal: this.abort.signal })) {
+          while (this.paused) await sleep(20);
+          this.responses.push(response);
+          this.wakeReader?.();
+        }
+      } catch (error) {
+        if (!this.closed) throw error;
+      }
+    })();
+  }
+
+  send(request: Omit<WatchRequest, "$typeName">): void {
+    this.pending.push(request as WatchRequest);
+    this.wakeWriter?.();
+  }
+
+  async until(predicate: (responses: WatchResponse[]) => boolean, what: string, timeoutMs = 15_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!predicate(this.responses)) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await Promise.race([new Promise<void>((resolve) => (this.wakeReader = resolve)), sleep(50)]);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.wakeWriter?.();
+    this.abort.abort();
+    await this.done;
+  }
+}
+
+/** Opens a watcher and waits for its created response. */
+async function openWatcher(stream: ClientStream, spec: WatcherSpec): Promise<CheckedWatcher> {
+  const before = stream.responses.length;
+  const filters: number[] = [];
+  if (spec.noPut) filters.push(0);
+  if (spec.noDelete) filters.push(1);
+  stream.send({
+    requestUnion: {
+      case: "createRequest",
+      value: {
+        key: bytes(spec.key),
+        rangeEnd: spec.end === undefined ? new Uint8Array(0) : bytes(spec.end),
+        startRevision: BigInt(spec.startRevision),
+        filters,
+        prevKv: spec.prevKv,
+      } as never,
+    },
+  });
+  await stream.until((responses) => responses.slice(before).some((r) => r.created), "created");
+  const created = stream.responses.slice(before).find((r) => r.created)!;
+  assert.equal(created.canceled, false, created.cancelReason);
+  return { spec, watchId: created.watchId, createdRevision: Number(created.header!.revision), streamResponses: stream.responses };
+}
+
+const keys = Array.from({ length: 10 }, (_, i) => `w/k${i}`);
+
+async function write(kv: Client<typeof KV>, model: Model, random: () => number): Promise<void> {
+  const pick = () => keys[Math.floor(random() * keys.length)] as string;
+  const roll = random();
+  let ops: ModelOp[];
+  let revision: bigint;
+  if (roll < 0.55) {
+    const key = pick();
+    const value = `v${Math.floor(random() * 1e6)}`;
+    ops = [{ put: [key, value] }];
+    revision = (await kv.put({ key: bytes(key), value: bytes(value) })).header!.revision;
+  } else if (roll < 0.7) {
+    const key = pick();
+    ops = [{ del: [key, undefined] }];
+    revision = (await kv.deleteRange({ key: bytes(key) })).header!.revision;
+  } else if (roll < 0.78) {
+    const [a, b] = [pick(), pick()].sort();
+    ops = [{ del: [a!, b!] }];
+    revision = (await kv.deleteRange({ key: bytes(a!), rangeEnd: bytes(b!) })).header!.revision;
+  } else {
+    // A txn of puts and single-key deletes on distinct keys: one revision, several events.
+    const chosen = [...new Set([pick(), pick(), pick(), pick()])];
+    ops = chosen.map((key, i): ModelOp => (i % 3 === 2 ? { del: [key, undefined] } : { put: [key, `t${Math.floor(random() * 1e6)}`] }));
+    const success = ops.map((op) =>
+      "put" in op
+        ? { request: { case: "requestPut" as const, value: { key: bytes(op.put[0]), value: bytes(op.put[1]) } } }
+        : { request: { case: "requestDeleteRange" as const, value: { key: bytes(op.del[0]) } } },
+    );
+    revision = (await kv.txn({ success: success as never })).header!.revision;
+  }
+  assert.equal(Number(revision), model.apply(ops), "server revision matches the model");
+}
+
+describe("watch guarantees on a running edgetcd", () => {
+  let server: RunningServer;
+  before(async () => {
+    server = await startEdgetcd();
+  });
+  after(async () => {
+    await server?.stop();
+  });
+
+  const seed = Number(process.env.WATCH_SEED ?? Date.now() % 100_000);
+  test(`ordered, unique, reliable, atomic, resumable, bookmarkable, filters, prev_kv (seed ${seed})`, async () => {
+    const random = seeded(seed);
+    const transport = createGrpcTransport({ baseUrl: `http://${server.endpoint}` });
+    const kv = createClient(KV, transport);
+    const watch = createClient(Watch, transport);
+    const model = new Model();
+    const streams = [new ClientStream(watch), new ClientStream(watch)];
+    const watchers: Array<CheckedWatcher & { stream: ClientStream }> = [];
+    const specs = (): Array<Omit<WatcherSpec, "startRevision">> => [
+      { key: "w/", end: "w0", noPut: false, noDelete: false, prevKv: true },
+      { key: "w/k3", end: undefined, noPut: false, noDelete: false, prevKv: true },
+      { key: "w/k2", end: "w/k6", noPut: true, noDelete: false, prevKv: false },
+      { key: "w/k5", end: "\0", noPut: false, noDelete: true, prevKv: false },
+      { key: "", end: "\0", noPut: false, noDelete: false, prevKv: false },
+    ];
+    const addWatchers = async (offsets: number[]) => {
+      for (const offset of offsets) {
+        for (const spec of specs()) {
+          const stream = streams[watchers.length % streams.length]!;
+          const startRevision = offset === 0 ? 0 : Math.max(1, model.revision + offset);
+          if (startRevision !== 0 && startRevision < model.compactRevision) continue;
+          watchers.push({ ...(await openWatcher(stream, { ...spec, startRevision })), stream });
+          // Asked while the new watcher may still be catching up: must wait for it.
+          stream.send({ requestUnion: { case: "progressRequest", value: {} as never } });
+        }
+      }
+    };
+    try {
+      for (let i = 0; i < 60; i++) await write(kv, model, random);
+      await addWatchers([-50, -10, 0, 1, 8]);
+      for (let i = 0; i < 240; i++) {
+        await write(kv, model, random);
+        if (i % 25 === 0) for (const stream of streams) stream.send({ requestUnion: { case: "progressRequest", value: {} as never } });
+        if (i === 100) {
+          const target = model.revision - 40;
+          await kv.compact({ revision: BigInt(target) });
+          model.compactRevision = target;
+        }
+        if (i === 120) await addWatchers([-30, -3, 0, 40]);
+      }
+      // A watcher below the compact revision is canceled with it.
+      const compacted = await openWatcher(streams[0]!, { key: "w/", end: "w0", startRevision: model.compactRevision - 1, noPut: false, noDelete: false, prevKv: false });
+      await streams[0]!.until((responses) => responses.some((r) => r.watchId === compacted.watchId && r.canceled), "compaction cancel");
+      const cancel = streams[0]!.responses.find((r) => r.watchId === compacted.watchId && r.canceled)!;
+      assert.equal(Number(cancel.compactRevision), model.compactRevision);
+
+      // Bookmark the end: a progress notification at the final revision on every stream.
+      const through = model.revision;
+      for (const stream of streams) {
+        const isFinal = (r: WatchResponse) => r.watchId === -1n && !r.created && r.events.length === 0 && Number(r.header!.revision) >= through;
+        stream.send({ requestUnion: { case: "progressRequest", value: {} as never } });
+        await stream.until((responses) => responses.some(isFinal), "final progress notification");
+      }
+      for (const [index, watcher] of watchers.entries()) {
+        const result = checkWatcher(model, watcher, through, `seed ${seed} watcher ${index} ${JSON.stringify(watcher.spec)}`);
+        assert.equal(result.canceledAt, undefined, `watcher ${index} was not expected to be compacted`);
+      }
+      let progressCount = 0;
+      for (const [index, stream] of streams.entries()) {
+        const mine = watchers.filter((watcher) => watcher.stream === stream);
+        progressCount += checkProgress(model, mine, stream.responses, `seed ${seed} stream ${index}`);
+      }
+      assert.ok(progressCount >= streams.length * 5, `${progressCount} progress notifications`);
+
+      // Resumable: a new watch from the middle continues exactly where the first left off.
+      const resumeFrom = model.compactRevision + 20;
+      const resumed = await openWatcher(streams[1]!, { key: "w/", end: "w0", startRevision: resumeFrom, noPut: false, noDelete: false, prevKv: true });
+      const isFinal = (r: WatchResponse) => r.watchId === -1n && Number(r.header!.revision) >= through;
+      const mark = streams[1]!.responses.length;
+      streams[1]!.send({ requestUnion: { case: "progressRequest", value: {} as never } });
+      await streams[1]!.until((responses) => responses.slice(mark).some(isFinal), "progress after resume");
+      checkWatcher(model, resumed, through, `seed ${seed} resumed`);
+    } finally {
+      await Promise.all(streams.map((stream) => stream.close()));
+    }
+  });
+
+  test("a reader that stops reading makes its watchers victims, and still gets every event in order", async () => {
+    const transport = createGrpcTransport({ baseUrl: `http://${server.endpoint}` });
+    const kv = createClient(KV, transport);
+    const stream = new ClientStream(createClient(Watch, transport));
+    try {
+      const start = Number((await kv.put({ key: bytes("slow/start"), value: bytes("0") })).header!.revision);
+      const watcher = await openWatcher(stream, { key: "slow/", end: "slow0", startRevision: 0, noPut: false, noDelete: false, prevKv: false });
+      stream.paused = true;
+      const value = bytes("x".repeat(16 * 1024));
+      const writes = 400; // ~6.5 MB: more than the HTTP/2 windows and the server's 128-response queue
+      for (let i = 0; i < writes; i++) await kv.put({ key: bytes(`slow/${i % 7}`), value });
+      stream.paused = false;
+      const last = start + writes;
+      await stream.until((responses) => responses.some((r) => r.events.some((e) => Number(e.kv!.modRevision) === last)), "every event", 30_000);
+      const revisions = stream.responses.filter((r) => r.watchId === watcher.watchId).flatMap((r) => r.events.map((e) => Number(e.kv!.modRevision)));
+      assert.deepEqual(revisions, Array.from({ length: writes }, (_, i) => start + 1 + i));
+    } finally {
+      await stream.close();
+    }
+  });
+});
