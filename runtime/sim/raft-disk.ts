@@ -8,8 +8,12 @@ export type RaftRecord =
   | { kind: "hardState"; hardState: HardState }
   /** Entries from the leader: they replace any conflicting suffix of the log. */
   | { kind: "entries"; entries: Entry[] }
-  /** A snapshot received from the leader: it replaces the whole log. */
-  | { kind: "installSnapshot"; snapshot: Snapshot }
+  /**
+   * A snapshot received from the leader: it replaces the whole log. Written
+   * with the Ready's hard state in the same record: apart, a crash between the
+   * two leaves a commit index below the snapshot, which Raft refuses to load.
+   */
+  | { kind: "installSnapshot"; snapshot: Snapshot; hardState?: HardState }
   /** A snapshot of the node's own applied state: entries up to `compactIndex` go. */
   | { kind: "localSnapshot"; snapshot: Snapshot; compactIndex: number };
 
@@ -46,6 +50,7 @@ export function replayRaftRecords(records: readonly RaftRecord[]): RaftDiskState
       }
       case "installSnapshot":
         snapshot = record.snapshot;
+        if (record.hardState !== undefined) hardState = record.hardState;
         entries = [];
         break;
       case "localSnapshot": {

@@ -7,7 +7,7 @@ import { replayCommand, runSeed, type SimResult } from "./cluster.ts";
 import { createRawNode } from "./raft-factory.ts";
 import type { Mutant } from "./sim-node.ts";
 
-export const defaultSteps = 1500;
+export const defaultSteps = 3000;
 
 interface Arguments {
   seeds: number;

@@ -159,7 +159,10 @@ export class SimNode {
 
   /** Steps 1-2: the page-cache half of persisting (sync comes later). */
   private write(ready: Ready): void {
-    if (ready.snapshot !== undefined) this.disk.write({ kind: "installSnapshot", snapshot: ready.snapshot });
+    if (ready.snapshot !== undefined) {
+      const hardState = ready.hardState === undefined ? undefined : { ...ready.hardState };
+      this.disk.write({ kind: "installSnapshot", snapshot: ready.snapshot, hardState });
+    }
     const first = ready.entries[0];
     if (first !== undefined) {
       this.env.checker.observeAppend(this.id, ready.entries, this.termBefore(first.index, ready));
