@@ -33,10 +33,17 @@ export class WatchScheduler {
     const interval = options.progressNotifyIntervalMs ?? progressNotifyIntervalMsDefault;
     this.progressNotifyIntervalMs = interval > 0 ? Math.max(interval, progressNotifyIntervalMsMin) : 0;
     hub.onWork = () => this.schedule(0);
-    if (this.progressNotifyIntervalMs > 0) {
-      this.progressTimer = clock.setInterval(this.progressNotifyIntervalMs, () => hub.tickProgress());
-    }
+    this.scheduleProgressTick();
     if (hub.hasWork) this.schedule(0);
+  }
+
+  /** The periodic progress tick, re-armed after each run (one timer, on the injected clock). */
+  private scheduleProgressTick(): void {
+    if (this.stopped || this.progressNotifyIntervalMs === 0) return;
+    this.progressTimer = this.clock.setTimer(this.progressNotifyIntervalMs, () => {
+      this.hub.tickProgress();
+      this.scheduleProgressTick();
+    });
   }
 
   stop(): void {
