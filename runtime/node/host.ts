@@ -5,12 +5,14 @@ import { collectDefaultMetrics, Registry } from "prom-client";
 import type { Host } from "../../src/cli/edgetcd.ts";
 import type { Logger, Runtime } from "../../src/ports.ts";
 import { serveClientApi } from "./client-server.ts";
+import { nodePeerNetwork } from "./peer-network.ts";
 
 export function createHost(runtime: Runtime): Host {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   return {
     runtime,
+    peerNetwork: nodePeerNetwork,
     createLogger: (level) => createLogger(level),
     serveClients: (api, url, options) => serveClientApi(api, url, options),
     metricsText: () => registry.metrics(),

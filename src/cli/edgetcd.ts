@@ -1,13 +1,15 @@
 // The `edgetcd` server command, runtime-neutral. A composition root in
 // runtime/<name>/main.ts builds the Host and calls runEdgetcd.
 import { createClientApi, type ClientApi } from "../api/client-api.ts";
-import type { Logger, Runtime } from "../ports.ts";
+import type { Logger, PeerNetwork, Runtime } from "../ports.ts";
 import { ConfigError, serverConfigFromFlags } from "../server/config.ts";
 import { EtcdServer, serverVersion } from "../server/etcd-server.ts";
 import { FlagError, flagDefinitions, parseFlags } from "./flags.ts";
 
 export interface Host {
   runtime: Runtime;
+  /** How members reach each other over their peer URLs. */
+  peerNetwork: PeerNetwork;
   createLogger(level: string): Logger;
   serveClients(api: ClientApi, url: URL, options: { http: boolean; grpc: boolean }): Promise<{ port: number; close(): Promise<void> }>;
   metricsText(): Promise<string>;
@@ -55,7 +57,7 @@ export async function runEdgetcd(host: Host, argv: readonly string[], env: Recor
 
   let server: EtcdServer;
   try {
-    server = await EtcdServer.start(host.runtime, config, logger);
+    server = await EtcdServer.start(host.runtime, config, logger, { peerNetwork: host.peerNetwork });
   } catch (error) {
     logger.error("failed to start", { error: error instanceof Error ? error.message : String(error) });
     host.exit(1);

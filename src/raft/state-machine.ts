@@ -94,7 +94,13 @@ export class RaftStateMachine {
       this.term = hardState.term;
       this.vote = hardState.vote;
     }
-    if ((config.applied ?? 0) > 0) this.log.appliedTo(config.applied as number);
+    const applied = config.applied ?? 0;
+    if (applied > 0) {
+      // The caller applied up to here, so it was committed even if the hard
+      // state's commit on disk is older (commit-only changes are not synced).
+      if (applied > this.log.committed) this.log.committed = Math.min(applied, this.log.lastIndex());
+      this.log.appliedTo(Math.min(applied, this.log.committed));
+    }
     this.becomeFollower(this.term, NONE);
   }
 
@@ -759,7 +765,9 @@ export class RaftStateMachine {
   }
 
   private send(m: Message): void {
-    const stamped = { ...m, from: this.id };
+    // A forwarded proposal or read keeps its origin, so the leader answers the member that asked.
+    const forwarded = (m.type === MessageType.Prop || m.type === MessageType.ReadIndex) && m.from !== NONE;
+    const stamped = { ...m, from: forwarded ? m.from : this.id };
     // Vote responses carry the term they answer; everything else (but local
     // proposals and forwarded reads) carries our current term.
     if (

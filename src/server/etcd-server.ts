@@ -3,6 +3,7 @@
 // MVCC (data and consistent index in one backend transaction) → reply.
 // Reads are served from applied state.
 import { create } from "@bufbuild/protobuf";
+import { decode as decodeCbor } from "cbor-x";
 import {
   MemberSchema,
   ResponseHeaderSchema,
@@ -20,8 +21,10 @@ import {
   type TxnResponse,
 } from "../gen/etcdserverpb/rpc_pb.ts";
 import { etcdError } from "../errors.ts";
-import type { Entry } from "../raft/types.ts";
-import type { Logger, Runtime, Timer } from "../ports.ts";
+import { decodeConfChange } from "../raft/conf-change-codec.ts";
+import { ConfChangeType, EntryType, type ConfState, type Entry } from "../raft/types.ts";
+import type { Logger, PeerNetwork, Runtime, Timer } from "../ports.ts";
+import { PeerTransport } from "../peer/transport.ts";
 import { Backend } from "../storage/backend.ts";
 import { Wal } from "../storage/wal/wal.ts";
 import { MvccStore } from "../mvcc/store.ts";
@@ -30,7 +33,11 @@ import { WatchScheduler } from "../mvcc/watch-scheduler.ts";
 import { isTxnReadOnly, KvApplier } from "./apply-kv.ts";
 import type { ServerConfig } from "./config.ts";
 import { clusterIdOf, decodeMemberMetadata, encodeMemberMetadata, memberIdOf, type MemberIdentity } from "./identity.ts";
+import { initialClusterOf } from "./cluster-bootstrap.ts";
 import { LocalLog } from "./local-log.ts";
+import { MemberStore } from "./members.ts";
+import { RaftLog } from "./raft-log.ts";
+import type { ServerLog } from "./server-log.ts";
 import { decodeRequest, encodeRequest, RequestKind, type InternalRequest } from "./request-codec.ts";
 
 /** The etcd API version we speak; clients gate features on it. */
@@ -43,7 +50,7 @@ export class EtcdServer {
   readonly version = serverVersion;
   readonly clusterVersion = clusterVersion;
   private readonly waiters = new Map<number, Waiter>();
-  private nextRequestId = 1;
+  private requestCounter = 0;
   private appliedIndex = 0;
   private backendTimer: Timer | undefined;
   private stoppedReason: string | undefined;
@@ -60,7 +67,9 @@ export class EtcdServer {
     private readonly backend: Backend,
     private readonly store: MvccStore,
     private readonly applier: KvApplier,
-    private readonly log: LocalLog,
+    private readonly log: ServerLog,
+    private readonly memberStore: MemberStore,
+    private readonly transport: PeerTransport | undefined,
     private readonly releaseLock: () => Promise<void>,
   ) {
     this.watchHub = new WatchableStore(store);
@@ -69,7 +78,12 @@ export class EtcdServer {
     });
   }
 
-  static async start(runtime: Runtime, config: ServerConfig, logger: Logger): Promise<EtcdServer> {
+  static async start(
+    runtime: Runtime,
+    config: ServerConfig,
+    logger: Logger,
+    options: { peerNetwork?: PeerNetwork } = {},
+  ): Promise<EtcdServer> {
     const { fs } = runtime;
     const memberDir = fs.join(config.dataDir, "member");
     const walDir = fs.join(memberDir, "wal");
@@ -80,47 +94,95 @@ export class EtcdServer {
       let identity: MemberIdentity;
       let wal: Wal;
       let entries: Entry[] = [];
-      let term: number;
+      let hardState: { term: number; vote: number; commit: number } | undefined;
       if (await fs.exists(walDir)) {
         const opened = await Wal.open(fs, walDir);
         wal = opened.wal;
         identity = decodeMemberMetadata(opened.metadata);
         entries = opened.entries;
-        // Each restart of a single member is a new election: a new term.
-        term = (opened.hardState?.term ?? 0) + 1;
+        hardState = opened.hardState;
         logger.info("recovered WAL", { entries: entries.length, "member-id": identity.memberId.toString(16) });
       } else {
-        const memberId = await memberIdOf(config.initialAdvertisePeerUrls, config.initialClusterToken);
-        identity = {
-          name: config.name,
-          memberId,
-          clusterId: await clusterIdOf([memberId]),
-          peerUrls: config.initialAdvertisePeerUrls,
-        };
+        identity = await newIdentity(config);
         wal = await Wal.create(fs, walDir, encodeMemberMetadata(identity));
-        term = 1;
         logger.info("created new WAL", { "member-id": identity.memberId.toString(16) });
       }
 
       const backend = Backend.open(runtime.sqlite, fs.join(snapDir, "db"));
       const store = new MvccStore(backend, { compactionBatchLimit: config.compactionBatchLimit });
       const applier = new KvApplier(store);
-      const lastIndex = entries.length > 0 ? (entries[entries.length - 1] as Entry).index : backend.consistentIndex();
+      const members = new MemberStore(backend);
+      if (members.size === 0) {
+        const initial = identity.initialMembers ?? [{ id: identity.memberId, name: identity.name, peerUrls: identity.peerUrls }];
+        for (const member of initial) members.put({ ...member, clientUrls: [], isLearner: false });
+      }
+      const applied = backend.consistentIndex();
       let server: EtcdServer | undefined;
-      const log = new LocalLog({
-        wal,
-        memberId: identity.memberId,
-        term,
-        lastIndex,
-        apply: (committed) => server?.applyEntries(committed),
-        fatal: (error) => server?.fail(error),
-      });
-      server = new EtcdServer(config, runtime, logger, identity, wal, backend, store, applier, log, () => lock.release());
+      let log: ServerLog;
+      let transport: PeerTransport | undefined;
+      if (identity.initialMembers === undefined) {
+        const lastIndex = entries.length > 0 ? (entries[entries.length - 1] as Entry).index : applied;
+        log = new LocalLog({
+          wal,
+          memberId: identity.memberId,
+          // Each restart of a single member is a new election: a new term.
+          term: (hardState?.term ?? 0) + 1,
+          lastIndex,
+          apply: (committed) => server?.applyEntries(committed),
+          fatal: (error) => server?.fail(error),
+        });
+      } else {
+        if (options.peerNetwork === undefined) throw new Error("a clustered member needs a peer network");
+        transport = new PeerTransport({
+          localId: identity.memberId,
+          clusterId: identity.clusterId,
+          network: options.peerNetwork,
+          clock: runtime.clock,
+          random: runtime.random,
+          logger,
+          version: { server: serverVersion, cluster: clusterVersion },
+          onMessages: (messages) => {
+            for (const message of messages) raftLog?.step(message);
+          },
+          onUnreachable: (id) => raftLog?.reportUnreachable(id),
+          onSnapshotStatus: (id, ok) => raftLog?.reportSnapshot(id, ok),
+        });
+        const sending = transport;
+        let raftLog: RaftLog | undefined = undefined;
+        raftLog = new RaftLog({
+          id: identity.memberId,
+          wal,
+          clock: runtime.clock,
+          random: runtime.random,
+          heartbeatIntervalMs: config.heartbeatIntervalMs,
+          electionTimeoutMs: config.electionTimeoutMs,
+          requestTimeoutMs: requestTimeoutMs(config),
+          preVote: config.preVote,
+          restored: { hardState, entries, confState: confStateOf(members) },
+          applied,
+          send: (messages) => sending.send(messages),
+          apply: (committed) => server?.applyEntries(committed),
+          onLeaderChange: (leader) => logger.info("raft leader changed", { leader: leader.toString(16) }),
+          fatal: (error) => server?.fail(error),
+        });
+        log = raftLog;
+        await transport.start(config.listenPeerUrls);
+        for (const member of members.all()) {
+          if (member.id !== identity.memberId) transport.addPeer(member.id, member.peerUrls);
+        }
+      }
+      server = new EtcdServer(config, runtime, logger, identity, wal, backend, store, applier, log, members, transport, () =>
+        lock.release(),
+      );
       // Replay what the WAL has past the backend's consistent index.
-      server.appliedIndex = backend.consistentIndex();
-      server.applyEntries(entries);
+      server.appliedIndex = applied;
+      if (log instanceof LocalLog) {
+        server.applyEntries(entries);
+        log.proposeEmpty();
+      } else {
+        void server.publishAttributes();
+      }
       backend.commit();
-      server.log.proposeEmpty();
       return server;
     } catch (error) {
       await lock.release();
@@ -128,10 +190,17 @@ export class EtcdServer {
     }
   }
 
+  /** Unique across members: the member's id prefix and a counter (the waiter key on the proposer). */
+  private nextRequestId(): number {
+    this.requestCounter = (this.requestCounter + 1) % 2 ** 32;
+    return (this.identity.memberId % 2 ** 20) * 2 ** 32 + this.requestCounter;
+  }
+
   // --- reads -------------------------------------------------------------
 
   async range(request: RangeRequest): Promise<RangeResponse> {
     this.assertServing();
+    if (!request.serializable) await this.log.readBarrier();
     const response = this.applier.range(request);
     response.header = this.header(response.header?.revision);
     return response;
@@ -140,26 +209,28 @@ export class EtcdServer {
   // --- writes ------------------------------------------------------------
 
   put(request: PutRequest): Promise<PutResponse> {
-    return this.propose({ kind: RequestKind.Put, id: this.nextRequestId++, request });
+    return this.propose({ kind: RequestKind.Put, id: this.nextRequestId(), request });
   }
 
   deleteRange(request: DeleteRangeRequest): Promise<DeleteRangeResponse> {
-    return this.propose({ kind: RequestKind.DeleteRange, id: this.nextRequestId++, request });
+    return this.propose({ kind: RequestKind.DeleteRange, id: this.nextRequestId(), request });
   }
 
   txn(request: TxnRequest): Promise<TxnResponse> {
     // A read-only txn needs no log entry (etcd serves it like a range).
     if (isTxnReadOnly(request)) {
       this.assertServing();
-      const response = this.applier.txn(request);
-      response.header = this.header(response.header?.revision);
-      return Promise.resolve(response);
+      return this.log.readBarrier().then(() => {
+        const response = this.applier.txn(request);
+        response.header = this.header(response.header?.revision);
+        return response;
+      });
     }
-    return this.propose({ kind: RequestKind.Txn, id: this.nextRequestId++, request });
+    return this.propose({ kind: RequestKind.Txn, id: this.nextRequestId(), request });
   }
 
   compact(request: CompactionRequest): Promise<CompactionResponse> {
-    return this.propose({ kind: RequestKind.Compact, id: this.nextRequestId++, request });
+    return this.propose({ kind: RequestKind.Compact, id: this.nextRequestId(), request });
   }
 
   private propose<T>(internal: InternalRequest): Promise<T> {
@@ -167,11 +238,25 @@ export class EtcdServer {
     const data = encodeRequest(internal);
     if (data.length > this.config.maxRequestBytes) return Promise.reject(etcdError("requestTooLarge"));
     return new Promise<T>((resolve, reject) => {
-      this.waiters.set(internal.id, { resolve: resolve as (value: unknown) => void, reject });
+      // A proposal lost with a leader change is never applied here: time it out.
+      const timer = this.runtime.clock.setTimer(requestTimeoutMs(this.config), () => {
+        if (this.waiters.delete(internal.id)) reject(etcdError("timeout"));
+      });
+      this.waiters.set(internal.id, {
+        resolve: (value) => {
+          timer.cancel();
+          resolve(value as T);
+        },
+        reject: (error) => {
+          timer.cancel();
+          reject(error);
+        },
+      });
       try {
         this.log.propose(data);
       } catch (error) {
         this.waiters.delete(internal.id);
+        timer.cancel();
         reject(error);
       }
     });
@@ -185,7 +270,10 @@ export class EtcdServer {
       if (entry.index <= this.appliedIndex) continue;
       let result: unknown;
       let failure: unknown;
-      if (entry.data.length > 0) {
+      if (entry.type === EntryType.ConfChange) {
+        this.applyConfChange(entry);
+        this.backend.setConsistentIndex(entry.index, entry.term);
+      } else if (entry.data.length > 0) {
         const internal = decodeRequest(entry.data);
         try {
           result = this.applyRequest(internal);
@@ -204,6 +292,7 @@ export class EtcdServer {
       }
       this.appliedIndex = entry.index;
     }
+    this.log.markApplied(this.appliedIndex);
     this.scheduleBackendCommit();
   }
 
@@ -222,9 +311,73 @@ export class EtcdServer {
       case RequestKind.Compact:
         response = this.applier.compact(internal.request);
         break;
+      case RequestKind.MemberAttributes: {
+        const member = this.memberStore.get(Number(internal.request.ID));
+        if (member !== undefined) {
+          this.memberStore.put({ ...member, name: internal.request.name, clientUrls: internal.request.clientURLs });
+        }
+        return {};
+      }
     }
     response.header = this.header(response.header?.revision);
     return response;
+  }
+
+  /** A committed membership change: Raft's configuration, the member store, the transport. */
+  private applyConfChange(entry: Entry): void {
+    const change = decodeConfChange(entry.data);
+    if (this.log instanceof RaftLog) this.log.applyConfChange(change);
+    const context = change.context.length > 0 ? (decodeCbor(change.context) as { name?: string; peerUrls?: string[] }) : {};
+    switch (change.type) {
+      case ConfChangeType.AddNode:
+      case ConfChangeType.AddLearnerNode: {
+        const existing = this.memberStore.get(change.nodeId);
+        const isLearner = change.type === ConfChangeType.AddLearnerNode;
+        this.memberStore.put({
+          id: change.nodeId,
+          name: existing?.name ?? context.name ?? "",
+          peerUrls: context.peerUrls ?? existing?.peerUrls ?? [],
+          clientUrls: existing?.clientUrls ?? [],
+          isLearner: existing !== undefined && !isLearner ? false : isLearner,
+        });
+        const record = this.memberStore.get(change.nodeId);
+        if (change.nodeId !== this.identity.memberId && record !== undefined) this.transport?.updatePeer(change.nodeId, record.peerUrls);
+        break;
+      }
+      case ConfChangeType.RemoveNode:
+        this.memberStore.remove(change.nodeId);
+        this.transport?.removePeer(change.nodeId);
+        break;
+      case ConfChangeType.UpdateNode: {
+        const existing = this.memberStore.get(change.nodeId);
+        if (existing !== undefined && context.peerUrls !== undefined) {
+          this.memberStore.put({ ...existing, peerUrls: context.peerUrls });
+          if (change.nodeId !== this.identity.memberId) this.transport?.updatePeer(change.nodeId, context.peerUrls);
+        }
+        break;
+      }
+    }
+  }
+
+  /** Proposes this member's name and client URLs until they are applied (etcd's publish). */
+  private async publishAttributes(): Promise<void> {
+    while (!this.failed) {
+      try {
+        await this.propose({
+          kind: RequestKind.MemberAttributes,
+          id: this.nextRequestId(),
+          request: create(MemberSchema, {
+            ID: BigInt(this.identity.memberId),
+            name: this.config.name,
+            clientURLs: this.config.advertiseClientUrls,
+          }),
+        });
+        this.logger.info("published local member to cluster through raft", { name: this.config.name });
+        return;
+      } catch {
+        await new Promise<void>((resolve) => this.runtime.clock.setTimer(this.config.heartbeatIntervalMs * 5, resolve));
+      }
+    }
   }
 
   private scheduleBackendCommit(): void {
@@ -255,15 +408,15 @@ export class EtcdServer {
   }
 
   members(): Member[] {
-    return [
+    return this.memberStore.all().map((member) =>
       create(MemberSchema, {
-        ID: BigInt(this.identity.memberId),
-        name: this.identity.name,
-        peerURLs: this.identity.peerUrls,
-        clientURLs: this.config.advertiseClientUrls,
-        isLearner: false,
+        ID: BigInt(member.id),
+        name: member.name,
+        peerURLs: member.peerUrls,
+        clientURLs: member.id === this.identity.memberId ? this.config.advertiseClientUrls : member.clientUrls,
+        isLearner: member.isLearner,
       }),
-    ];
+    );
   }
 
   status() {
@@ -271,11 +424,11 @@ export class EtcdServer {
       version: this.version,
       dbSizeBytes: this.backend.sizeBytes(),
       dbSizeInUseBytes: this.backend.sizeInUseBytes(),
-      leader: BigInt(this.identity.memberId),
+      leader: BigInt(this.log.leader),
       raftIndex: this.log.lastIndex,
       raftTerm: this.log.term,
       raftAppliedIndex: this.appliedIndex,
-      isLearner: false,
+      isLearner: this.memberStore.get(this.identity.memberId)?.isLearner ?? false,
       errors: [] as string[],
     };
   }
@@ -311,6 +464,8 @@ export class EtcdServer {
     this.stoppedReason ??= "server stopped";
     this.backendTimer?.cancel();
     this.watchScheduler.stop();
+    this.log.stop();
+    await this.transport?.stop();
     for (const waiter of this.waiters.values()) waiter.reject(etcdError("stopped"));
     this.waiters.clear();
     this.backend.commit();
@@ -318,4 +473,29 @@ export class EtcdServer {
     await this.wal.close();
     await this.releaseLock();
   }
+}
+
+/** etcd's request timeout: 5 s plus two election timeouts. */
+function requestTimeoutMs(config: ServerConfig): number {
+  return 5000 + 2 * config.electionTimeoutMs;
+}
+
+function confStateOf(members: MemberStore): ConfState {
+  const all = members.all();
+  return { voters: all.filter((m) => !m.isLearner).map((m) => m.id), learners: all.filter((m) => m.isLearner).map((m) => m.id) };
+}
+
+async function newIdentity(config: ServerConfig): Promise<MemberIdentity> {
+  if (config.initialCluster.size > 1) {
+    const initial = await initialClusterOf(config);
+    return {
+      name: config.name,
+      memberId: initial.self.id,
+      clusterId: initial.clusterId,
+      peerUrls: initial.self.peerUrls,
+      initialMembers: initial.members,
+    };
+  }
+  const memberId = await memberIdOf(config.initialAdvertisePeerUrls, config.initialClusterToken);
+  return { name: config.name, memberId, clusterId: await clusterIdOf([memberId]), peerUrls: config.initialAdvertisePeerUrls };
 }

@@ -9,6 +9,8 @@ export interface MemberIdentity {
   memberId: number;
   clusterId: bigint;
   peerUrls: string[];
+  /** Set for a member of a multi-member cluster: the members it was created with. */
+  initialMembers?: Array<{ id: number; name: string; peerUrls: string[] }>;
 }
 
 async function sha1(text: string): Promise<Uint8Array> {
@@ -39,7 +41,13 @@ export function encodeMemberMetadata(identity: MemberIdentity): Uint8Array {
 }
 
 export function decodeMemberMetadata(bytes: Uint8Array): MemberIdentity {
-  const value = decode(bytes) as { v: number; name: string; memberId: number; clusterId: string; peerUrls: string[] };
+  const value = decode(bytes) as Omit<MemberIdentity, "clusterId"> & { v: number; clusterId: string };
   if (value.v !== metadataVersion) throw new Error(`unknown WAL metadata version ${value.v}`);
-  return { name: value.name, memberId: value.memberId, clusterId: BigInt(value.clusterId), peerUrls: value.peerUrls };
+  return {
+    name: value.name,
+    memberId: value.memberId,
+    clusterId: BigInt(value.clusterId),
+    peerUrls: value.peerUrls,
+    ...(value.initialMembers === undefined ? {} : { initialMembers: value.initialMembers }),
+  };
 }

@@ -3,6 +3,7 @@
 // apply. This is the seat the Raft core takes in a cluster: the same
 // "persist, then commit, then apply" order, with a quorum of one.
 import { EntryType, type Entry, type HardState } from "../raft/types.ts";
+import type { ServerLog } from "./server-log.ts";
 
 /** The slice of the WAL the log needs. */
 export interface LogWal {
@@ -22,7 +23,7 @@ export interface LocalLogOptions {
   batchEntriesMax?: number;
 }
 
-export class LocalLog {
+export class LocalLog implements ServerLog {
   private readonly queue: Uint8Array[] = [];
   private flushing = false;
   private failed = false;
@@ -40,6 +41,22 @@ export class LocalLog {
 
   get term(): number {
     return this.options.term;
+  }
+
+  /** A single member is always its own leader. */
+  get leader(): number {
+    return this.options.memberId;
+  }
+
+  /** Apply follows the sync directly, so applied state is always linearizable. */
+  readBarrier(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  markApplied(): void {}
+
+  stop(): void {
+    this.failed = true;
   }
 
   /** Queues one entry's data; it is applied once it is durable. */

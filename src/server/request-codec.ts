@@ -9,6 +9,7 @@ import { fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufb
 import {
   CompactionRequestSchema,
   DeleteRangeRequestSchema,
+  MemberSchema,
   PutRequestSchema,
   TxnRequestSchema,
 } from "../gen/etcdserverpb/rpc_pb.ts";
@@ -19,6 +20,8 @@ export enum RequestKind {
   DeleteRange = 2,
   Txn = 3,
   Compact = 4,
+  /** A member publishes its name and client URLs (etcd's attribute update). */
+  MemberAttributes = 20,
 }
 
 const schemas = {
@@ -26,6 +29,7 @@ const schemas = {
   [RequestKind.DeleteRange]: DeleteRangeRequestSchema,
   [RequestKind.Txn]: TxnRequestSchema,
   [RequestKind.Compact]: CompactionRequestSchema,
+  [RequestKind.MemberAttributes]: MemberSchema,
 } as const;
 
 export type RequestOf<K extends RequestKind> = MessageShape<(typeof schemas)[K]>;
@@ -34,7 +38,8 @@ export type InternalRequest =
   | { kind: RequestKind.Put; id: number; request: RequestOf<RequestKind.Put> }
   | { kind: RequestKind.DeleteRange; id: number; request: RequestOf<RequestKind.DeleteRange> }
   | { kind: RequestKind.Txn; id: number; request: RequestOf<RequestKind.Txn> }
-  | { kind: RequestKind.Compact; id: number; request: RequestOf<RequestKind.Compact> };
+  | { kind: RequestKind.Compact; id: number; request: RequestOf<RequestKind.Compact> }
+  | { kind: RequestKind.MemberAttributes; id: number; request: RequestOf<RequestKind.MemberAttributes> };
 
 const formatVersion = 1;
 const headerBytes = 10;

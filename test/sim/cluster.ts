@@ -141,14 +141,20 @@ class Cluster {
 
   private send(from: SimNode, message: Message): void {
     if (leaderMessages.has(message.type)) this.checker.observeLeader(message.term, message.from, MessageType[message.type]);
-    if (message.from !== from.id) throw new Error(`n${from.id} sends a message from ${message.from}`);
-    this.network.send(message.from, message.to, { message: cloneMessage(message), senderIncarnation: from.incarnation });
+    // Forwarded proposals and reads keep their origin's id (as in etcd); all else is from the sender.
+    const forwarded = message.type === MessageType.Prop || message.type === MessageType.ReadIndex;
+    if (message.from !== from.id && !forwarded) throw new Error(`n${from.id} sends a message from ${message.from}`);
+    this.network.send(from.id, message.to, { message: cloneMessage(message), senderIncarnation: from.incarnation });
   }
 
   private deliver(from: NodeId, to: NodeId, envelope: Envelope): void {
     const node = this.node(to);
     const message = envelope.message;
-    if (node?.raft === undefined) return;
+    if (node?.raft === undefined) {
+      // A snapshot to a member that is down fails, and the transport says so.
+      if (message.type === MessageType.Snap) this.reportSnapshot(from, envelope, false);
+      return;
+    }
     if (message.type === MessageType.Snap) this.reportSnapshot(from, envelope, true);
     try {
       node.raft.step(cloneMessage(message));

@@ -1,0 +1,53 @@
+// The cluster's members as applied from the log, kept in the backend's
+// "members" bucket in the same transaction as the apply that changed them.
+import { decode, encode } from "cbor-x";
+import type { Backend } from "../storage/backend.ts";
+
+export interface MemberRecord {
+  id: number;
+  name: string;
+  peerUrls: string[];
+  clientUrls: string[];
+  isLearner: boolean;
+}
+
+const bucket = "members";
+
+function keyOf(id: number): Uint8Array {
+  const key = new Uint8Array(8);
+  new DataView(key.buffer).setBigUint64(0, BigInt(id));
+  return key;
+}
+
+export class MemberStore {
+  private readonly members = new Map<number, MemberRecord>();
+
+  constructor(private readonly backend: Backend) {
+    for (const [, value] of backend.bucketEntries(bucket)) {
+      const record = decode(value) as MemberRecord;
+      this.members.set(record.id, record);
+    }
+  }
+
+  get size(): number {
+    return this.members.size;
+  }
+
+  all(): MemberRecord[] {
+    return [...this.members.values()].sort((a, b) => a.id - b.id);
+  }
+
+  get(id: number): MemberRecord | undefined {
+    return this.members.get(id);
+  }
+
+  put(record: MemberRecord): void {
+    this.members.set(record.id, record);
+    this.backend.bucketPut(bucket, keyOf(record.id), encode(record));
+  }
+
+  remove(id: number): void {
+    this.members.delete(id);
+    this.backend.bucketDelete(bucket, keyOf(id));
+  }
+}

@@ -1,0 +1,304 @@
+// The log of a clustered member: the Raft core plus the IO it asks for. Each
+// Ready is carried out in etcd's order, in one function you can read top to
+// bottom (processReady): snapshot before entries, the leader's appends leave
+// in parallel with its own disk write, everything that depends on this
+// member's persisted state leaves only after the fdatasync, then committed
+// entries go to apply, then advance. A failed save is fatal.
+import { RawNode } from "../raft/raw-node.ts";
+import { MemoryStorage } from "../raft/memory-storage.ts";
+import {
+  ProposalDroppedError,
+  StateType,
+  type ConfChange,
+  type ConfState,
+  type Entry,
+  type HardState,
+  type Message,
+  type NodeId,
+  type Ready,
+  type Snapshot,
+} from "../raft/types.ts";
+import type { Clock, Random, Timer } from "../ports.ts";
+import { etcdError } from "../errors.ts";
+import type { ServerLog } from "./server-log.ts";
+
+/** The slice of the WAL the log needs. */
+export interface RaftLogWal {
+  save(hardState: HardState | undefined, entries: Entry[], options: { sync: boolean }): Promise<void>;
+  saveSnapshot(snapshot: { index: number; term: number }): Promise<void>;
+}
+
+export interface RaftLogOptions {
+  id: NodeId;
+  wal: RaftLogWal;
+  clock: Clock;
+  random: Random;
+  heartbeatIntervalMs: number;
+  electionTimeoutMs: number;
+  requestTimeoutMs: number;
+  preVote: boolean;
+  /** What the WAL held at start: hard state, entries after the snapshot, the snapshot. */
+  restored: { hardState?: HardState; entries: Entry[]; snapshot?: Snapshot; confState: ConfState };
+  applied: number;
+  send: (messages: Message[]) => void;
+  /** Committed entries, in index order; conf changes included (the caller applies them via applyConfChange). */
+  apply: (entries: Entry[], snapshot: Snapshot | undefined) => void;
+  onLeaderChange?: (leader: NodeId, isLeader: boolean) => void;
+  fatal: (error: unknown) => void;
+}
+
+interface PendingRead {
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+export class RaftLog implements ServerLog {
+  readonly storage = new MemoryStorage();
+  private readonly node: RawNode;
+  private readonly ticker: Timer;
+  private processing = false;
+  private scheduled = false;
+  private failed = false;
+  private leaderId: NodeId = 0;
+  private termValue = 0;
+  private commitIndexValue = 0;
+  private appliedIndexValue: number;
+  private readonly pendingReads = new Map<string, PendingRead>();
+  private readonly readsWaitingForApply: Array<{ index: number; resolve: () => void }> = [];
+  private nextReadId = 1;
+
+  constructor(private readonly options: RaftLogOptions) {
+    const { restored } = options;
+    // The configuration enters through the snapshot slot: the latest snapshot's
+    // metadata if there is one, else an empty one at index 0 with the applied
+    // configuration.
+    this.storage.applySnapshot({
+      metadata: {
+        index: restored.snapshot?.metadata.index ?? 0,
+        term: restored.snapshot?.metadata.term ?? 0,
+        confState: restored.confState,
+      },
+      data: restored.snapshot?.data ?? new Uint8Array(0),
+    });
+    if (restored.hardState !== undefined) this.storage.setHardState(restored.hardState);
+    this.storage.append(restored.entries);
+    this.appliedIndexValue = options.applied;
+    const electionTick = Math.max(2, Math.round(options.electionTimeoutMs / options.heartbeatIntervalMs));
+    this.node = new RawNode({
+      id: options.id,
+      electionTick,
+      heartbeatTick: 1,
+      preVote: options.preVote,
+      checkQuorum: true,
+      maxSizePerMsg: 1024 * 1024,
+      maxInflightMsgs: 4096 / 8,
+      readOnlyOption: "safe",
+      randomInt: (bound) => options.random.int(bound),
+      storage: this.storage,
+      applied: options.applied,
+    });
+    this.ticker = options.clock.setInterval(options.heartbeatIntervalMs, () => {
+      this.node.tick();
+      this.schedule();
+    });
+  }
+
+  get leader(): NodeId {
+    return this.leaderId;
+  }
+
+  get isLeader(): boolean {
+    return this.leaderId === this.options.id;
+  }
+
+  get term(): number {
+    return this.termValue;
+  }
+
+  get lastIndex(): number {
+    return this.storage.lastIndex();
+  }
+
+  get commitIndex(): number {
+    return this.commitIndexValue;
+  }
+
+  get appliedIndex(): number {
+    return this.appliedIndexValue;
+  }
+
+  /** Hands a proposal to Raft; throws etcd's error when it cannot be taken. */
+  propose(data: Uint8Array): void {
+    this.assertRunning();
+    try {
+      this.node.propose(data);
+    } catch (error) {
+      if (error instanceof ProposalDroppedError) throw etcdError(this.leaderId === 0 ? "noLeader" : "leaderChanged");
+      throw error;
+    }
+    this.schedule();
+  }
+
+  proposeConfChange(change: ConfChange): void {
+    this.assertRunning();
+    this.node.proposeConfChange(change);
+    this.schedule();
+  }
+
+  applyConfChange(change: ConfChange): ConfState {
+    return this.node.applyConfChange(change);
+  }
+
+  step(message: Message): void {
+    if (this.failed) return;
+    this.node.step(message);
+    this.schedule();
+  }
+
+  reportUnreachable(id: NodeId): void {
+    this.node.reportUnreachable(id);
+  }
+
+  reportSnapshot(id: NodeId, ok: boolean): void {
+    this.node.reportSnapshot(id, ok);
+    this.schedule();
+  }
+
+  transferLeader(transferee: NodeId): void {
+    this.node.transferLeader(transferee);
+    this.schedule();
+  }
+
+  campaign(): void {
+    this.node.campaign();
+    this.schedule();
+  }
+
+  /**
+   * Linearizable read barrier (ReadIndex): resolves once this member has
+   * applied everything committed when the read was issued, as confirmed by a
+   * quorum for the current leader.
+   */
+  readBarrier(): Promise<void> {
+    this.assertRunning();
+    const id = `${this.options.id}:${this.nextReadId++}`;
+    return new Promise<void>((resolve, reject) => {
+      // A read sent while there is no leader is dropped by Raft: time it out.
+      const timer = this.options.clock.setTimer(this.options.requestTimeoutMs, () => {
+        if (this.pendingReads.delete(id)) reject(etcdError("timeout"));
+      });
+      this.pendingReads.set(id, {
+        resolve: () => {
+          timer.cancel();
+          resolve();
+        },
+        reject: (error) => {
+          timer.cancel();
+          reject(error);
+        },
+      });
+      this.node.readIndex(new TextEncoder().encode(id));
+      this.schedule();
+    });
+  }
+
+  /** Called by the applier after it applied entries up to `index`. */
+  markApplied(index: number): void {
+    this.appliedIndexValue = Math.max(this.appliedIndexValue, index);
+    while (this.readsWaitingForApply.length > 0 && (this.readsWaitingForApply[0]?.index ?? Infinity) <= this.appliedIndexValue) {
+      this.readsWaitingForApply.shift()?.resolve();
+    }
+  }
+
+  stop(): void {
+    this.ticker.cancel();
+    this.failed = true;
+    for (const read of this.pendingReads.values()) read.reject(etcdError("stopped"));
+    this.pendingReads.clear();
+  }
+
+  status() {
+    return this.node.status();
+  }
+
+  private assertRunning(): void {
+    if (this.failed) throw etcdError("stopped");
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.processing) return;
+    this.scheduled = true;
+    queueMicrotask(() => {
+      this.scheduled = false;
+      void this.processReadies();
+    });
+  }
+
+  private async processReadies(): Promise<void> {
+    if (this.processing || this.failed) return;
+    this.processing = true;
+    try {
+      while (!this.failed && this.node.hasReady()) await this.processReady(this.node.ready());
+    } catch (error) {
+      this.failed = true;
+      this.ticker.cancel();
+      this.options.fatal(error);
+    } finally {
+      this.processing = false;
+    }
+  }
+
+  /** One Ready, in etcd's order. */
+  private async processReady(ready: Ready): Promise<void> {
+    if (ready.softState !== undefined) this.noteSoftState(ready.softState.lead, ready.softState.state);
+    if (ready.hardState !== undefined) {
+      this.termValue = ready.hardState.term;
+      this.commitIndexValue = ready.hardState.commit;
+    }
+    this.releaseReadStates(ready);
+
+    // 1. A snapshot is persisted before entries that follow it.
+    if (ready.snapshot !== undefined) {
+      await this.options.wal.saveSnapshot({ index: ready.snapshot.metadata.index, term: ready.snapshot.metadata.term });
+      this.storage.applySnapshot(ready.snapshot);
+    }
+    // 2. The leader's appends leave now, in parallel with its own write.
+    if (ready.messages.length > 0) this.options.send(ready.messages);
+    // 3. Hard state and entries reach the disk (one fdatasync for the batch).
+    if (ready.hardState !== undefined || ready.entries.length > 0) {
+      await this.options.wal.save(ready.hardState, ready.entries, { sync: ready.mustSync });
+      if (ready.hardState !== undefined) this.storage.setHardState(ready.hardState);
+      this.storage.append(ready.entries);
+    }
+    // 4. What depends on this member's durable state leaves only now.
+    if (ready.messagesAfterPersist.length > 0) this.options.send(ready.messagesAfterPersist);
+    // 5. Apply.
+    if (ready.committedEntries.length > 0 || ready.snapshot !== undefined) {
+      this.options.apply(ready.committedEntries, ready.snapshot);
+    }
+    this.node.advance(ready);
+  }
+
+  private noteSoftState(lead: NodeId, state: StateType): void {
+    if (lead === this.leaderId) return;
+    this.leaderId = lead;
+    this.options.onLeaderChange?.(lead, state === StateType.Leader);
+    // Reads waiting on an old leader may never be answered: fail them so clients retry.
+    if (lead === 0) {
+      for (const read of this.pendingReads.values()) read.reject(etcdError("leaderChanged"));
+      this.pendingReads.clear();
+    }
+  }
+
+  private releaseReadStates(ready: Ready): void {
+    for (const state of ready.readStates) {
+      const id = new TextDecoder().decode(state.requestCtx);
+      const read = this.pendingReads.get(id);
+      if (read === undefined) continue;
+      this.pendingReads.delete(id);
+      if (state.index <= this.appliedIndexValue) read.resolve();
+      else this.readsWaitingForApply.push({ index: state.index, resolve: read.resolve });
+    }
+    this.readsWaitingForApply.sort((a, b) => a.index - b.index);
+  }
+}
