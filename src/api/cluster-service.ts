@@ -1,21 +1,46 @@
-// etcdserverpb.Cluster: membership. A single node lists itself; changes need Raft.
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+// etcdserverpb.Cluster: membership, through Raft conf changes.
 import { create } from "@bufbuild/protobuf";
-import { MemberListResponseSchema, type Cluster } from "../gen/etcdserverpb/rpc_pb.ts";
+import type { ServiceImpl } from "@connectrpc/connect";
+import {
+  MemberAddResponseSchema,
+  MemberListResponseSchema,
+  MemberPromoteResponseSchema,
+  MemberRemoveResponseSchema,
+  MemberSchema,
+  MemberUpdateResponseSchema,
+  type Cluster,
+} from "../gen/etcdserverpb/rpc_pb.ts";
 import type { EtcdServer } from "../server/etcd-server.ts";
 import { guarded } from "./errors.ts";
 
-const notYet = (what: string) => () =>
-  Promise.reject(new ConnectError(`edgetcd: ${what} needs the clustered server (not implemented yet)`, Code.Unimplemented));
-
 export function clusterService(server: EtcdServer): ServiceImpl<typeof Cluster> {
+  // etcd's cluster responses carry no revision in their header.
+  const header = () => server.header(0n);
   return {
-    memberList: () =>
-      // etcd's cluster responses carry no revision in their header.
-      guarded(() => create(MemberListResponseSchema, { header: server.header(0n), members: server.members() })),
-    memberAdd: notYet("MemberAdd"),
-    memberRemove: notYet("MemberRemove"),
-    memberUpdate: notYet("MemberUpdate"),
-    memberPromote: notYet("MemberPromote"),
+    memberList: () => guarded(() => create(MemberListResponseSchema, { header: header(), members: server.members() })),
+    memberAdd: (request) =>
+      guarded(async () => {
+        const added = await server.memberAdd(request.peerURLs, request.isLearner);
+        return create(MemberAddResponseSchema, {
+          header: header(),
+          member: create(MemberSchema, { ID: BigInt(added.id), peerURLs: added.peerUrls, isLearner: added.isLearner }),
+          members: server.members(),
+        });
+      }),
+    memberRemove: (request) =>
+      guarded(async () => {
+        await server.memberRemove(Number(request.ID));
+        return create(MemberRemoveResponseSchema, { header: header(), members: server.members() });
+      }),
+    memberUpdate: (request) =>
+      guarded(async () => {
+        await server.memberUpdate(Number(request.ID), request.peerURLs);
+        return create(MemberUpdateResponseSchema, { header: header(), members: server.members() });
+      }),
+    memberPromote: (request) =>
+      guarded(async () => {
+        await server.memberPromote(Number(request.ID));
+        return create(MemberPromoteResponseSchema, { header: header(), members: server.members() });
+      }),
   };
 }

@@ -4,6 +4,7 @@ import { create } from "@bufbuild/protobuf";
 import {
   AlarmResponseSchema,
   HashKVResponseSchema,
+  MoveLeaderResponseSchema,
   StatusResponseSchema,
   type Maintenance,
 } from "../gen/etcdserverpb/rpc_pb.ts";
@@ -48,7 +49,11 @@ export function maintenanceService(server: EtcdServer): ServiceImpl<typeof Maint
     snapshot: async function* () {
       throw new ConnectError("edgetcd: Snapshot is not implemented yet", Code.Unimplemented);
     },
-    moveLeader: notYet("MoveLeader"),
+    moveLeader: (request) =>
+      guarded(async () => {
+        await server.moveLeader(Number(request.targetID));
+        return create(MoveLeaderResponseSchema, { header: server.header() });
+      }),
     downgrade: notYet("Downgrade"),
   };
 }

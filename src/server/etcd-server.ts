@@ -3,7 +3,7 @@
 // MVCC (data and consistent index in one backend transaction) → reply.
 // Reads are served from applied state.
 import { create } from "@bufbuild/protobuf";
-import { decode as decodeCbor } from "cbor-x";
+import { decode as decodeCbor, encode as encodeCbor } from "cbor-x";
 import {
   MemberSchema,
   ResponseHeaderSchema,
@@ -22,7 +22,7 @@ import {
 } from "../gen/etcdserverpb/rpc_pb.ts";
 import { etcdError } from "../errors.ts";
 import { decodeConfChange } from "../raft/conf-change-codec.ts";
-import { ConfChangeType, EntryType, type ConfState, type Entry } from "../raft/types.ts";
+import { ConfChangeType, EntryType, ProposalDroppedError, type ConfState, type Entry } from "../raft/types.ts";
 import type { Logger, PeerNetwork, Runtime, Timer } from "../ports.ts";
 import { PeerTransport } from "../peer/transport.ts";
 import { Backend } from "../storage/backend.ts";
@@ -35,7 +35,7 @@ import type { ServerConfig } from "./config.ts";
 import { clusterIdOf, decodeMemberMetadata, encodeMemberMetadata, memberIdOf, type MemberIdentity } from "./identity.ts";
 import { initialClusterOf } from "./cluster-bootstrap.ts";
 import { LocalLog } from "./local-log.ts";
-import { MemberStore } from "./members.ts";
+import { MemberStore, type MemberRecord } from "./members.ts";
 import { RaftLog } from "./raft-log.ts";
 import type { ServerLog } from "./server-log.ts";
 import { decodeRequest, encodeRequest, RequestKind, type InternalRequest } from "./request-codec.ts";
@@ -327,7 +327,14 @@ export class EtcdServer {
   private applyConfChange(entry: Entry): void {
     const change = decodeConfChange(entry.data);
     if (this.log instanceof RaftLog) this.log.applyConfChange(change);
-    const context = change.context.length > 0 ? (decodeCbor(change.context) as { name?: string; peerUrls?: string[] }) : {};
+    const context =
+      change.context.length > 0 ? (decodeCbor(change.context) as { name?: string; peerUrls?: string[]; requestId?: number }) : {};
+    if (context.requestId !== undefined) {
+      const waiter = this.waiters.get(context.requestId);
+      this.waiters.delete(context.requestId);
+      // Resolved after the member store below is updated (same turn).
+      if (waiter !== undefined) queueMicrotask(() => waiter.resolve(undefined));
+    }
     switch (change.type) {
       case ConfChangeType.AddNode:
       case ConfChangeType.AddLearnerNode: {
@@ -357,6 +364,102 @@ export class EtcdServer {
         break;
       }
     }
+  }
+
+  // --- membership ----------------------------------------------------------
+
+  async memberAdd(peerUrls: string[], isLearner: boolean): Promise<MemberRecord> {
+    const raftLog = this.clusterLog();
+    if (peerUrls.length === 0 || !peerUrls.every(isHttpUrl)) throw etcdError("memberBadUrls");
+    const taken = new Set(this.memberStore.all().flatMap((member) => member.peerUrls));
+    if (peerUrls.some((url) => taken.has(url))) throw etcdError("peerUrlExists");
+    // The id a member started with these peer URLs and token computes for itself.
+    const id = await memberIdOf(peerUrls, this.config.initialClusterToken);
+    if (this.memberStore.get(id) !== undefined) throw etcdError("memberExists");
+    await this.proposeConfChange(raftLog, isLearner ? ConfChangeType.AddLearnerNode : ConfChangeType.AddNode, id, { peerUrls });
+    return this.memberStore.get(id) ?? { id, name: "", peerUrls, clientUrls: [], isLearner };
+  }
+
+  async memberRemove(id: number): Promise<void> {
+    const raftLog = this.clusterLog();
+    if (this.memberStore.get(id) === undefined) throw etcdError("memberNotFound");
+    await this.proposeConfChange(raftLog, ConfChangeType.RemoveNode, id, {});
+  }
+
+  async memberUpdate(id: number, peerUrls: string[]): Promise<void> {
+    const raftLog = this.clusterLog();
+    if (this.memberStore.get(id) === undefined) throw etcdError("memberNotFound");
+    if (peerUrls.length === 0 || !peerUrls.every(isHttpUrl)) throw etcdError("memberBadUrls");
+    await this.proposeConfChange(raftLog, ConfChangeType.UpdateNode, id, { peerUrls });
+  }
+
+  async memberPromote(id: number): Promise<void> {
+    const raftLog = this.clusterLog();
+    const member = this.memberStore.get(id);
+    if (member === undefined) throw etcdError("memberNotFound");
+    if (!member.isLearner) throw etcdError("memberNotLearner");
+    // etcd's readiness rule needs the leader's view of the learner's progress
+    // (its match at least 90% of the leader's). etcd forwards a promotion from a
+    // follower to the leader; we do not forward yet, so a follower refuses.
+    if (!raftLog.isLeader) throw etcdError("notLeader");
+    const progress = raftLog.status().progress;
+    const learnerMatch = progress.get(id)?.match ?? 0;
+    const leaderMatch = progress.get(this.identity.memberId)?.match ?? 0;
+    if (learnerMatch < leaderMatch * 0.9) throw etcdError("learnerNotReady");
+    await this.proposeConfChange(raftLog, ConfChangeType.AddNode, id, {});
+  }
+
+  /** Hands leadership to `target` and waits until it has it (etcd's MoveLeader). */
+  async moveLeader(target: number): Promise<void> {
+    const raftLog = this.clusterLog();
+    if (!raftLog.isLeader) throw etcdError("notLeader");
+    const member = this.memberStore.get(target);
+    if (member === undefined || member.isLearner) throw etcdError("badLeaderTransferee");
+    if (target === this.identity.memberId) return;
+    raftLog.transferLeader(target);
+    const deadline = this.runtime.clock.nowMs() + requestTimeoutMs(this.config);
+    while (raftLog.leader !== target) {
+      if (this.runtime.clock.nowMs() > deadline) throw etcdError("timeoutDueToLeaderFail");
+      await new Promise<void>((resolve) => this.runtime.clock.setTimer(this.config.heartbeatIntervalMs, resolve));
+    }
+  }
+
+  private clusterLog(): RaftLog {
+    this.assertServing();
+    // A single-member node runs without Raft; membership changes need it (start with --initial-cluster).
+    if (!(this.log instanceof RaftLog)) throw etcdError("notCapable");
+    return this.log;
+  }
+
+  private proposeConfChange(
+    raftLog: RaftLog,
+    type: ConfChangeType,
+    nodeId: number,
+    context: { peerUrls?: string[] },
+  ): Promise<void> {
+    const requestId = this.nextRequestId();
+    return new Promise<void>((resolve, reject) => {
+      const timer = this.runtime.clock.setTimer(requestTimeoutMs(this.config), () => {
+        if (this.waiters.delete(requestId)) reject(etcdError("timeout"));
+      });
+      this.waiters.set(requestId, {
+        resolve: () => {
+          timer.cancel();
+          resolve();
+        },
+        reject: (error) => {
+          timer.cancel();
+          reject(error);
+        },
+      });
+      try {
+        raftLog.proposeConfChange({ type, nodeId, context: encodeCbor({ ...context, requestId }) });
+      } catch (error) {
+        this.waiters.delete(requestId);
+        timer.cancel();
+        reject(error instanceof ProposalDroppedError ? etcdError(error.reason === "no-leader" ? "noLeader" : "timeout") : error);
+      }
+    });
   }
 
   /** Proposes this member's name and client URLs until they are applied (etcd's publish). */
@@ -498,4 +601,13 @@ async function newIdentity(config: ServerConfig): Promise<MemberIdentity> {
   }
   const memberId = await memberIdOf(config.initialAdvertisePeerUrls, config.initialClusterToken);
   return { name: config.name, memberId, clusterId: await clusterIdOf([memberId]), peerUrls: config.initialAdvertisePeerUrls };
+}
+
+function isHttpUrl(text: string): boolean {
+  try {
+    const url = new URL(text);
+    return (url.protocol === "http:" || url.protocol === "https:") && url.port !== "";
+  } catch {
+    return false;
+  }
 }
