@@ -1,4 +1,4 @@
-// npm run bench [-- --seconds S --rounds R --targets etcd,edgetcd-node,edgetcd-bun]
+// npm run bench [-- --seconds S --rounds R --targets etcd,edgetcd-node,edgetcd-bun --cluster]
 // One load, run against the real etcd 3.4 and edgetcd side by side on this
 // machine, workloads interleaved round by round so noise hits both alike.
 // Prints throughput and p50/p99 latency per target and their ratios to etcd.
@@ -6,6 +6,7 @@ import { create } from "@bufbuild/protobuf";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { KV, PutRequestSchema, RangeRequestSchema } from "../../src/gen/etcdserverpb/rpc_pb.ts";
+import { startCluster } from "../support/cluster.ts";
 import { startEdgetcd, startEtcd, type RunningServer } from "../support/processes.ts";
 
 interface Workload {
@@ -75,10 +76,22 @@ async function main(): Promise<void> {
   const seconds = Number(argument("seconds", "3"));
   const rounds = Number(argument("rounds", "3"));
   const targetNames = argument("targets", "etcd,edgetcd-node,edgetcd-bun").split(",");
+  // --cluster: each target is a 3-member cluster (etcd's default timing), the load goes to member 1.
+  const clustered = process.argv.includes("--cluster");
   const servers = new Map<string, RunningServer>();
+  const stops: Array<() => Promise<void>> = [];
   for (const name of targetNames) {
-    if (name === "etcd") servers.set(name, await startEtcd());
-    else servers.set(name, await startEdgetcd({ runtime: name === "edgetcd-bun" ? "bun" : "node" }));
+    const runtime = name === "edgetcd-bun" ? "bun" : "node";
+    if (clustered) {
+      const cluster = await startCluster(3, { kind: name === "etcd" ? "etcd" : "edgetcd", runtime, heartbeatMs: 100, electionMs: 1000 });
+      stops.push(() => cluster.stopAll());
+      servers.set(name, cluster.members[0]?.server as RunningServer);
+      await new Promise((resolve) => setTimeout(resolve, 3000)); // an election
+    } else {
+      const server = name === "etcd" ? await startEtcd() : await startEdgetcd({ runtime });
+      stops.push(() => server.stop());
+      servers.set(name, server);
+    }
   }
   const clients = new Map<string, Client<typeof KV>>();
   for (const [name, server] of servers) {
@@ -98,7 +111,7 @@ async function main(): Promise<void> {
       }
     }
   }
-  console.log(`\nmedians of ${rounds} rounds of ${seconds}s each; ratio = edgetcd / etcd (throughput: higher is better; latency: lower is better)\n`);
+  console.log(`\n${clustered ? "3-member clusters" : "single members"}; medians of ${rounds} rounds of ${seconds}s each; ratio = edgetcd / etcd (throughput: higher is better; latency: lower is better)\n`);
   console.log(["workload", "target", "ops/s", "p50 ms", "p99 ms", "errors", "ops ratio", "p50 ratio", "p99 ratio"].join("\t"));
   for (const workload of workloads) {
     const baseline = summary(results.get(`${workload.name}|etcd`));
@@ -120,7 +133,7 @@ async function main(): Promise<void> {
       );
     }
   }
-  await Promise.all([...servers.values()].map((server) => server.stop()));
+  await Promise.all(stops.map((stop) => stop()));
 }
 
 function summary(measurements: Measurement[] | undefined): Measurement {

@@ -1,6 +1,6 @@
 // A real 3-member edgetcd cluster on loopback, for cluster tests.
 import { join } from "node:path";
-import { freePort, startEdgetcd, tempDir, type RunningServer } from "./processes.ts";
+import { freePort, startEdgetcd, startEtcd, tempDir, type RunningServer, type StartOptions } from "./processes.ts";
 
 export interface ClusterMember {
   name: string;
@@ -21,7 +21,15 @@ export interface TestCluster {
 export const heartbeatMs = 50;
 export const electionMs = 500;
 
-export async function startCluster(size = 3): Promise<TestCluster> {
+export interface ClusterOptions {
+  /** Which server: edgetcd (default) or the real etcd 3.4. */
+  kind?: "edgetcd" | "etcd";
+  runtime?: "node" | "bun";
+  heartbeatMs?: number;
+  electionMs?: number;
+}
+
+export async function startCluster(size = 3, options: ClusterOptions = {}): Promise<TestCluster> {
   const root = tempDir("edgetcd-cluster");
   const members: ClusterMember[] = [];
   for (let i = 1; i <= size; i++) {
@@ -34,8 +42,9 @@ export async function startCluster(size = 3): Promise<TestCluster> {
     });
   }
   const initialCluster = members.map((m) => `${m.name}=http://127.0.0.1:${m.peerPort}`).join(",");
+  const starter = options.kind === "etcd" ? startEtcd : (start: StartOptions) => startEdgetcd({ ...start, runtime: options.runtime });
   const start = async (member: ClusterMember) => {
-    member.server = await startEdgetcd({
+    member.server = await starter({
       dataDir: member.dataDir,
       clientPort: member.clientPort,
       peerPort: member.peerPort,
@@ -43,8 +52,8 @@ export async function startCluster(size = 3): Promise<TestCluster> {
         "--name", member.name,
         "--initial-cluster", initialCluster,
         "--initial-cluster-token", "test-cluster",
-        "--heartbeat-interval", String(heartbeatMs),
-        "--election-timeout", String(electionMs),
+        "--heartbeat-interval", String(options.heartbeatMs ?? heartbeatMs),
+        "--election-timeout", String(options.electionMs ?? electionMs),
       ],
     });
   };
