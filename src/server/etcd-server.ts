@@ -237,12 +237,26 @@ export class EtcdServer {
     this.assertServing();
     const data = encodeRequest(internal);
     if (data.length > this.config.maxRequestBytes) return Promise.reject(etcdError("requestTooLarge"));
+    const reply = this.waitFor<T>(internal.id);
+    try {
+      this.log.propose(data);
+    } catch (error) {
+      this.settleWaiter(internal.id, error);
+    }
+    return reply;
+  }
+
+  /**
+   * The reply to request `id`, delivered when its entry is applied here. A
+   * proposal lost with a leader change is never applied: it times out with
+   * etcd's error.
+   */
+  private waitFor<T>(id: number): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      // A proposal lost with a leader change is never applied here: time it out.
       const timer = this.runtime.clock.setTimer(requestTimeoutMs(this.config), () => {
-        if (this.waiters.delete(internal.id)) reject(etcdError("timeout"));
+        if (this.waiters.delete(id)) reject(etcdError("timeout"));
       });
-      this.waiters.set(internal.id, {
+      this.waiters.set(id, {
         resolve: (value) => {
           timer.cancel();
           resolve(value as T);
@@ -252,14 +266,14 @@ export class EtcdServer {
           reject(error);
         },
       });
-      try {
-        this.log.propose(data);
-      } catch (error) {
-        this.waiters.delete(internal.id);
-        timer.cancel();
-        reject(error);
-      }
     });
+  }
+
+  /** Fails a waiting request at once (its proposal was refused). */
+  private settleWaiter(id: number, error: unknown): void {
+    const waiter = this.waiters.get(id);
+    this.waiters.delete(id);
+    waiter?.reject(error);
   }
 
   // --- apply -------------------------------------------------------------
@@ -438,28 +452,14 @@ export class EtcdServer {
     context: { peerUrls?: string[] },
   ): Promise<void> {
     const requestId = this.nextRequestId();
-    return new Promise<void>((resolve, reject) => {
-      const timer = this.runtime.clock.setTimer(requestTimeoutMs(this.config), () => {
-        if (this.waiters.delete(requestId)) reject(etcdError("timeout"));
-      });
-      this.waiters.set(requestId, {
-        resolve: () => {
-          timer.cancel();
-          resolve();
-        },
-        reject: (error) => {
-          timer.cancel();
-          reject(error);
-        },
-      });
-      try {
-        raftLog.proposeConfChange({ type, nodeId, context: encodeCbor({ ...context, requestId }) });
-      } catch (error) {
-        this.waiters.delete(requestId);
-        timer.cancel();
-        reject(error instanceof ProposalDroppedError ? etcdError(error.reason === "no-leader" ? "noLeader" : "timeout") : error);
-      }
-    });
+    const reply = this.waitFor<void>(requestId);
+    try {
+      raftLog.proposeConfChange({ type, nodeId, context: encodeCbor({ ...context, requestId }) });
+    } catch (error) {
+      const dropped = error instanceof ProposalDroppedError;
+      this.settleWaiter(requestId, dropped ? etcdError(error.reason === "no-leader" ? "noLeader" : "timeout") : error);
+    }
+    return reply;
   }
 
   /** Proposes this member's name and client URLs until they are applied (etcd's publish). */
