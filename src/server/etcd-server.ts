@@ -20,7 +20,7 @@ import {
   type TxnRequest,
   type TxnResponse,
 } from "../gen/etcdserverpb/rpc_pb.ts";
-import { etcdError } from "../errors.ts";
+import { EtcdError, etcdError, GrpcCode } from "../errors.ts";
 import { decodeConfChange } from "../raft/conf-change-codec.ts";
 import { ConfChangeType, EntryType, ProposalDroppedError, type ConfState, type Entry } from "../raft/types.ts";
 import type { Logger, PeerNetwork, Runtime, Timer } from "../ports.ts";
@@ -237,6 +237,9 @@ export class EtcdServer {
     this.assertServing();
     const data = encodeRequest(internal);
     if (data.length > this.config.maxRequestBytes) return Promise.reject(etcdError("requestTooLarge"));
+    // Like etcd, a proposal made while there is no leader waits for one, for
+    // up to the request timeout.
+    if (this.log.leader === 0) return this.waitForLeader().then(() => this.propose<T>(internal));
     const reply = this.waitFor<T>(internal.id);
     try {
       this.log.propose(data);
@@ -244,6 +247,16 @@ export class EtcdServer {
       this.settleWaiter(internal.id, error);
     }
     return reply;
+  }
+
+  private async waitForLeader(): Promise<void> {
+    const deadline = this.runtime.clock.nowMs() + requestTimeoutMs(this.config);
+    while (this.log.leader === 0) {
+      this.assertServing();
+      // What etcd 3.4 answers when no leader appears in time.
+      if (this.runtime.clock.nowMs() >= deadline) throw new EtcdError(GrpcCode.Unknown, "context deadline exceeded");
+      await new Promise<void>((resolve) => this.runtime.clock.setTimer(this.config.heartbeatIntervalMs, resolve));
+    }
   }
 
   /**
