@@ -15,7 +15,7 @@ describe("protocols on the client port", () => {
   let edgetcd: RunningServer;
   before(async () => {
     edgetcd = await startEdgetcd();
-  });
+  }, { timeout: 120_000 });
   after(async () => {
     await edgetcd?.stop();
   });

@@ -40,7 +40,7 @@ describe("a 3-member cluster", () => {
   before(async () => {
     cluster = await startCluster(3);
     await leaderOf(cluster, 10 * electionMs);
-  });
+  }, { timeout: 120_000 });
   after(async () => {
     await cluster?.stopAll();
   });

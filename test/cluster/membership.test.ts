@@ -36,7 +36,7 @@ describe("membership with etcdctl", () => {
   before(async () => {
     cluster = await startCluster(3);
     await waitForLeader(cluster);
-  });
+  }, { timeout: 120_000 });
   after(async () => {
     await cluster?.stopAll();
   });

@@ -13,7 +13,7 @@ describe("a member without a quorum", () => {
   let cluster: TestCluster;
   before(async () => {
     cluster = await startCluster(3);
-  });
+  }, { timeout: 120_000 });
   after(async () => {
     await cluster?.stopAll();
   });

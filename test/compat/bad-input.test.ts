@@ -81,7 +81,7 @@ describe("bad input", () => {
   let edgetcd: RunningServer;
   before(async () => {
     [etcd, edgetcd] = await Promise.all([startEtcd(), startEdgetcd()]);
-  });
+  }, { timeout: 120_000 });
   after(async () => {
     await Promise.all([etcd?.stop(), edgetcd?.stop()]);
   });

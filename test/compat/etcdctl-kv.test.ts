@@ -101,7 +101,7 @@ describe("etcdctl drives etcd 3.4 and edgetcd alike", () => {
   let edgetcd: RunningServer;
   before(async () => {
     [etcd, edgetcd] = await Promise.all([startEtcd(), startEdgetcd()]);
-  });
+  }, { timeout: 120_000 });
   after(async () => {
     await Promise.all([etcd?.stop(), edgetcd?.stop()]);
   });

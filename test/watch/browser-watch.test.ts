@@ -24,7 +24,7 @@ describe("BrowserWatch over HTTP/1.1", () => {
   before(async () => {
     // A short progress interval so the periodic notification shows up in the test.
     server = await startEdgetcd({ extraArgs: ["--experimental-watch-progress-notify-interval", "200ms"] });
-  });
+  }, { timeout: 120_000 });
   after(async () => {
     await server?.stop();
   });

@@ -81,7 +81,7 @@ describe("etcdctl watch on etcd 3.4 and edgetcd", () => {
   let edgetcd: RunningServer;
   before(async () => {
     [etcd, edgetcd] = await Promise.all([startEtcd(), startEdgetcd()]);
-  });
+  }, { timeout: 120_000 });
   after(async () => {
     await Promise.all([etcd?.stop(), edgetcd?.stop()]);
   });

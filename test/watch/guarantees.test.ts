@@ -141,7 +141,7 @@ describe("watch guarantees on a running edgetcd", () => {
   let server: RunningServer;
   before(async () => {
     server = await startEdgetcd();
-  });
+  }, { timeout: 120_000 });
   after(async () => {
     await server?.stop();
   });

@@ -90,7 +90,7 @@ describe("watch responses on the wire, etcd 3.4 vs edgetcd", () => {
   let edgetcd: RunningServer;
   before(async () => {
     [etcd, edgetcd] = await Promise.all([startEtcd(), startEdgetcd()]);
-  });
+  }, { timeout: 120_000 });
   after(async () => {
     await Promise.all([etcd?.stop(), edgetcd?.stop()]);
   });
