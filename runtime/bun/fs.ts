@@ -4,10 +4,9 @@
 // fdatasync/fsync stay asynchronous so other callers can queue up behind a sync
 // (that queue is what group commit batches).
 import { constants, readSync, writeSync } from "node:fs";
-import { mkdir, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
-import { join } from "node:path";
+import { open } from "node:fs/promises";
 import type { FileHandle, FileSystem, OpenMode } from "../../src/ports.ts";
-import { syncDirectory, takeLock } from "../node/fs.ts";
+import { nodeFileSystem } from "../node/fs.ts";
 
 const openFlags: Record<OpenMode, number> = {
   read: constants.O_RDONLY,
@@ -62,35 +61,14 @@ class BunFileHandle implements FileHandle {
   }
 }
 
+// Directory operations and the lock are node:fs calls Bun implements; only
+// file handles and whole-file reads use Bun's own APIs.
 export const bunFileSystem: FileSystem = {
+  ...nodeFileSystem,
   async open(path, mode) {
     return new BunFileHandle(await open(path, openFlags[mode]));
   },
   async readFile(path) {
     return await Bun.file(path).bytes();
   },
-  async exists(path) {
-    try {
-      await stat(path);
-      return true;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ENOENT") return false;
-      throw error;
-    }
-  },
-  async mkdirp(path) {
-    await mkdir(path, { recursive: true });
-  },
-  async list(dir) {
-    return (await readdir(dir)).sort();
-  },
-  rename: (from, to) => rename(from, to),
-  remove: (path) => unlink(path),
-  removeAll: (path) => rm(path, { recursive: true, force: true }),
-  async size(path) {
-    return (await stat(path)).size;
-  },
-  syncDir: syncDirectory,
-  lock: takeLock,
-  join: (...parts) => join(...parts),
 };
