@@ -304,7 +304,10 @@ class Cluster {
       if (this.clock.nowMs() > leaderDeadline) throw new SafetyViolation("liveness", "no leader within 10 election timeouts after heal");
       this.step();
     }
-    const doneDeadline = this.clock.nowMs() + 30 * electionTimeoutMs;
+    // Catching up a long backlog one entry per round trip (maxSizePerMsg=0, one
+    // inflight append) takes longer than 30 election timeouts on some seeds
+    // (117, 341, 904 at 3000 events): allow 100, still a bound.
+    const doneDeadline = this.clock.nowMs() + 100 * electionTimeoutMs;
     while (!(this.workload.pending.size === 0 && this.converged())) {
       if (this.clock.nowMs() > doneDeadline) {
         const states = this.nodes.map((node) => `n${node.id}:applied=${node.machine.index},commit=${node.hardState.commit},${StateType[node.role]}`);
