@@ -9,6 +9,9 @@ import { fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufb
 import {
   CompactionRequestSchema,
   DeleteRangeRequestSchema,
+  LeaseCheckpointRequestSchema,
+  LeaseGrantRequestSchema,
+  LeaseRevokeRequestSchema,
   MemberSchema,
   PutRequestSchema,
   TxnRequestSchema,
@@ -20,6 +23,10 @@ export enum RequestKind {
   DeleteRange = 2,
   Txn = 3,
   Compact = 4,
+  LeaseGrant = 5,
+  LeaseRevoke = 6,
+  /** The primary lessor records leases' remaining TTLs (etcd's LeaseCheckpoint). */
+  LeaseCheckpoint = 7,
   /** A member publishes its name and client URLs (etcd's attribute update). */
   MemberAttributes = 20,
 }
@@ -29,6 +36,9 @@ const schemas = {
   [RequestKind.DeleteRange]: DeleteRangeRequestSchema,
   [RequestKind.Txn]: TxnRequestSchema,
   [RequestKind.Compact]: CompactionRequestSchema,
+  [RequestKind.LeaseGrant]: LeaseGrantRequestSchema,
+  [RequestKind.LeaseRevoke]: LeaseRevokeRequestSchema,
+  [RequestKind.LeaseCheckpoint]: LeaseCheckpointRequestSchema,
   [RequestKind.MemberAttributes]: MemberSchema,
 } as const;
 
@@ -39,6 +49,9 @@ export type InternalRequest =
   | { kind: RequestKind.DeleteRange; id: number; request: RequestOf<RequestKind.DeleteRange> }
   | { kind: RequestKind.Txn; id: number; request: RequestOf<RequestKind.Txn> }
   | { kind: RequestKind.Compact; id: number; request: RequestOf<RequestKind.Compact> }
+  | { kind: RequestKind.LeaseGrant; id: number; request: RequestOf<RequestKind.LeaseGrant> }
+  | { kind: RequestKind.LeaseRevoke; id: number; request: RequestOf<RequestKind.LeaseRevoke> }
+  | { kind: RequestKind.LeaseCheckpoint; id: number; request: RequestOf<RequestKind.LeaseCheckpoint> }
   | { kind: RequestKind.MemberAttributes; id: number; request: RequestOf<RequestKind.MemberAttributes> };
 
 const formatVersion = 1;
