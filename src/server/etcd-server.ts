@@ -5,12 +5,26 @@
 import { create } from "@bufbuild/protobuf";
 import { decode as decodeCbor, encode as encodeCbor } from "cbor-x";
 import {
+  LeaseCheckpointRequestSchema,
+  LeaseGrantResponseSchema,
+  LeaseLeasesResponseSchema,
+  LeaseRevokeRequestSchema,
+  LeaseRevokeResponseSchema,
+  LeaseStatusSchema,
+  LeaseTimeToLiveResponseSchema,
   MemberSchema,
   ResponseHeaderSchema,
   type CompactionRequest,
   type CompactionResponse,
   type DeleteRangeRequest,
   type DeleteRangeResponse,
+  type LeaseGrantRequest,
+  type LeaseGrantResponse,
+  type LeaseLeasesResponse,
+  type LeaseRevokeRequest,
+  type LeaseRevokeResponse,
+  type LeaseTimeToLiveRequest,
+  type LeaseTimeToLiveResponse,
   type Member,
   type PutRequest,
   type PutResponse,
@@ -23,7 +37,10 @@ import {
 import { EtcdError, etcdError, GrpcCode } from "../errors.ts";
 import { decodeConfChange } from "../raft/conf-change-codec.ts";
 import { ConfChangeType, EntryType, ProposalDroppedError, type ConfState, type Entry } from "../raft/types.ts";
-import type { Logger, PeerNetwork, Runtime, Timer } from "../ports.ts";
+import type { Clock, Logger, PeerNetwork, Runtime, Timer } from "../ports.ts";
+import { LeaseExpiryLoop } from "../lease/expiry-loop.ts";
+import { randomLeaseId } from "../lease/lease-id.ts";
+import { Lessor, leaseTtlMaxSeconds, minLeaseTtlSeconds } from "../lease/lessor.ts";
 import { PeerTransport } from "../peer/transport.ts";
 import { Backend } from "../storage/backend.ts";
 import { Wal } from "../storage/wal/wal.ts";
@@ -57,6 +74,9 @@ export class EtcdServer {
   /** Watchers over the store; the Watch services open streams on it. */
   readonly watchHub: WatchableStore;
   private readonly watchScheduler: WatchScheduler;
+  /** The lease table; every member applies the same grants and revokes, the leader expires leases. */
+  readonly lessor: Lessor;
+  private readonly leaseExpiry: LeaseExpiryLoop;
 
   private constructor(
     readonly config: ServerConfig,
@@ -76,6 +96,26 @@ export class EtcdServer {
     this.watchScheduler = new WatchScheduler(this.watchHub, runtime.clock, {
       progressNotifyIntervalMs: config.watchProgressNotifyIntervalMs,
     });
+    // The lessor exists before any entry is replayed: replayed puts attach keys to it.
+    this.lessor = new Lessor({
+      backend,
+      clock: runtime.clock,
+      minTtlSeconds: minLeaseTtlSeconds(config.heartbeatIntervalMs, config.electionTimeoutMs),
+      expiredRetryMs: requestTimeoutMs(config),
+    });
+    this.lessor.attachRestored(store.restoredLeases);
+    applier.leaseExists = (leaseId) => this.lessor.lookup(leaseId) !== undefined;
+    const watchers = store.onCommitted;
+    store.onCommitted = (events, revision) => {
+      watchers?.(events, revision);
+      this.lessor.observe(events);
+    };
+    this.leaseExpiry = new LeaseExpiryLoop(
+      this.lessor,
+      runtime.clock,
+      { isLeader: () => this.isLeader, revoke: (id) => this.leaseRevoke(create(LeaseRevokeRequestSchema, { ID: id })) },
+      logger,
+    );
   }
 
   static async start(
@@ -183,6 +223,7 @@ export class EtcdServer {
         void server.publishAttributes();
       }
       backend.commit();
+      server.leaseExpiry.start();
       return server;
     } catch (error) {
       await lock.release();
@@ -289,6 +330,88 @@ export class EtcdServer {
     waiter?.reject(error);
   }
 
+  // --- leases ------------------------------------------------------------
+
+  get isLeader(): boolean {
+    return this.log.leader === this.identity.memberId;
+  }
+
+  /** The runtime's clock, for services that pace themselves (keep-alive streams). */
+  get clock(): Clock {
+    return this.runtime.clock;
+  }
+
+  leaseGrant(request: LeaseGrantRequest): Promise<LeaseGrantResponse> {
+    // The proposer picks the id, so every member applies the same one.
+    const ID = request.ID === 0n ? randomLeaseId(this.runtime.random) : request.ID;
+    if (request.TTL > BigInt(leaseTtlMaxSeconds)) return Promise.reject(etcdError("leaseTtlTooLarge"));
+    return this.propose({ kind: RequestKind.LeaseGrant, id: this.nextRequestId(), request: { ...request, ID } });
+  }
+
+  leaseRevoke(request: LeaseRevokeRequest): Promise<LeaseRevokeResponse> {
+    return this.propose({ kind: RequestKind.LeaseRevoke, id: this.nextRequestId(), request });
+  }
+
+  /**
+   * Renews a lease on the leader; returns its TTL. An expired lease waits for
+   * its revoke and then answers "not found", as etcd does.
+   */
+  async leaseRenew(id: bigint): Promise<bigint> {
+    const deadline = this.runtime.clock.nowMs() + requestTimeoutMs(this.config);
+    for (;;) {
+      this.assertServing();
+      // etcd forwards a renewal to the leader over the peer port; not yet here.
+      if (!this.isLeader || !this.lessor.isPrimary) throw etcdError("notLeader");
+      const result = this.lessor.renew(id);
+      if (!("expired" in result)) {
+        if (result.checkpointCleared) {
+          // Members forget the checkpointed TTL too, so a later promote grants the full TTL (etcd).
+          const request = create(LeaseCheckpointRequestSchema, { checkpoints: [{ ID: id, remainingTTL: 0n }] });
+          this.propose({ kind: RequestKind.LeaseCheckpoint, id: this.nextRequestId(), request }).catch(() => undefined);
+        }
+        return BigInt(result.ttlSeconds);
+      }
+      if (this.runtime.clock.nowMs() >= deadline) throw etcdError("timeout");
+      await new Promise<void>((resolve) => this.runtime.clock.setTimer(this.config.heartbeatIntervalMs, resolve));
+    }
+  }
+
+  async leaseTimeToLive(request: LeaseTimeToLiveRequest): Promise<LeaseTimeToLiveResponse> {
+    this.assertServing();
+    if (!this.isLeader) throw etcdError("notLeader");
+    const lease = this.lessor.lookup(request.ID);
+    // etcd answers an unknown lease with TTL -1 rather than an error.
+    if (lease === undefined) return create(LeaseTimeToLiveResponseSchema, { header: this.header(), ID: request.ID, TTL: -1n });
+    const remainingMs = this.lessor.remainingMs(lease);
+    return create(LeaseTimeToLiveResponseSchema, {
+      header: this.header(),
+      ID: request.ID,
+      // Go's int64(Remaining().Seconds()): truncated; a lease with no expiry shows MaxInt64 nanoseconds.
+      TTL: Number.isFinite(remainingMs) ? BigInt(Math.trunc(remainingMs / 1000)) : 9_223_372_036n,
+      grantedTTL: BigInt(lease.ttlSeconds),
+      keys: request.keys ? [...lease.keys.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, key]) => key) : [],
+    });
+  }
+
+  leaseLeases(): LeaseLeasesResponse {
+    this.assertServing();
+    return create(LeaseLeasesResponseSchema, {
+      header: this.header(),
+      leases: this.lessor.leasesByExpiry().map((lease) => create(LeaseStatusSchema, { ID: lease.id })),
+    });
+  }
+
+  /** Applies a revoke: the lease goes and its keys are deleted, all in one revision. */
+  private applyLeaseRevoke(id: bigint): void {
+    const keys = this.lessor.revoke(id);
+    const txn = this.store.write();
+    try {
+      for (const key of keys) txn.deleteRange(key, undefined);
+    } finally {
+      txn.end();
+    }
+  }
+
   // --- apply -------------------------------------------------------------
 
   /** Applies durable entries in order; idempotent below the consistent index. */
@@ -316,6 +439,9 @@ export class EtcdServer {
         }
       } else {
         this.backend.setConsistentIndex(entry.index, entry.term);
+        // A term's first (empty) entry applied on its leader: take over lease
+        // expiry, every lease extended by an election timeout (etcd's promote).
+        if (this.isLeader) this.lessor.promote(this.config.electionTimeoutMs);
       }
       this.appliedIndex = entry.index;
     }
@@ -338,6 +464,20 @@ export class EtcdServer {
       case RequestKind.Compact:
         response = this.applier.compact(internal.request);
         break;
+      case RequestKind.LeaseGrant: {
+        const lease = this.lessor.grant(internal.request.ID, Number(internal.request.TTL));
+        response = create(LeaseGrantResponseSchema, { ID: lease.id, TTL: BigInt(lease.ttlSeconds) });
+        break;
+      }
+      case RequestKind.LeaseRevoke:
+        this.applyLeaseRevoke(internal.request.ID);
+        response = create(LeaseRevokeResponseSchema, {});
+        break;
+      case RequestKind.LeaseCheckpoint:
+        for (const checkpoint of internal.request.checkpoints) {
+          this.lessor.checkpoint(checkpoint.ID, Number(checkpoint.remainingTTL));
+        }
+        return {};
       case RequestKind.MemberAttributes: {
         const member = this.memberStore.get(Number(internal.request.ID));
         if (member !== undefined) {
@@ -580,6 +720,7 @@ export class EtcdServer {
     this.stoppedReason ??= "server stopped";
     this.backendTimer?.cancel();
     this.watchScheduler.stop();
+    this.leaseExpiry.stop();
     this.log.stop();
     await this.transport?.stop();
     for (const waiter of this.waiters.values()) waiter.reject(etcdError("stopped"));
