@@ -2,12 +2,13 @@
 // (gRPC, gRPC-Web and Connect share them) and the HTTP app for the rest.
 import type { ConnectRouter, ConnectRouterOptions } from "@connectrpc/connect";
 import type { Hono } from "hono";
-import { BrowserWatch } from "../gen/edgetcd/v1/edgetcd_pb.ts";
-import { Cluster, KV, Maintenance, Watch } from "../gen/etcdserverpb/rpc_pb.ts";
+import { BrowserLease, BrowserWatch } from "../gen/edgetcd/v1/edgetcd_pb.ts";
+import { Cluster, KV, Lease, Maintenance, Watch } from "../gen/etcdserverpb/rpc_pb.ts";
 import type { EtcdServer } from "../server/etcd-server.ts";
 import { clusterService } from "./cluster-service.ts";
 import { createHttpApp } from "./http-app.ts";
 import { kvService } from "./kv-service.ts";
+import { browserLeaseService, leaseService } from "./lease-service.ts";
 import { maintenanceService } from "./maintenance-service.ts";
 import { browserWatchService } from "./browser-watch-service.ts";
 import { watchService } from "./watch-service.ts";
@@ -29,6 +30,8 @@ export function createClientApi(server: EtcdServer, metricsText: () => Promise<s
     const watchFragmentBytes = server.config.maxRequestBytes + grpcOverheadBytes;
     router.service(Watch, watchService(server, watchFragmentBytes));
     router.service(BrowserWatch, browserWatchService(server, watchFragmentBytes));
+    router.service(Lease, leaseService(server));
+    router.service(BrowserLease, browserLeaseService(server));
   };
   const routerOptions: ConnectRouterOptions = {
     readMaxBytes: server.config.maxRequestBytes + grpcOverheadBytes,

@@ -1,0 +1,89 @@
+// etcdserverpb.Lease (etcd's v3rpc LeaseServer) and edgetcd.v1.BrowserLease.
+// Grants and revokes go through the log; renewals and time-to-live are served
+// by the leader's lessor. On the keep-alive stream an unknown or revoked lease
+// is answered with TTL 0, not an error (etcd); any other failure ends the
+// stream with etcd's error.
+import type { ServiceImpl } from "@connectrpc/connect";
+import { create } from "@bufbuild/protobuf";
+import type { BrowserLease } from "../gen/edgetcd/v1/edgetcd_pb.ts";
+import {
+  LeaseKeepAliveResponseSchema,
+  type Lease,
+  type LeaseKeepAliveRequest,
+  type LeaseKeepAliveResponse,
+} from "../gen/etcdserverpb/rpc_pb.ts";
+import { EtcdError, etcdError } from "../errors.ts";
+import type { Clock } from "../ports.ts";
+import type { EtcdServer } from "../server/etcd-server.ts";
+import { guarded, toConnectError } from "./errors.ts";
+
+/** A browser stream renews no more often than this, whatever the TTL. */
+export const browserKeepAliveIntervalMinMs = 500;
+
+const leaseNotFoundMessage = etcdError("leaseNotFound").message;
+
+/** One renewal as the keep-alive stream answers it: TTL 0 when the lease is gone. */
+export async function keepAliveOnce(server: EtcdServer, request: LeaseKeepAliveRequest): Promise<LeaseKeepAliveResponse> {
+  // The header is taken before the renewal, so its revision is never past the
+  // renewal (a lease revoked at revision 3 never shows a keep-alive at 4).
+  const header = server.header();
+  let ttl: bigint;
+  try {
+    ttl = await server.leaseRenew(request.ID);
+  } catch (error) {
+    if (!(error instanceof EtcdError && error.message === leaseNotFoundMessage)) throw toConnectError(error);
+    ttl = 0n;
+  }
+  return create(LeaseKeepAliveResponseSchema, { header, ID: request.ID, TTL: ttl });
+}
+
+export function leaseService(server: EtcdServer): ServiceImpl<typeof Lease> {
+  return {
+    leaseGrant: (request) => guarded(() => server.leaseGrant(request)),
+    leaseRevoke: (request) => guarded(() => server.leaseRevoke(request)),
+    leaseTimeToLive: (request) => guarded(() => server.leaseTimeToLive(request)),
+    leaseLeases: () => guarded(() => server.leaseLeases()),
+    async *leaseKeepAlive(requests) {
+      // One renewal at a time, in request order, like etcd's receive loop.
+      for await (const request of requests) yield await keepAliveOnce(server, request);
+    },
+  };
+}
+
+/**
+ * Keep-alive for clients that cannot stream requests: the server renews the
+ * lease every third of its TTL (clientv3's pace) for as long as the call stays
+ * open, streaming each answer; it ends after answering TTL 0 (lease gone).
+ */
+export function browserLeaseService(server: EtcdServer): ServiceImpl<typeof BrowserLease> {
+  return {
+    async *keepAlive(request, context) {
+      while (!context.signal.aborted) {
+        const response = await keepAliveOnce(server, request);
+        yield response;
+        if (response.TTL <= 0n) return;
+        const intervalMs = Math.max(browserKeepAliveIntervalMinMs, (Number(response.TTL) * 1000) / 3);
+        await sleep(server.clock, intervalMs, context.signal);
+      }
+    },
+  };
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+export function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) {
+      resolve();
+      return;
+    }
+    const onAbort = () => {
+      timer.cancel();
+      resolve();
+    };
+    const timer = clock.setTimer(ms, () => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    });
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
