@@ -4,11 +4,15 @@ import type { ConnectRouter, ConnectRouterOptions } from "@connectrpc/connect";
 import type { Hono } from "hono";
 import { BrowserLease, BrowserWatch } from "../gen/edgetcd/v1/edgetcd_pb.ts";
 import { Cluster, KV, Lease, Maintenance, Watch } from "../gen/etcdserverpb/rpc_pb.ts";
+import { Election } from "../gen/v3electionpb/v3election_pb.ts";
+import { Lock } from "../gen/v3lockpb/v3lock_pb.ts";
 import type { EtcdServer } from "../server/etcd-server.ts";
 import { clusterService } from "./cluster-service.ts";
 import { createHttpApp } from "./http-app.ts";
 import { kvService } from "./kv-service.ts";
 import { browserLeaseService, leaseService } from "./lease-service.ts";
+import { electionService } from "./election-service.ts";
+import { lockService } from "./lock-service.ts";
 import { maintenanceService } from "./maintenance-service.ts";
 import { browserWatchService } from "./browser-watch-service.ts";
 import { watchService } from "./watch-service.ts";
@@ -32,6 +36,8 @@ export function createClientApi(server: EtcdServer, metricsText: () => Promise<s
     router.service(BrowserWatch, browserWatchService(server, watchFragmentBytes));
     router.service(Lease, leaseService(server));
     router.service(BrowserLease, browserLeaseService(server));
+    router.service(Lock, lockService(server));
+    router.service(Election, electionService(server));
   };
   const routerOptions: ConnectRouterOptions = {
     readMaxBytes: server.config.maxRequestBytes + grpcOverheadBytes,
