@@ -8,7 +8,20 @@ import { join } from "node:path";
 
 export const repoRoot = new URL("../..", import.meta.url).pathname;
 
+/** Ports handed out by this process, so two calls never return the same one. */
+const portsHandedOut = new Set<number>();
+
 export async function freePort(): Promise<number> {
+  for (;;) {
+    const port = await anyFreePort();
+    if (!portsHandedOut.has(port)) {
+      portsHandedOut.add(port);
+      return port;
+    }
+  }
+}
+
+async function anyFreePort(): Promise<number> {
   return await new Promise((resolve, reject) => {
     const server = createServer();
     server.once("error", reject);
