@@ -142,6 +142,10 @@ export class RaftStateMachine {
       case ConfChangeType.RemoveNode:
         this.progress.delete(change.nodeId);
         if (change.nodeId === this.leadTransferee) this.abortLeaderTransfer();
+        if (change.nodeId === this.id && this.state === StateType.Leader) {
+          this.stepDownAfterRemoval();
+          break;
+        }
         // A smaller quorum may commit what was waiting.
         if (this.state === StateType.Leader && this.progress.size > 0 && this.maybeCommit()) this.broadcastAppend();
         break;
@@ -156,6 +160,24 @@ export class RaftStateMachine {
     // A new member counts as active so the leader does not step down at once.
     progress.recentActive = true;
     this.progress.set(id, progress);
+    // Probe the new member now rather than at the next proposal.
+    if (this.state === StateType.Leader && id !== this.id) this.sendAppend(id);
+  }
+
+  /**
+   * The leader applied its own removal. etcd 3.4 leaves it in charge until
+   * its process stops; here it steps down at once, handing over with
+   * TimeoutNow to a voter whose log is complete (so none of the uncommitted
+   * tail is lost and nobody waits an election timeout). Without such a voter
+   * the others elect a leader after their election timeout.
+   */
+  private stepDownAfterRemoval(): void {
+    const lastIndex = this.log.lastIndex();
+    const successor = this.voterIds()
+      .sort((a, b) => a - b)
+      .find((id) => this.progress.get(id)?.match === lastIndex);
+    if (successor !== undefined) this.send(message({ type: MessageType.TimeoutNow, to: successor }));
+    this.becomeFollower(this.term, NONE);
   }
 
   // --- role changes ----------------------------------------------------------
