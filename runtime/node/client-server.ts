@@ -1,9 +1,11 @@
 // Serves the client API on one URL: Connect's Node adapter for RPCs (gRPC over
 // HTTP/2; gRPC-Web and Connect over either), the hono app for everything else.
+// Every request first passes the `--cors` policy (src/api/cors.ts).
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { getRequestListener } from "@hono/node-server";
 import type { ClientApi } from "../../src/api/client-api.ts";
-import { listenHttp, type Listener } from "./http-listener.ts";
+import { corsHeaders, type CorsPolicy } from "../../src/api/cors.ts";
+import { listenHttp, type Listener, type NodeRequestHandler } from "./http-listener.ts";
 
 export async function serveClientApi(api: ClientApi, url: URL, options: { http: boolean; grpc: boolean }): Promise<Listener> {
   const httpHandler = getRequestListener(api.http.fetch);
@@ -14,10 +16,28 @@ export async function serveClientApi(api: ClientApi, url: URL, options: { http: 
   });
   const host = url.hostname === "localhost" ? "127.0.0.1" : url.hostname.replace(/^\[|\]$/g, "");
   const port = Number(url.port || (url.protocol === "https:" ? 443 : 80));
+  const httpOnly: NodeRequestHandler = (request, response) => void httpHandler(request as never, response as never);
   return listenHttp({
     host,
     port,
-    handleHttp2: options.grpc ? rpcHandler : (request, response) => void httpHandler(request as never, response as never),
-    handleHttp1: options.http ? rpcHandler : undefined,
+    handleHttp2: withCors(api.cors, options.grpc ? rpcHandler : httpOnly),
+    handleHttp1: options.http ? withCors(api.cors, rpcHandler) : undefined,
   });
+}
+
+/** Adds the CORS headers before the handler writes its head, and answers every OPTIONS request itself, as etcd does. */
+function withCors(policy: CorsPolicy, handler: NodeRequestHandler): NodeRequestHandler {
+  return (request, response) => {
+    const origin = request.headers.origin;
+    const preflight = request.method === "OPTIONS";
+    for (const [name, value] of corsHeaders(policy, typeof origin === "string" ? origin : undefined, preflight)) {
+      response.setHeader(name, value);
+    }
+    if (preflight) {
+      response.statusCode = 200;
+      response.end();
+      return;
+    }
+    handler(request, response);
+  };
 }

@@ -8,6 +8,7 @@ import { Election } from "../gen/v3electionpb/v3election_pb.ts";
 import { Lock } from "../gen/v3lockpb/v3lock_pb.ts";
 import type { EtcdServer } from "../server/etcd-server.ts";
 import { clusterService } from "./cluster-service.ts";
+import type { CorsPolicy } from "./cors.ts";
 import { createHttpApp } from "./http-app.ts";
 import { kvService } from "./kv-service.ts";
 import { browserLeaseService, leaseService } from "./lease-service.ts";
@@ -24,9 +25,11 @@ export interface ClientApi {
   routes: (router: ConnectRouter) => void;
   routerOptions: ConnectRouterOptions;
   http: Hono;
+  /** Which web origins may call (`--cors`); each runtime's listener applies it to every request. */
+  cors: CorsPolicy;
 }
 
-export function createClientApi(server: EtcdServer, metricsText: () => Promise<string>): ClientApi {
+export function createClientApi(server: EtcdServer, metricsText: () => Promise<string>, cors: CorsPolicy = { kind: "all" }): ClientApi {
   const routes = (router: ConnectRouter) => {
     router.service(KV, kvService(server));
     router.service(Maintenance, maintenanceService(server));
@@ -45,5 +48,5 @@ export function createClientApi(server: EtcdServer, metricsText: () => Promise<s
     grpcWeb: true,
     connect: true,
   } as ConnectRouterOptions;
-  return { routes, routerOptions, http: createHttpApp({ server, routes, metricsText }) };
+  return { routes, routerOptions, http: createHttpApp({ server, routes, metricsText }), cors };
 }

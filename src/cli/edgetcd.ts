@@ -1,6 +1,7 @@
 // The `edgetcd` server command, runtime-neutral. A composition root in
 // runtime/<name>/main.ts builds the Host and calls runEdgetcd.
 import { createClientApi, type ClientApi } from "../api/client-api.ts";
+import { CorsFlagError, parseCorsFlag, type CorsPolicy } from "../api/cors.ts";
 import type { Logger, PeerNetwork, Runtime } from "../ports.ts";
 import { ConfigError, serverConfigFromFlags } from "../server/config.ts";
 import { EtcdServer, serverVersion } from "../server/etcd-server.ts";
@@ -41,10 +42,12 @@ export async function runEdgetcd(host: Host, argv: readonly string[], env: Recor
     return;
   }
   let config;
+  let cors: CorsPolicy;
   try {
     config = serverConfigFromFlags(flags);
+    cors = parseCorsFlag(flags.values.get("cors") ?? "*");
   } catch (error) {
-    if (error instanceof ConfigError) {
+    if (error instanceof ConfigError || error instanceof CorsFlagError) {
       host.write("stderr", `edgetcd: ${error.message}\n`);
       host.exit(1);
       return;
@@ -63,7 +66,7 @@ export async function runEdgetcd(host: Host, argv: readonly string[], env: Recor
     host.exit(1);
     return;
   }
-  const api = createClientApi(server, () => host.metricsText());
+  const api = createClientApi(server, () => host.metricsText(), cors);
   const listeners: Array<{ close(): Promise<void> }> = [];
   const separateHttp = config.listenClientHttpUrls.length > 0;
   try {

@@ -74,7 +74,7 @@ export const flagDefinitions: readonly FlagDefinition[] = [
   flag("peer-auto-tls", "bool", "false", false),
   flag("peer-crl-file", "string", "", false),
   flag("cipher-suites", "string", "", false),
-  flag("cors", "string", "*", false),
+  flag("cors", "string", "*"),
   flag("host-whitelist", "string", "*", false),
   flag("auth-token", "string", "simple", false),
   flag("bcrypt-cost", "int", "10", false),
