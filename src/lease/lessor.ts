@@ -160,6 +160,20 @@ export class Lessor {
     }
   }
 
+  /**
+   * Forgets every lease and loads the table again from the backend, whose file
+   * was replaced by a snapshot, re-attaching the keys the reloaded store found.
+   * Only a follower installs a snapshot, so no expiry is tracked afterwards.
+   */
+  reload(restored: readonly { key: Uint8Array; lease: bigint }[]): void {
+    this.table.clear();
+    this.owners.clear();
+    this.expiries.clear();
+    this.primary = false;
+    this.recover();
+    this.attachRestored(restored);
+  }
+
   /** Re-attaches keys found attached to leases when the store was opened. */
   attachRestored(restored: readonly { key: Uint8Array; lease: bigint }[]): void {
     for (const { key, lease } of restored) this.attach(lease, keyString(key), key);

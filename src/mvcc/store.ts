@@ -36,7 +36,7 @@ export class MvccStore {
   currentRevision = initialRevision;
   /** Reads below this revision fail with "compacted"; -1 until the first compaction (etcd). */
   compactRevision = neverCompacted;
-  readonly index = new KeyIndex();
+  index = new KeyIndex();
   readonly compactionBatchLimit: number;
   /** Set by the watch layer; receives every committed transaction's events in order. */
   onCommitted: CommittedHook | undefined;
@@ -184,6 +184,17 @@ export class MvccStore {
   // --- restore ----------------------------------------------------------
 
   /** Rebuilds the key index from the backend, then finishes an interrupted compaction. */
+  /**
+   * Forgets the in-memory index and rebuilds it from the backend, after the
+   * backend's file was replaced by a snapshot (Backend.reopenAfter).
+   */
+  reload(): void {
+    this.index = new KeyIndex();
+    this.restoredLeases.length = 0;
+    this.currentRevision = initialRevision;
+    this.restore();
+  }
+
   private restore(): void {
     this.compactRevision = this.backend.metaNumber(metaKeys.finishedCompactRevision, neverCompacted);
     const scheduled = this.backend.metaNumber(metaKeys.scheduledCompactRevision, neverCompacted);

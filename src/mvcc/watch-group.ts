@@ -90,6 +90,13 @@ export class WatchGroup {
     return true;
   }
 
+  /** Every watcher of the group. */
+  all(): Watcher[] {
+    const out = this.ranges.values();
+    for (const set of this.keys.values()) for (const watcher of set) out.push(watcher);
+    return out;
+  }
+
   /** Calls `visit` for every watcher whose key or range holds `key`. */
   match(key: string, visit: (watcher: Watcher) => void): void {
     if (this.keys.size > 0) {

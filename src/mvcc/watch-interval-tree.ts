@@ -65,6 +65,19 @@ export class IntervalTree<T> {
     stabNode(this.root, point, visit);
   }
 
+  /** Every value in the tree, in no particular order. */
+  values(): T[] {
+    const out: T[] = [];
+    const pending: TreeNode<T>[] = [];
+    if (this.root !== undefined) pending.push(this.root);
+    for (let node = pending.pop(); node !== undefined; node = pending.pop()) {
+      out.push(node.value);
+      if (node.left !== undefined) pending.push(node.left);
+      if (node.right !== undefined) pending.push(node.right);
+    }
+    return out;
+  }
+
   /** Called by removeNode when it unlinks a node. */
   removed(): void {
     this.size--;

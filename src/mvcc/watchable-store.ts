@@ -198,6 +198,23 @@ export class WatchableStore {
   }
 
   /**
+   * The store was replaced by a snapshot from the leader (MvccStore.reload):
+   * synced watchers may now be behind the store, so every one whose next
+   * revision is not past the new current revision catches up from the
+   * backend like a new watcher (and is canceled if that revision is gone).
+   */
+  storeReplaced(): void {
+    const current = this.store.currentRevision;
+    for (const watcher of this.synced.all()) {
+      if (watcher.minRevision > current) continue;
+      this.synced.delete(watcher);
+      watcher.state = "unsynced";
+      this.unsynced.add(watcher);
+    }
+    if (this.unsynced.size > 0) this.onWork?.();
+  }
+
+  /**
    * One catch-up step for up to watchersPerSyncMax unsynced watchers: cancel
    * those whose start revision was compacted, read at most catchUpRowsMax
    * rows (whole revisions) from the lowest start revision, and hand each

@@ -23,7 +23,13 @@ export class MemberStore {
   private readonly members = new Map<number, MemberRecord>();
 
   constructor(private readonly backend: Backend) {
-    for (const [, value] of backend.bucketEntries(bucket)) {
+    this.reload();
+  }
+
+  /** Reads the members from the backend again (its file was replaced by a snapshot). */
+  reload(): void {
+    this.members.clear();
+    for (const [, value] of this.backend.bucketEntries(bucket)) {
       const record = decode(value) as MemberRecord;
       this.members.set(record.id, record);
     }

@@ -85,56 +85,23 @@ export class Backend {
   private inTransaction = false;
   private closed = false;
 
-  private readonly insertKv: SqliteStatement;
-  private readonly selectKv: SqliteStatement;
-  private readonly deleteKv: SqliteStatement;
-  private readonly scanKvIndex: SqliteStatement;
-  private readonly scanKvFull: SqliteStatement;
-  private readonly scanKvRevisions: SqliteStatement;
-  private readonly putBucket: SqliteStatement;
-  private readonly getBucket: SqliteStatement;
-  private readonly deleteBucket: SqliteStatement;
-  private readonly listBucket: SqliteStatement;
-  private readonly pageCount: SqliteStatement;
-  private readonly pageSize: SqliteStatement;
-  private readonly freelistCount: SqliteStatement;
+
+  private db: SqliteDatabase;
+  private statements: Statements;
 
   private constructor(
-    private readonly db: SqliteDatabase,
+    private readonly driver: SqliteDriver,
+    private readonly path: string,
     options: BackendOptions,
   ) {
     this.batchLimit = options.batchLimit ?? backendBatchLimitDefault;
-    db.exec("PRAGMA journal_mode=WAL");
-    db.exec("PRAGMA synchronous=NORMAL");
-    db.exec(schema);
-    this.insertKv = db.prepare(
-      "INSERT OR REPLACE INTO kv (main, sub, key, value, create_revision, version, lease, tombstone) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    );
-    this.selectKv = db.prepare(
-      `SELECT key, value, create_revision, version, ${leaseColumn}, tombstone FROM kv WHERE main = ? AND sub = ?`,
-    );
-    this.deleteKv = db.prepare("DELETE FROM kv WHERE main = ? AND sub = ?");
-    this.scanKvIndex = db.prepare(
-      `SELECT main, sub, key, create_revision, version, ${leaseColumn}, tombstone FROM kv WHERE (main, sub) > (?, ?) ORDER BY main, sub LIMIT ?`,
-    );
-    this.scanKvFull = db.prepare(
-      `SELECT main, sub, key, value, create_revision, version, ${leaseColumn}, tombstone FROM kv WHERE (main, sub) > (?, ?) AND main <= ? ORDER BY main, sub LIMIT ?`,
-    );
-    this.scanKvRevisions = db.prepare(
-      "SELECT main, sub FROM kv WHERE (main, sub) > (?, ?) AND main <= ? ORDER BY main, sub LIMIT ?",
-    );
-    this.putBucket = db.prepare("INSERT OR REPLACE INTO bucket (name, key, value) VALUES (?, ?, ?)");
-    this.getBucket = db.prepare("SELECT value FROM bucket WHERE name = ? AND key = ?");
-    this.deleteBucket = db.prepare("DELETE FROM bucket WHERE name = ? AND key = ?");
-    this.listBucket = db.prepare("SELECT key, value FROM bucket WHERE name = ? ORDER BY key");
-    this.pageCount = db.prepare("PRAGMA page_count");
-    this.pageSize = db.prepare("PRAGMA page_size");
-    this.freelistCount = db.prepare("PRAGMA freelist_count");
+    this.db = driver.open(path);
+    this.statements = prepareStatements(this.db);
   }
 
   /** Opens (creating if missing) the backend database at `path`. */
   static open(driver: SqliteDriver, path: string, options: BackendOptions = {}): Backend {
-    return new Backend(driver.open(path), options);
+    return new Backend(driver, path, options);
   }
 
   // --- transaction ------------------------------------------------------
@@ -169,6 +136,41 @@ export class Backend {
   }
 
   /**
+   * Makes everything committed so far durable in the database file itself (a
+   * full checkpoint of SQLite's write-ahead log, which syncs the file), so
+   * that our own WAL may be released up to the consistent index.
+   */
+  checkpoint(): void {
+    this.commit();
+    this.statements.checkpoint.get();
+  }
+
+  /**
+   * Writes a consistent copy of the committed database to `path` (a new file),
+   * for a snapshot sent to a member that fell behind.
+   */
+  copyTo(path: string): void {
+    this.commit();
+    this.db.exec(`VACUUM INTO '${path.replaceAll("'", "''")}'`);
+  }
+
+  /**
+   * Closes the connection, lets `replace` put another database file in place
+   * of ours (the snapshot a follower received), and opens it. The open batch
+   * is committed first.
+   */
+  async reopenAfter(replace: (path: string) => Promise<void>): Promise<void> {
+    this.commit();
+    this.db.close();
+    try {
+      await replace(this.path);
+    } finally {
+      this.db = this.driver.open(this.path);
+      this.statements = prepareStatements(this.db);
+    }
+  }
+
+  /**
    * Closes the connection WITHOUT committing the open batch, as a process crash
    * would: SQLite rolls the batch back. For crash tests and the simulator.
    */
@@ -193,12 +195,12 @@ export class Backend {
     tombstone: boolean,
   ): void {
     this.beginWrite();
-    this.insertKv.run(main, sub, key, value, createRevision, version, bindInt64(lease), tombstone ? 1 : 0);
+    this.statements.insertKv.run(main, sub, key, value, createRevision, version, bindInt64(lease), tombstone ? 1 : 0);
   }
 
   /** The row stored at revision (main, sub), or undefined. */
   getKv(main: number, sub: number): KvRow | undefined {
-    const row = this.selectKv.get(main, sub);
+    const row = this.statements.selectKv.get(main, sub);
     if (row === undefined) return undefined;
     return {
       main,
@@ -214,12 +216,12 @@ export class Backend {
 
   deleteKvRevision(main: number, sub: number): void {
     this.beginWrite();
-    this.deleteKv.run(main, sub);
+    this.statements.deleteKv.run(main, sub);
   }
 
   /** Up to `limit` rows after (afterMain, afterSub) in revision order, values left out. */
   scanIndexRows(afterMain: number, afterSub: number, limit: number): KvIndexRow[] {
-    const rows = this.scanKvIndex.all(afterMain, afterSub, limit);
+    const rows = this.statements.scanKvIndex.all(afterMain, afterSub, limit);
     return rows.map((row) => ({
       main: row.main as number,
       sub: row.sub as number,
@@ -233,7 +235,7 @@ export class Backend {
 
   /** Up to `limit` whole rows after (afterMain, afterSub) with main <= maxMain. */
   scanRows(afterMain: number, afterSub: number, maxMain: number, limit: number): KvRow[] {
-    const rows = this.scanKvFull.all(afterMain, afterSub, maxMain, limit);
+    const rows = this.statements.scanKvFull.all(afterMain, afterSub, maxMain, limit);
     return rows.map((row) => ({
       main: row.main as number,
       sub: row.sub as number,
@@ -248,43 +250,43 @@ export class Backend {
 
   /** Up to `limit` revisions after (afterMain, afterSub) with main <= maxMain. */
   scanRevisions(afterMain: number, afterSub: number, maxMain: number, limit: number): { main: number; sub: number }[] {
-    return this.scanKvRevisions.all(afterMain, afterSub, maxMain, limit) as unknown as { main: number; sub: number }[];
+    return this.statements.scanKvRevisions.all(afterMain, afterSub, maxMain, limit) as unknown as { main: number; sub: number }[];
   }
 
   // --- buckets ----------------------------------------------------------
 
   bucketPut(name: string, key: Uint8Array, value: Uint8Array | number): void {
     this.beginWrite();
-    this.putBucket.run(name, key, value);
+    this.statements.putBucket.run(name, key, value);
   }
 
   bucketGet(name: string, key: Uint8Array): Uint8Array | undefined {
-    const row = this.getBucket.get(name, key);
+    const row = this.statements.getBucket.get(name, key);
     return row === undefined ? undefined : (row.value as Uint8Array);
   }
 
   bucketDelete(name: string, key: Uint8Array): void {
     this.beginWrite();
-    this.deleteBucket.run(name, key);
+    this.statements.deleteBucket.run(name, key);
   }
 
   /** Every entry of a bucket in key order. */
   bucketEntries(name: string): [Uint8Array, Uint8Array][] {
-    return this.listBucket.all(name).map((row) => [row.key as Uint8Array, row.value as Uint8Array]);
+    return this.statements.listBucket.all(name).map((row) => [row.key as Uint8Array, row.value as Uint8Array]);
   }
 
   // --- meta -------------------------------------------------------------
 
   /** A number kept in the meta bucket, `absent` when there is none. */
   metaNumber(key: Uint8Array, absent = 0): number {
-    const row = this.getBucket.get(metaBucket, key);
+    const row = this.statements.getBucket.get(metaBucket, key);
     if (row === undefined || row.value === null || row.value === undefined) return absent;
     return Number(row.value);
   }
 
   setMetaNumber(key: Uint8Array, value: number): void {
     this.beginWrite();
-    this.putBucket.run(metaBucket, key, value);
+    this.statements.putBucket.run(metaBucket, key, value);
   }
 
   /**
@@ -310,13 +312,13 @@ export class Backend {
 
   /** Size of the database file in bytes (page_count × page_size). */
   sizeBytes(): number {
-    return this.pragmaNumber(this.pageCount) * this.pragmaNumber(this.pageSize);
+    return this.pragmaNumber(this.statements.pageCount) * this.pragmaNumber(this.statements.pageSize);
   }
 
   /** Bytes in use: the file size less its free pages. */
   sizeInUseBytes(): number {
-    const pages = this.pragmaNumber(this.pageCount) - this.pragmaNumber(this.freelistCount);
-    return pages * this.pragmaNumber(this.pageSize);
+    const pages = this.pragmaNumber(this.statements.pageCount) - this.pragmaNumber(this.statements.freelistCount);
+    return pages * this.pragmaNumber(this.statements.pageSize);
   }
 
   private pragmaNumber(statement: SqliteStatement): number {
@@ -337,4 +339,38 @@ function readInt64(value: SqliteValue): bigint {
   if (value === 0) return 0n;
   if (typeof value === "number" || typeof value === "bigint" || typeof value === "string") return BigInt(value);
   return 0n;
+}
+
+type Statements = ReturnType<typeof prepareStatements>;
+
+function prepareStatements(db: SqliteDatabase) {
+  db.exec("PRAGMA journal_mode=WAL");
+  db.exec("PRAGMA synchronous=NORMAL");
+  db.exec(schema);
+  return {
+    insertKv: db.prepare(
+      "INSERT OR REPLACE INTO kv (main, sub, key, value, create_revision, version, lease, tombstone) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    ),
+    selectKv: db.prepare(
+      `SELECT key, value, create_revision, version, ${leaseColumn}, tombstone FROM kv WHERE main = ? AND sub = ?`,
+    ),
+    deleteKv: db.prepare("DELETE FROM kv WHERE main = ? AND sub = ?"),
+    scanKvIndex: db.prepare(
+      `SELECT main, sub, key, create_revision, version, ${leaseColumn}, tombstone FROM kv WHERE (main, sub) > (?, ?) ORDER BY main, sub LIMIT ?`,
+    ),
+    scanKvFull: db.prepare(
+      `SELECT main, sub, key, value, create_revision, version, ${leaseColumn}, tombstone FROM kv WHERE (main, sub) > (?, ?) AND main <= ? ORDER BY main, sub LIMIT ?`,
+    ),
+    scanKvRevisions: db.prepare(
+      "SELECT main, sub FROM kv WHERE (main, sub) > (?, ?) AND main <= ? ORDER BY main, sub LIMIT ?",
+    ),
+    putBucket: db.prepare("INSERT OR REPLACE INTO bucket (name, key, value) VALUES (?, ?, ?)"),
+    getBucket: db.prepare("SELECT value FROM bucket WHERE name = ? AND key = ?"),
+    deleteBucket: db.prepare("DELETE FROM bucket WHERE name = ? AND key = ?"),
+    listBucket: db.prepare("SELECT key, value FROM bucket WHERE name = ? ORDER BY key"),
+    pageCount: db.prepare("PRAGMA page_count"),
+    pageSize: db.prepare("PRAGMA page_size"),
+    freelistCount: db.prepare("PRAGMA freelist_count"),
+    checkpoint: db.prepare("PRAGMA wal_checkpoint(FULL)"),
+  };
 }
