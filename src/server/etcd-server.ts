@@ -41,6 +41,7 @@ import type { Clock, Logger, PeerNetwork, Runtime, Timer } from "../ports.ts";
 import { LeaseExpiryLoop } from "../lease/expiry-loop.ts";
 import { randomLeaseId } from "../lease/lease-id.ts";
 import { Lessor, leaseTtlMaxSeconds, minLeaseTtlSeconds } from "../lease/lessor.ts";
+import { fetchPeerPost, LeaseForwarder, LeaseForwardRetry, withLeaseRoutes } from "../peer/lease-forward.ts";
 import { PeerTransport } from "../peer/transport.ts";
 import { Backend } from "../storage/backend.ts";
 import { Wal } from "../storage/wal/wal.ts";
@@ -77,6 +78,8 @@ export class EtcdServer {
   /** The lease table; every member applies the same grants and revokes, the leader expires leases. */
   readonly lessor: Lessor;
   private readonly leaseExpiry: LeaseExpiryLoop;
+  /** Carries renewals and time-to-live questions from this member to the leader (etcd's leasehttp). */
+  private readonly leaseForwarder: LeaseForwarder;
 
   private constructor(
     readonly config: ServerConfig,
@@ -110,6 +113,7 @@ export class EtcdServer {
       watchers?.(events, revision);
       this.lessor.observe(events);
     };
+    this.leaseForwarder = new LeaseForwarder({ localId: identity.memberId, clusterId: identity.clusterId, post: fetchPeerPost });
     this.leaseExpiry = new LeaseExpiryLoop(
       this.lessor,
       runtime.clock,
@@ -176,7 +180,8 @@ export class EtcdServer {
         transport = new PeerTransport({
           localId: identity.memberId,
           clusterId: identity.clusterId,
-          network: options.peerNetwork,
+          // Lease renewals forwarded by followers arrive on the peer port too.
+          network: withLeaseRoutes(options.peerNetwork, () => server),
           clock: runtime.clock,
           random: runtime.random,
           logger,
@@ -352,33 +357,97 @@ export class EtcdServer {
     return this.propose({ kind: RequestKind.LeaseRevoke, id: this.nextRequestId(), request });
   }
 
+  /** The cluster id, for the peer lease routes. */
+  get clusterId(): bigint {
+    return this.identity.clusterId;
+  }
+
   /**
-   * Renews a lease on the leader; returns its TTL. An expired lease waits for
-   * its revoke and then answers "not found", as etcd does.
+   * Renews a lease; returns its TTL. The leader renews in its lessor; any
+   * other member forwards to the leader over the peer port, retrying while
+   * there is no leader (or it is not yet primary) until the request timeout
+   * (etcd's LeaseRenew). An expired lease waits for its revoke and then
+   * answers "not found", as etcd does.
    */
   async leaseRenew(id: bigint): Promise<bigint> {
     const deadline = this.runtime.clock.nowMs() + requestTimeoutMs(this.config);
     for (;;) {
       this.assertServing();
-      // etcd forwards a renewal to the leader over the peer port; not yet here.
-      if (!this.isLeader || !this.lessor.isPrimary) throw etcdError("notLeader");
-      const result = this.lessor.renew(id);
-      if (!("expired" in result)) {
-        if (result.checkpointCleared) {
-          // Members forget the checkpointed TTL too, so a later promote grants the full TTL (etcd).
-          const request = create(LeaseCheckpointRequestSchema, { checkpoints: [{ ID: id, remainingTTL: 0n }] });
-          this.propose({ kind: RequestKind.LeaseCheckpoint, id: this.nextRequestId(), request }).catch(() => undefined);
+      if (this.isLeader && this.lessor.isPrimary) {
+        const ttl = this.renewOnPrimary(id);
+        if (ttl !== undefined) return ttl;
+      } else {
+        const leader = this.leaderPeerUrls();
+        if (leader !== undefined) {
+          try {
+            return await this.leaseForwarder.renew(leader.id, leader.peerUrls, id, this.forwardTimeoutMs(deadline));
+          } catch (error) {
+            if (!(error instanceof LeaseForwardRetry)) throw error;
+          }
         }
-        return BigInt(result.ttlSeconds);
       }
       if (this.runtime.clock.nowMs() >= deadline) throw etcdError("timeout");
-      await new Promise<void>((resolve) => this.runtime.clock.setTimer(this.config.heartbeatIntervalMs, resolve));
+      await this.pause(this.config.heartbeatIntervalMs);
     }
   }
 
+  /**
+   * A renewal forwarded by another member: only this member's primary lessor
+   * answers it; an expired lease is waited on for a second (etcd's leasehttp
+   * apply timeout), then the forwarder retries.
+   */
+  async renewHere(id: bigint): Promise<bigint> {
+    const deadline = this.runtime.clock.nowMs() + 1000;
+    for (;;) {
+      this.assertServing();
+      if (!this.isLeader || !this.lessor.isPrimary) throw etcdError("notLeader");
+      const ttl = this.renewOnPrimary(id);
+      if (ttl !== undefined) return ttl;
+      if (this.runtime.clock.nowMs() >= deadline) throw etcdError("timeout");
+      await this.pause(this.config.heartbeatIntervalMs);
+    }
+  }
+
+  /** Renews in the primary lessor; undefined while the lease is expired but not yet revoked. */
+  private renewOnPrimary(id: bigint): bigint | undefined {
+    const result = this.lessor.renew(id);
+    if ("expired" in result) return undefined;
+    if (result.checkpointCleared) {
+      // Members forget the checkpointed TTL too, so a later promote grants the full TTL (etcd).
+      const request = create(LeaseCheckpointRequestSchema, { checkpoints: [{ ID: id, remainingTTL: 0n }] });
+      this.propose({ kind: RequestKind.LeaseCheckpoint, id: this.nextRequestId(), request }).catch(() => undefined);
+    }
+    return BigInt(result.ttlSeconds);
+  }
+
+  /** Time to live from the leader's lessor, forwarded there from any other member (etcd's LeaseTimeToLive). */
   async leaseTimeToLive(request: LeaseTimeToLiveRequest): Promise<LeaseTimeToLiveResponse> {
+    const deadline = this.runtime.clock.nowMs() + requestTimeoutMs(this.config);
+    for (;;) {
+      this.assertServing();
+      if (this.isLeader && this.lessor.isPrimary) return this.timeToLiveHere(request);
+      const leader = this.leaderPeerUrls();
+      if (leader !== undefined) {
+        try {
+          const response = await this.leaseForwarder.timeToLive(leader.id, leader.peerUrls, request, this.forwardTimeoutMs(deadline));
+          response.header = this.header();
+          return response;
+        } catch (error) {
+          if (error instanceof EtcdError && error.message === etcdError("leaseNotFound").message) {
+            return create(LeaseTimeToLiveResponseSchema, { header: this.header(), ID: request.ID, TTL: -1n });
+          }
+          if (!(error instanceof LeaseForwardRetry)) throw error;
+        }
+      }
+      if (this.runtime.clock.nowMs() >= deadline) throw etcdError("timeout");
+      await this.pause(this.config.heartbeatIntervalMs);
+    }
+  }
+
+  /** Time to live from this member's primary lessor; notLeader when it is not primary. */
+  async timeToLiveHere(request: LeaseTimeToLiveRequest): Promise<LeaseTimeToLiveResponse> {
     this.assertServing();
-    if (!this.isLeader) throw etcdError("notLeader");
+    if (!this.isLeader || !this.lessor.isPrimary) throw etcdError("notLeader");
     const lease = this.lessor.lookup(request.ID);
     // etcd answers an unknown lease with TTL -1 rather than an error.
     if (lease === undefined) return create(LeaseTimeToLiveResponseSchema, { header: this.header(), ID: request.ID, TTL: -1n });
@@ -391,6 +460,23 @@ export class EtcdServer {
       grantedTTL: BigInt(lease.ttlSeconds),
       keys: request.keys ? [...lease.keys.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, key]) => key) : [],
     });
+  }
+
+  /** The current leader, when it is another member with known peer URLs. */
+  private leaderPeerUrls(): { id: number; peerUrls: string[] } | undefined {
+    const leader = this.log.leader;
+    if (leader === 0 || leader === this.identity.memberId) return undefined;
+    const peerUrls = this.memberStore.get(leader)?.peerUrls ?? [];
+    return peerUrls.length > 0 ? { id: leader, peerUrls } : undefined;
+  }
+
+  /** One forwarding attempt may take what is left of the request, but no more than two election timeouts and a second. */
+  private forwardTimeoutMs(deadline: number): number {
+    return Math.max(1, Math.min(deadline - this.runtime.clock.nowMs(), 1000 + 2 * this.config.electionTimeoutMs));
+  }
+
+  private pause(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => this.runtime.clock.setTimer(ms, resolve));
   }
 
   leaseLeases(): LeaseLeasesResponse {

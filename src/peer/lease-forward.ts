@@ -1,0 +1,217 @@
+// Lease renewals and time-to-live questions carried from a follower to the
+// leader over the peer port (etcd's lease/leasehttp). Renewals do not go
+// through Raft: only the leader's lessor knows when a lease expires, so a
+// member that is not the leader asks the leader directly.
+//
+// Wire, as etcd's: `POST /leases` with a LeaseKeepAliveRequest body answers a
+// LeaseKeepAliveResponse; `POST /leases/internal` with a LeaseInternalRequest
+// (a LeaseTimeToLiveRequest in field 1) answers a LeaseInternalResponse (a
+// LeaseTimeToLiveResponse in field 1). 404 means the lease is not found. The
+// leader answers 503 while it is not (or not yet) the primary lessor and 408
+// when an expired lease's revoke did not land in time; the follower retries
+// both until its request timeout.
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import {
+  LeaseKeepAliveRequestSchema,
+  LeaseKeepAliveResponseSchema,
+  LeaseTimeToLiveRequestSchema,
+  LeaseTimeToLiveResponseSchema,
+  type LeaseTimeToLiveRequest,
+  type LeaseTimeToLiveResponse,
+} from "../gen/etcdserverpb/rpc_pb.ts";
+import { EtcdError, etcdError } from "../errors.ts";
+import type { PeerIncomingRequest, PeerNetwork } from "../ports.ts";
+import type { NodeId } from "../raft/types.ts";
+import { peerHeaderNames, peerRequestHeaders } from "./headers.ts";
+
+export const leasePaths = { renew: "/leases", timeToLive: "/leases/internal" } as const;
+
+/** A lease request body is a few varints; anything longer is refused unread. */
+export const leaseRequestBytesMax = 4096;
+
+const leaseNotFoundMessage = etcdError("leaseNotFound").message;
+const notLeaderMessage = etcdError("notLeader").message;
+
+export function isLeasePath(path: string): boolean {
+  return path === leasePaths.renew || path === leasePaths.timeToLive;
+}
+
+// --- the leader's side -----------------------------------------------------
+
+/** What the peer lease routes need from the member serving them. */
+export interface LeaseRouteHost {
+  clusterId: bigint;
+  /** Renews on this member's primary lessor; throws notLeader when it is not primary, timeout when an expired lease stays. */
+  renewHere(id: bigint): Promise<bigint>;
+  /** Answers from this member's primary lessor (TTL -1 for an unknown lease); throws notLeader when it is not primary. */
+  timeToLiveHere(request: LeaseTimeToLiveRequest): Promise<LeaseTimeToLiveResponse>;
+}
+
+/** Serves POST /leases and /leases/internal. */
+export async function serveLeaseRequest(request: PeerIncomingRequest, host: LeaseRouteHost): Promise<void> {
+  if (request.method !== "POST") return answer(request, 405, "Method Not Allowed\n");
+  const clusterId = request.header(peerHeaderNames.clusterId);
+  if (clusterId !== undefined && clusterId !== host.clusterId.toString(16)) return answer(request, 412, "cluster ID mismatch\n");
+  let body: Uint8Array;
+  try {
+    body = await readBody(request.body, leaseRequestBytesMax);
+  } catch {
+    return answer(request, 400, "error reading body\n");
+  }
+  try {
+    if (request.path === leasePaths.renew) {
+      const renew = fromBinary(LeaseKeepAliveRequestSchema, body);
+      const ttl = await host.renewHere(renew.ID);
+      return answerProto(request, toBinary(LeaseKeepAliveResponseSchema, create(LeaseKeepAliveResponseSchema, { ID: renew.ID, TTL: ttl })));
+    }
+    const inner = readField1(body);
+    const question = fromBinary(LeaseTimeToLiveRequestSchema, inner);
+    const response = await host.timeToLiveHere(question);
+    if (response.TTL < 0n) return answer(request, 404, `${leaseNotFoundMessage}\n`);
+    return answerProto(request, writeField1(toBinary(LeaseTimeToLiveResponseSchema, response)));
+  } catch (error) {
+    if (!(error instanceof EtcdError)) return answer(request, 400, "error unmarshalling request\n");
+    if (error.message === leaseNotFoundMessage) return answer(request, 404, `${error.message}\n`);
+    if (error.message === notLeaderMessage) return answer(request, 503, `${error.message}\n`);
+    return answer(request, 408, `${error.message}\n`);
+  }
+}
+
+function answer(request: PeerIncomingRequest, status: number, text: string): void {
+  request.respond(status, { "content-type": "text/plain" });
+  request.end(new TextEncoder().encode(text));
+}
+
+function answerProto(request: PeerIncomingRequest, body: Uint8Array): void {
+  request.respond(200, { "content-type": "application/protobuf" });
+  request.end(body);
+}
+
+async function readBody(body: AsyncIterable<Uint8Array>, bytesMax: number): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let length = 0;
+  for await (const chunk of body) {
+    length += chunk.length;
+    if (length > bytesMax) throw new Error(`lease request over ${bytesMax} bytes`);
+    chunks.push(chunk);
+  }
+  const joined = new Uint8Array(length);
+  let offset = 0;
+  for (const chunk of chunks) {
+    joined.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return joined;
+}
+
+/** leasepb's LeaseInternalRequest/Response hold one message, in field 1. */
+function writeField1(message: Uint8Array): Uint8Array {
+  return new BinaryWriter().tag(1, WireType.LengthDelimited).bytes(message).finish();
+}
+
+function readField1(body: Uint8Array): Uint8Array {
+  const reader = new BinaryReader(body);
+  let inner: Uint8Array = new Uint8Array(0);
+  while (reader.pos < reader.len) {
+    const [field, wireType] = reader.tag();
+    if (field === 1 && wireType === WireType.LengthDelimited) inner = reader.bytes();
+    else reader.skip(wireType);
+  }
+  return inner;
+}
+
+// --- the follower's side ---------------------------------------------------
+
+/** One HTTP POST to a peer URL; the runtime-neutral default is the web-standard fetch. */
+export type PeerPost = (
+  url: string,
+  body: Uint8Array,
+  headers: Record<string, string>,
+  timeoutMs: number,
+) => Promise<{ status: number; body: Uint8Array }>;
+
+export const fetchPeerPost: PeerPost = async (url, body, headers, timeoutMs) => {
+  const response = await fetch(url, {
+    method: "POST",
+    body: body as Uint8Array<ArrayBuffer>,
+    headers,
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+  return { status: response.status, body: new Uint8Array(await response.arrayBuffer()) };
+};
+
+export interface LeaseForwarderOptions {
+  localId: NodeId;
+  clusterId: bigint;
+  post: PeerPost;
+}
+
+/** Thrown for an answer worth retrying (no leader there, timeout, unreachable). */
+export class LeaseForwardRetry extends Error {}
+
+/**
+ * Asks a leader over its peer URLs, in order, until one answers. Returns the
+ * answer, throws leaseNotFound for a 404, and LeaseForwardRetry when no URL
+ * gave a usable answer.
+ */
+export class LeaseForwarder {
+  constructor(private readonly options: LeaseForwarderOptions) {}
+
+  async renew(leader: NodeId, peerUrls: readonly string[], id: bigint, timeoutMs: number): Promise<bigint> {
+    const body = toBinary(LeaseKeepAliveRequestSchema, create(LeaseKeepAliveRequestSchema, { ID: id }));
+    const answer = await this.ask(leader, peerUrls, leasePaths.renew, body, timeoutMs);
+    const response = fromBinary(LeaseKeepAliveResponseSchema, answer);
+    if (response.ID !== id) throw new LeaseForwardRetry("lease: renew id mismatch");
+    return response.TTL;
+  }
+
+  async timeToLive(
+    leader: NodeId,
+    peerUrls: readonly string[],
+    request: LeaseTimeToLiveRequest,
+    timeoutMs: number,
+  ): Promise<LeaseTimeToLiveResponse> {
+    const question = create(LeaseTimeToLiveRequestSchema, { ID: request.ID, keys: request.keys });
+    const body = writeField1(toBinary(LeaseTimeToLiveRequestSchema, question));
+    const answer = await this.ask(leader, peerUrls, leasePaths.timeToLive, body, timeoutMs);
+    const response = fromBinary(LeaseTimeToLiveResponseSchema, readField1(answer));
+    if (response.ID !== request.ID) throw new LeaseForwardRetry("lease: renew id mismatch");
+    return response;
+  }
+
+  private async ask(leader: NodeId, peerUrls: readonly string[], path: string, body: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+    const headers = { ...peerRequestHeaders(this.options.localId, leader, this.options.clusterId), "content-type": "application/protobuf" };
+    let failure = "no peer URL";
+    for (const url of peerUrls) {
+      try {
+        const answer = await this.options.post(url.replace(/\/$/, "") + path, body, headers, timeoutMs);
+        if (answer.status === 200) return answer.body;
+        if (answer.status === 404) throw etcdError("leaseNotFound");
+        failure = `lease: unknown error(${new TextDecoder().decode(answer.body).trim()})`;
+      } catch (error) {
+        if (error instanceof EtcdError) throw error;
+        failure = error instanceof Error ? error.message : String(error);
+      }
+    }
+    throw new LeaseForwardRetry(failure);
+  }
+}
+
+/**
+ * The peer network with the lease routes in front of the transport's own
+ * handler, so the Raft transport stays unaware of them. `host` is undefined
+ * until the member is ready; until then the routes answer 503 (retried).
+ */
+export function withLeaseRoutes(network: PeerNetwork, host: () => LeaseRouteHost | undefined): PeerNetwork {
+  return {
+    listen: (url, handler) =>
+      network.listen(url, (request) => {
+        if (!isLeasePath(request.path)) return handler(request);
+        const serving = host();
+        if (serving === undefined) return answer(request, 503, `${notLeaderMessage}\n`);
+        void serveLeaseRequest(request, serving);
+      }),
+    connect: (url) => network.connect(url),
+  };
+}
