@@ -2,20 +2,26 @@
 // revokeExpiredLeases): every half second, while this member leads, take the
 // expired leases, at most half the per-second revoke rate at a time, and
 // propose a revoke for each through the log. A member that stopped leading
-// demotes its lessor here, so it neither expires nor renews anything.
+// demotes its lessor here, so it neither expires nor renews anything. With
+// checkpoints enabled it also proposes the due remaining-TTL checkpoints, in
+// batches of up to a thousand (etcd's checkpointScheduledLeases).
 import type { Clock, Logger, Timer } from "../ports.ts";
 import { leaseIdHex } from "./lease-id.ts";
-import { expiryCheckIntervalMs, leaseRevokeRatePerSecond, type Lessor } from "./lessor.ts";
+import { checkpointBatchMax, expiryCheckIntervalMs, leaseRevokeRatePerSecond, type LeaseCheckpoint, type Lessor } from "./lessor.ts";
 
 export interface ExpiryLoopHost {
   /** Whether this member is the Raft leader now. */
   isLeader(): boolean;
   /** Proposes a revoke of `id` and resolves once it is applied. */
   revoke(id: bigint): Promise<unknown>;
+  /** Proposes remaining-TTL checkpoints (one LeaseCheckpoint request). */
+  checkpoint(checkpoints: LeaseCheckpoint[]): Promise<unknown>;
 }
 
 /** Leases handed to revoke per check: half the per-second rate, at two checks a second. */
 export const revokesPerCheckMax = leaseRevokeRatePerSecond / 2;
+/** Checkpoint proposals per check at most (etcd's leaseCheckpointRate / 2). */
+export const checkpointProposalsPerCheckMax = 500;
 
 export class LeaseExpiryLoop {
   private timer: Timer | undefined;
@@ -52,6 +58,16 @@ export class LeaseExpiryLoop {
           error: error instanceof Error ? error.message : String(error),
         });
       });
+    }
+    for (let proposals = 0; proposals < checkpointProposalsPerCheckMax; proposals++) {
+      const due = this.lessor.takeDueCheckpoints(checkpointBatchMax);
+      if (due.length > 0) {
+        this.host.checkpoint(due).catch((error: unknown) => {
+          // A lost checkpoint only means a new leader would grant more time.
+          this.logger.warn("failed to checkpoint leases", { error: error instanceof Error ? error.message : String(error) });
+        });
+      }
+      if (due.length < checkpointBatchMax) break;
     }
   }
 }

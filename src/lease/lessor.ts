@@ -23,6 +23,10 @@ export const leaseTtlMaxSeconds = 9_000_000_000;
 export const leaseRevokeRatePerSecond = 1000;
 /** How often the primary looks for expired leases (etcd's runLoop period). */
 export const expiryCheckIntervalMs = 500;
+/** Checkpoints per LeaseCheckpoint proposal at most (etcd's maxLeaseCheckpointBatchSize). */
+export const checkpointBatchMax = 1000;
+/** etcd's default checkpoint interval (5 minutes). */
+export const checkpointIntervalDefaultMs = 5 * 60 * 1000;
 /** The backend bucket holding the lease table. */
 export const leaseBucketName = "lease";
 
@@ -40,6 +44,18 @@ export interface LessorOptions {
   minTtlSeconds: number;
   /** After handing out an expired lease, wait this long before handing it out again (its revoke may have failed). */
   expiredRetryMs: number;
+  /**
+   * With --experimental-enable-lease-checkpoint: how often the primary
+   * checkpoints a lease's remaining TTL through the log, so a new leader
+   * continues from it instead of the full TTL. Undefined: never.
+   */
+  checkpointIntervalMs?: number | undefined;
+}
+
+/** A lease's remaining TTL for the primary to propose (etcd's LeaseCheckpoint). */
+export interface LeaseCheckpoint {
+  id: bigint;
+  remainingTtlSeconds: number;
 }
 
 /**
@@ -78,6 +94,8 @@ export class Lessor {
   /** Which lease each attached key belongs to (etcd's itemMap). */
   private readonly owners = new Map<string, bigint>();
   private readonly expiries = new ExpiryQueue();
+  /** When each lease is next checkpointed, on the primary with checkpoints enabled. */
+  private readonly checkpoints = new ExpiryQueue();
   private primary = false;
 
   constructor(private readonly options: LessorOptions) {
@@ -111,7 +129,10 @@ export class Lessor {
     const lease = new Lease(id, Math.max(ttlSeconds, this.options.minTtlSeconds));
     this.table.set(id, lease);
     this.persist(lease);
-    if (this.primary) this.refresh(lease, 0);
+    if (this.primary) {
+      this.refresh(lease, 0);
+      this.scheduleCheckpoint(lease);
+    }
     return lease;
   }
 
@@ -129,6 +150,7 @@ export class Lessor {
     for (const name of names) this.owners.delete(name);
     this.table.delete(id);
     this.expiries.delete(id);
+    this.checkpoints.delete(id);
     this.options.backend.bucketDelete(leaseBucketName, leaseBucketKey(id));
     return keys;
   }
@@ -140,7 +162,9 @@ export class Lessor {
    */
   checkpoint(id: bigint, remainingTtlSeconds: number): void {
     const lease = this.table.get(id);
-    if (lease !== undefined) lease.remainingTtlSeconds = remainingTtlSeconds;
+    if (lease === undefined) return;
+    lease.remainingTtlSeconds = remainingTtlSeconds;
+    if (this.primary) this.scheduleCheckpoint(lease);
   }
 
   /** Attaches and detaches keys as committed puts and deletes change them (etcd does this inside mvcc). */
@@ -202,6 +226,7 @@ export class Lessor {
     const checkpointCleared = lease.remainingTtlSeconds > 0;
     lease.remainingTtlSeconds = 0;
     this.refresh(lease, 0);
+    this.scheduleCheckpoint(lease);
     return { ttlSeconds: lease.ttlSeconds, checkpointCleared };
   }
 
@@ -212,7 +237,10 @@ export class Lessor {
    */
   promote(extendMs: number): void {
     this.primary = true;
-    for (const lease of this.table.values()) this.refresh(lease, extendMs);
+    for (const lease of this.table.values()) {
+      this.refresh(lease, extendMs);
+      this.scheduleCheckpoint(lease);
+    }
     if (this.table.size < leaseRevokeRatePerSecond) return;
     const leases = this.leasesByExpiry();
     const targetPerSecond = Math.floor((3 * leaseRevokeRatePerSecond) / 4);
@@ -240,6 +268,7 @@ export class Lessor {
     this.primary = false;
     for (const lease of this.table.values()) lease.expiryMs = Number.POSITIVE_INFINITY;
     this.expiries.clear();
+    this.checkpoints.clear();
   }
 
   /**
@@ -263,11 +292,40 @@ export class Lessor {
     return expired;
   }
 
+  /**
+   * Up to `limit` due checkpoints of remaining TTLs (rounded up to a second)
+   * for the caller to propose. A lease with its full TTL or more left is not
+   * checkpointed (etcd); the next one is scheduled when this one is applied.
+   */
+  takeDueCheckpoints(limit: number): LeaseCheckpoint[] {
+    const due: LeaseCheckpoint[] = [];
+    const now = this.options.clock.nowMs();
+    while (due.length < limit) {
+      const next = this.checkpoints.peek();
+      if (next === undefined || next.dueMs > now) break;
+      this.checkpoints.delete(next.id);
+      const lease = this.table.get(next.id);
+      if (lease === undefined || lease.expiryMs <= now) continue;
+      const remainingTtlSeconds = Math.ceil((lease.expiryMs - now) / 1000);
+      if (remainingTtlSeconds >= lease.ttlSeconds) continue;
+      due.push({ id: lease.id, remainingTtlSeconds });
+    }
+    return due;
+  }
+
   /** Every lease, soonest expiry first (etcd's Leases order). */
   leasesByExpiry(): Lease[] {
     return [...this.table.values()].sort((a, b) =>
       a.expiryMs !== b.expiryMs ? (a.expiryMs < b.expiryMs ? -1 : 1) : a.id < b.id ? -1 : a.id > b.id ? 1 : 0,
     );
+  }
+
+  /** Only leases whose (checkpointed) TTL outlasts the interval are checkpointed (etcd). */
+  private scheduleCheckpoint(lease: Lease): void {
+    const intervalMs = this.options.checkpointIntervalMs;
+    if (intervalMs === undefined || !this.primary) return;
+    if (lease.refreshTtlSeconds * 1000 <= intervalMs) return;
+    this.checkpoints.set(lease.id, this.options.clock.nowMs() + intervalMs);
   }
 
   private refresh(lease: Lease, extendMs: number): void {

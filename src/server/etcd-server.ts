@@ -105,6 +105,7 @@ export class EtcdServer {
       clock: runtime.clock,
       minTtlSeconds: minLeaseTtlSeconds(config.heartbeatIntervalMs, config.electionTimeoutMs),
       expiredRetryMs: requestTimeoutMs(config),
+      checkpointIntervalMs: config.leaseCheckpointIntervalMs,
     });
     this.lessor.attachRestored(store.restoredLeases);
     applier.leaseExists = (leaseId) => this.lessor.lookup(leaseId) !== undefined;
@@ -117,7 +118,15 @@ export class EtcdServer {
     this.leaseExpiry = new LeaseExpiryLoop(
       this.lessor,
       runtime.clock,
-      { isLeader: () => this.isLeader, revoke: (id) => this.leaseRevoke(create(LeaseRevokeRequestSchema, { ID: id })) },
+      {
+        isLeader: () => this.isLeader,
+        revoke: (id) => this.leaseRevoke(create(LeaseRevokeRequestSchema, { ID: id })),
+        checkpoint: (due) => {
+          const checkpoints = due.map((checkpoint) => ({ ID: checkpoint.id, remainingTTL: BigInt(checkpoint.remainingTtlSeconds) }));
+          const request = create(LeaseCheckpointRequestSchema, { checkpoints });
+          return this.propose({ kind: RequestKind.LeaseCheckpoint, id: this.nextRequestId(), request });
+        },
+      },
       logger,
     );
   }
