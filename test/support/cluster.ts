@@ -27,6 +27,8 @@ export interface ClusterOptions {
   runtime?: "node" | "bun";
   heartbeatMs?: number;
   electionMs?: number;
+  /** More flags for every member. */
+  extraArgs?: string[];
 }
 
 export async function startCluster(size = 3, options: ClusterOptions = {}): Promise<TestCluster> {
@@ -54,6 +56,7 @@ export async function startCluster(size = 3, options: ClusterOptions = {}): Prom
         "--initial-cluster-token", "test-cluster",
         "--heartbeat-interval", String(options.heartbeatMs ?? heartbeatMs),
         "--election-timeout", String(options.electionMs ?? electionMs),
+        ...(options.extraArgs ?? []),
       ],
     });
   };
