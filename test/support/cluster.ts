@@ -1,5 +1,6 @@
 // A real 3-member edgetcd cluster on loopback, for cluster tests.
 import { join } from "node:path";
+import { dialMapFor, startLinks, type Links } from "./peer-proxy.ts";
 import { freePort, startEdgetcd, startEtcd, tempDir, type RunningServer, type StartOptions } from "./processes.ts";
 
 export interface ClusterMember {
@@ -15,6 +16,8 @@ export interface TestCluster {
   endpoints(): string[];
   start(member: ClusterMember): Promise<void>;
   stopAll(): Promise<void>;
+  /** The fault-injecting peer proxies, when started with `proxies: true`. */
+  links: Links | undefined;
 }
 
 /** Timing small enough for tests (etcd's defaults are 100 ms / 1000 ms). */
@@ -27,8 +30,8 @@ export interface ClusterOptions {
   runtime?: "node" | "bun";
   heartbeatMs?: number;
   electionMs?: number;
-  /** More flags for every member. */
-  extraArgs?: string[];
+  /** Members dial each other through test/support/peer-proxy.ts (see `links`). */
+  proxies?: boolean;
 }
 
 export async function startCluster(size = 3, options: ClusterOptions = {}): Promise<TestCluster> {
@@ -44,12 +47,14 @@ export async function startCluster(size = 3, options: ClusterOptions = {}): Prom
     });
   }
   const initialCluster = members.map((m) => `${m.name}=http://127.0.0.1:${m.peerPort}`).join(",");
+  const links = options.proxies === true ? await startLinks(members) : undefined;
   const starter = options.kind === "etcd" ? startEtcd : (start: StartOptions) => startEdgetcd({ ...start, runtime: options.runtime });
   const start = async (member: ClusterMember) => {
     member.server = await starter({
       dataDir: member.dataDir,
       clientPort: member.clientPort,
       peerPort: member.peerPort,
+      ...(links === undefined ? {} : { env: { EDGETCD_TEST_PEER_DIAL: dialMapFor(links, member.name, members) } }),
       extraArgs: [
         "--name", member.name,
         "--initial-cluster", initialCluster,
@@ -67,6 +72,8 @@ export async function startCluster(size = 3, options: ClusterOptions = {}): Prom
     start,
     stopAll: async () => {
       await Promise.all(members.map((m) => m.server?.kill()));
+      await links?.close();
     },
+    links,
   };
 }
