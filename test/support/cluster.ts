@@ -30,6 +30,8 @@ export interface ClusterOptions {
   runtime?: "node" | "bun";
   heartbeatMs?: number;
   electionMs?: number;
+  /** More flags for every member. */
+  extraArgs?: string[];
   /** Members dial each other through test/support/peer-proxy.ts (see `links`). */
   proxies?: boolean;
 }
