@@ -7,6 +7,7 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
+import { authorityRewritingSocket } from "./h2-authority.ts";
 
 export type NodeRequestHandler = (
   request: http.IncomingMessage | http2.Http2ServerRequest,
@@ -31,7 +32,6 @@ export interface Listener {
 }
 
 const http2PrefaceStart = Buffer.from("PRI * HTTP/2.0");
-const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
 
 export async function listenHttp(options: ListenOptions): Promise<Listener> {
   const h2 = http2.createServer(
@@ -81,13 +81,16 @@ function routeByPreface(socket: net.Socket, h2: http2.Http2Server, h1: http.Serv
     const isHttp2 = buffered.subarray(0, compared).equals(http2PrefaceStart.subarray(0, compared));
     if (isHttp2 && buffered.length < http2PrefaceStart.length) return; // need more bytes to decide
     socket.off("data", onData);
+    if (isHttp2) {
+      // etcdctl 3.4 may send `:authority: http://host:port`, which our HTTP/2
+      // servers refuse; the server reads the connection through a rewriter.
+      h2.emit("connection", authorityRewritingSocket(socket, buffered));
+      return;
+    }
     socket.pause();
     socket.unshift(buffered);
-    (isHttp2 ? h2 : h1).emit("connection", socket);
-    // Node's HTTP/2 session drains the unshifted bytes itself on the next tick
-    // and then reads the socket natively; resuming first would lose them. Bun's
-    // session reads through the stream, which must flow.
-    if (!isHttp2 || isBun) socket.resume();
+    h1.emit("connection", socket);
+    socket.resume();
   };
   socket.on("data", onData);
   socket.on("error", () => socket.destroy());
