@@ -98,6 +98,8 @@ export const flagDefinitions: readonly FlagDefinition[] = [
   flag("experimental-enable-lease-checkpoint", "bool", "false"),
   flag("experimental-lease-checkpoint-interval", "duration", "5m"),
   flag("experimental-compaction-batch-limit", "int", "1000"),
+  // etcd 3.5.14's: entries kept in memory behind a snapshot for slow followers.
+  flag("experimental-snapshot-catchup-entries", "int", "5000"),
   flag("experimental-peer-skip-client-san-verification", "bool", "false", false),
   flag("experimental-watch-progress-notify-interval", "duration", "10m", false),
   flag("experimental-warning-apply-duration", "duration", "100ms", false),

@@ -81,6 +81,11 @@ export class PeerTransport {
     link.updateUrls(urls);
   }
 
+  /** The members this transport sends to. */
+  peerIds(): NodeId[] {
+    return [...this.links.keys()];
+  }
+
   removePeer(id: NodeId): void {
     this.links.get(id)?.stop();
     this.links.delete(id);

@@ -16,6 +16,8 @@ export interface ServerConfig {
   heartbeatIntervalMs: number;
   electionTimeoutMs: number;
   snapshotCount: number;
+  /** Entries kept in memory behind a snapshot so a slightly slow follower needs no snapshot. */
+  snapshotCatchUpEntries: number;
   preVote: boolean;
   maxRequestBytes: number;
   maxTxnOps: number;
@@ -97,6 +99,7 @@ export function serverConfigFromFlags(flags: ParsedFlags): ServerConfig {
     heartbeatIntervalMs,
     electionTimeoutMs,
     snapshotCount: integer("snapshot-count"),
+    snapshotCatchUpEntries: integer("experimental-snapshot-catchup-entries"),
     preVote: get("pre-vote") === "true",
     maxRequestBytes: integer("max-request-bytes"),
     maxTxnOps: integer("max-txn-ops"),

@@ -36,7 +36,17 @@ import {
 } from "../gen/etcdserverpb/rpc_pb.ts";
 import { EtcdError, etcdError, GrpcCode } from "../errors.ts";
 import { decodeConfChange } from "../raft/conf-change-codec.ts";
-import { ConfChangeType, EntryType, ProposalDroppedError, type ConfState, type Entry } from "../raft/types.ts";
+import {
+  ConfChangeType,
+  EntryType,
+  MessageType,
+  ProposalDroppedError,
+  type ConfState,
+  type Entry,
+  type Message,
+  type Snapshot,
+} from "../raft/types.ts";
+import { SnapshotFiles } from "./snapshot-files.ts";
 import type { Clock, Logger, PeerNetwork, Runtime, Timer } from "../ports.ts";
 import { LeaseExpiryLoop } from "../lease/expiry-loop.ts";
 import { randomLeaseId } from "../lease/lease-id.ts";
@@ -70,6 +80,10 @@ export class EtcdServer {
   private readonly waiters = new Map<number, Waiter>();
   private requestCounter = 0;
   private appliedIndex = 0;
+  /** The index of the latest snapshot (the WAL holds nothing older). */
+  private snapshotIndex = 0;
+  private snapshotting = false;
+  private snapshotFiles!: SnapshotFiles;
   private backendTimer: Timer | undefined;
   private stoppedReason: string | undefined;
   /** Watchers over the store; the Watch services open streams on it. */
@@ -148,12 +162,14 @@ export class EtcdServer {
       let wal: Wal;
       let entries: Entry[] = [];
       let hardState: { term: number; vote: number; commit: number } | undefined;
+      let walSnapshot: { index: number; term: number } | undefined;
       if (await fs.exists(walDir)) {
         const opened = await Wal.open(fs, walDir);
         wal = opened.wal;
         identity = decodeMemberMetadata(opened.metadata);
         entries = opened.entries;
         hardState = opened.hardState;
+        walSnapshot = opened.snapshot;
         logger.info("recovered WAL", { entries: entries.length, "member-id": identity.memberId.toString(16) });
       } else {
         identity = await newIdentity(config);
@@ -162,6 +178,10 @@ export class EtcdServer {
       }
 
       const backend = Backend.open(runtime.sqlite, fs.join(snapDir, "db"));
+      const snapshotFiles = new SnapshotFiles(fs, snapDir);
+      if (await snapshotFiles.recover(backend, walSnapshot?.index ?? 0)) {
+        logger.info("recovered backend from a received snapshot", { "snapshot-index": walSnapshot?.index });
+      }
       const store = new MvccStore(backend, { compactionBatchLimit: config.compactionBatchLimit });
       const applier = new KvApplier(store);
       const members = new MemberStore(backend);
@@ -212,10 +232,21 @@ export class EtcdServer {
           electionTimeoutMs: config.electionTimeoutMs,
           requestTimeoutMs: requestTimeoutMs(config),
           preVote: config.preVote,
-          restored: { hardState, entries, confState: confStateOf(members) },
+          restored: {
+            hardState,
+            entries,
+            confState: confStateOf(members),
+            ...(walSnapshot === undefined
+              ? {}
+              : { snapshot: { metadata: { ...walSnapshot, confState: confStateOf(members) }, data: new Uint8Array(0) } }),
+          },
           applied,
-          send: (messages) => sending.send(messages),
-          apply: (committed) => server?.applyEntries(committed),
+          send: (messages) => {
+            if (server === undefined) sending.send(messages);
+            else server.sendMessages(messages, sending);
+          },
+          persistSnapshot: (snapshot) => snapshotFiles.persistIncoming(snapshot.data),
+          apply: (committed, snapshot) => server?.applyCommitted(committed, snapshot),
           onLeaderChange: (leader) => logger.info("raft leader changed", { leader: leader.toString(16) }),
           fatal: (error) => server?.fail(error),
         });
@@ -228,6 +259,8 @@ export class EtcdServer {
       server = new EtcdServer(config, runtime, logger, identity, wal, backend, store, applier, log, members, transport, () =>
         lock.release(),
       );
+      server.snapshotFiles = snapshotFiles;
+      server.snapshotIndex = walSnapshot?.index ?? 0;
       // Replay what the WAL has past the backend's consistent index.
       server.appliedIndex = applied;
       if (log instanceof LocalLog) {
@@ -509,10 +542,112 @@ export class EtcdServer {
 
   // --- apply -------------------------------------------------------------
 
+  /**
+   * Sends raft messages; a snapshot message gets the backend's current data
+   * (etcd's merged snapshot message): the backend may be ahead of the
+   * snapshot's index, and the receiver skips the entries it already holds by
+   * its consistent index.
+   */
+  private sendMessages(messages: Message[], transport: PeerTransport): void {
+    if (!messages.some((message) => message.type === MessageType.Snap)) return transport.send(messages);
+    transport.send(messages.filter((message) => message.type !== MessageType.Snap));
+    for (const message of messages) {
+      if (message.type !== MessageType.Snap || message.snapshot === undefined) continue;
+      const snapshot = message.snapshot;
+      this.snapshotFiles
+        .readCopy(this.backend)
+        .then((data) => {
+          this.logger.info("sending database snapshot", {
+            "remote-peer-id": message.to.toString(16),
+            "snapshot-index": snapshot.metadata.index,
+            bytes: data.length,
+          });
+          transport.send([{ ...message, snapshot: { ...snapshot, data } }]);
+        })
+        .catch((error: unknown) => {
+          this.logger.warn("failed to copy the backend for a snapshot", { error: String(error) });
+          if (this.log instanceof RaftLog) this.log.reportSnapshot(message.to, false);
+        });
+    }
+  }
+
+  /** Committed entries from Raft, after the snapshot it hands over (if any). */
+  private async applyCommitted(entries: Entry[], snapshot: Snapshot | undefined): Promise<void> {
+    if (snapshot !== undefined) await this.installSnapshot(snapshot);
+    this.applyEntries(entries);
+  }
+
+  /**
+   * Replaces this member's state with the leader's snapshot: the backend file,
+   * then everything held in memory over it (key index, watchers, leases,
+   * members, peers). Entries the new backend already holds are skipped by the
+   * consistent index.
+   */
+  private async installSnapshot(snapshot: Snapshot): Promise<void> {
+    if (this.backendTimer !== undefined) {
+      this.backendTimer.cancel();
+      this.backendTimer = undefined;
+    }
+    await this.snapshotFiles.swapIn(this.backend);
+    this.store.reload();
+    this.watchHub.storeReplaced();
+    this.lessor.reload(this.store.restoredLeases);
+    this.memberStore.reload();
+    if (this.transport !== undefined) {
+      const known = new Set<number>();
+      for (const member of this.memberStore.all()) {
+        known.add(member.id);
+        if (member.id !== this.identity.memberId) this.transport.updatePeer(member.id, member.peerUrls);
+      }
+      for (const id of this.transport.peerIds()) if (!known.has(id)) this.transport.removePeer(id);
+    }
+    this.appliedIndex = Math.max(this.backend.consistentIndex(), snapshot.metadata.index);
+    this.snapshotIndex = snapshot.metadata.index;
+    this.log.markApplied(this.appliedIndex);
+    this.logger.info("applied snapshot from the leader", {
+      "snapshot-index": snapshot.metadata.index,
+      "consistent-index": this.backend.consistentIndex(),
+      revision: this.store.currentRevision,
+    });
+  }
+
+  /**
+   * etcd's snapshot trigger: more than --snapshot-count entries applied since
+   * the last snapshot. The backend is made durable first, then the log
+   * records the snapshot and lets go of what precedes it.
+   */
+  private maybeSnapshot(): void {
+    if (this.snapshotting || this.appliedIndex - this.snapshotIndex <= this.config.snapshotCount) return;
+    this.snapshotting = true;
+    const run = async () => {
+      this.backend.checkpoint();
+      const index = this.appliedIndex;
+      if (this.log instanceof RaftLog) {
+        await this.log.snapshot(this.config.snapshotCatchUpEntries);
+        this.snapshotIndex = this.log.snapshotIndex;
+      } else {
+        await this.wal.saveSnapshot({ index, term: this.log.term });
+        await this.wal.releaseTo(index);
+        this.snapshotIndex = index;
+      }
+      this.logger.info("saved snapshot", { "snapshot-index": this.snapshotIndex });
+    };
+    run()
+      .catch((error: unknown) => this.fail(error))
+      .finally(() => {
+        this.snapshotting = false;
+      });
+  }
+
   /** Applies durable entries in order; idempotent below the consistent index. */
   private applyEntries(entries: Entry[]): void {
     for (const entry of entries) {
-      if (entry.index <= this.appliedIndex) continue;
+      if (entry.index <= this.appliedIndex) {
+        // Only after a snapshot whose backend was ahead of its index: the data
+        // is there already, but Raft's configuration must still take the change.
+        if (entry.type === EntryType.ConfChange && this.log instanceof RaftLog) this.log.applyConfChange(decodeConfChange(entry.data));
+        continue;
+      }
       let result: unknown;
       let failure: unknown;
       if (entry.type === EntryType.ConfChange) {
@@ -542,6 +677,7 @@ export class EtcdServer {
     }
     this.log.markApplied(this.appliedIndex);
     this.scheduleBackendCommit();
+    this.maybeSnapshot();
   }
 
   private applyRequest(internal: InternalRequest): unknown {

@@ -26,6 +26,7 @@ import type { ServerLog } from "./server-log.ts";
 export interface RaftLogWal {
   save(hardState: HardState | undefined, entries: Entry[], options: { sync: boolean }): Promise<void>;
   saveSnapshot(snapshot: { index: number; term: number }): Promise<void>;
+  releaseTo(index: number): Promise<void>;
 }
 
 export interface RaftLogOptions {
@@ -41,8 +42,17 @@ export interface RaftLogOptions {
   restored: { hardState?: HardState; entries: Entry[]; snapshot?: Snapshot; confState: ConfState };
   applied: number;
   send: (messages: Message[]) => void;
-  /** Committed entries, in index order; conf changes included (the caller applies them via applyConfChange). */
-  apply: (entries: Entry[], snapshot: Snapshot | undefined) => void;
+  /**
+   * A snapshot received from the leader, made durable before the WAL records
+   * it (so a restart between the two still finds the data the WAL names).
+   */
+  persistSnapshot: (snapshot: Snapshot) => Promise<void>;
+  /**
+   * Committed entries, in index order, after the snapshot if there is one (the
+   * caller installs it first); conf changes included (the caller applies them
+   * via applyConfChange).
+   */
+  apply: (entries: Entry[], snapshot: Snapshot | undefined) => void | Promise<void>;
   onLeaderChange?: (leader: NodeId, isLeader: boolean) => void;
   fatal: (error: unknown) => void;
 }
@@ -66,6 +76,8 @@ export class RaftLog implements ServerLog {
   private readonly pendingReads = new Map<string, PendingRead>();
   private readonly readsWaitingForApply: Array<{ index: number; resolve: () => void }> = [];
   private nextReadId = 1;
+  private snapshotIndexValue: number;
+  private snapshotting = false;
 
   constructor(private readonly options: RaftLogOptions) {
     const { restored } = options;
@@ -83,6 +95,7 @@ export class RaftLog implements ServerLog {
     if (restored.hardState !== undefined) this.storage.setHardState(restored.hardState);
     this.storage.append(restored.entries);
     this.appliedIndexValue = options.applied;
+    this.snapshotIndexValue = restored.snapshot?.metadata.index ?? 0;
     const electionTick = Math.max(2, Math.round(options.electionTimeoutMs / options.heartbeatIntervalMs));
     this.node = new RawNode({
       id: options.id,
@@ -210,6 +223,37 @@ export class RaftLog implements ServerLog {
     }
   }
 
+  get snapshotIndex(): number {
+    return this.snapshotIndexValue;
+  }
+
+  /**
+   * Takes a snapshot at the applied index (the backend, made durable by the
+   * caller, holds everything up to it): the WAL records it and drops the
+   * segments before it, and memory keeps only `catchUpEntries` entries behind
+   * it for followers that are a little behind (etcd's snapshot and compaction).
+   */
+  async snapshot(catchUpEntries: number): Promise<void> {
+    if (this.snapshotting || this.failed) return;
+    const index = this.appliedIndexValue;
+    if (index <= this.snapshotIndexValue) return;
+    this.snapshotting = true;
+    try {
+      const snapshot = this.storage.createSnapshot(index, this.node.confState(), new Uint8Array(0));
+      await this.options.wal.saveSnapshot({ index, term: snapshot.metadata.term });
+      this.snapshotIndexValue = index;
+      const compactTo = index - catchUpEntries;
+      if (compactTo > this.storage.firstIndex()) this.storage.compact(compactTo);
+      await this.options.wal.releaseTo(index);
+    } catch (error) {
+      this.failed = true;
+      this.ticker.cancel();
+      this.options.fatal(error);
+    } finally {
+      this.snapshotting = false;
+    }
+  }
+
   stop(): void {
     this.ticker.cancel();
     this.failed = true;
@@ -257,10 +301,14 @@ export class RaftLog implements ServerLog {
     }
     this.releaseReadStates(ready);
 
-    // 1. A snapshot is persisted before entries that follow it.
+    // 1. A snapshot is persisted before entries that follow it: its data
+    // first, then the WAL record naming it.
     if (ready.snapshot !== undefined) {
+      await this.options.persistSnapshot(ready.snapshot);
       await this.options.wal.saveSnapshot({ index: ready.snapshot.metadata.index, term: ready.snapshot.metadata.term });
-      this.storage.applySnapshot(ready.snapshot);
+      // The data now lives on disk; memory keeps only the metadata.
+      this.storage.applySnapshot({ metadata: ready.snapshot.metadata, data: new Uint8Array(0) });
+      this.snapshotIndexValue = ready.snapshot.metadata.index;
     }
     // 2. The leader's appends leave now, in parallel with its own write.
     if (ready.messages.length > 0) this.options.send(ready.messages);
@@ -274,7 +322,7 @@ export class RaftLog implements ServerLog {
     if (ready.messagesAfterPersist.length > 0) this.options.send(ready.messagesAfterPersist);
     // 5. Apply.
     if (ready.committedEntries.length > 0 || ready.snapshot !== undefined) {
-      this.options.apply(ready.committedEntries, ready.snapshot);
+      await this.options.apply(ready.committedEntries, ready.snapshot);
     }
     this.node.advance(ready);
   }

@@ -1,0 +1,81 @@
+// The backend snapshots a member sends and receives, as files in the member's
+// snap directory next to the backend database (etcd keeps <index>.snap.db
+// there for the same reason):
+//
+//   db.incoming   a snapshot received from the leader, durable before the WAL
+//                 records the snapshot; swapped in place of `db` when applied.
+//                 Found at start: swapped in if the backend is older than the
+//                 WAL's snapshot (a crash came between the two), else dropped.
+//   db.outgoing   a consistent copy of `db` being read for a follower.
+import type { FileSystem } from "../ports.ts";
+import type { Backend } from "../storage/backend.ts";
+
+export class SnapshotFiles {
+  readonly incoming: string;
+  private readonly outgoing: string;
+
+  constructor(
+    private readonly fs: FileSystem,
+    private readonly snapDir: string,
+  ) {
+    this.incoming = fs.join(snapDir, "db.incoming");
+    this.outgoing = fs.join(snapDir, "db.outgoing");
+  }
+
+  /** Writes a received snapshot's data durably as `db.incoming`. */
+  async persistIncoming(data: Uint8Array): Promise<void> {
+    const temporary = `${this.incoming}.tmp`;
+    await this.removeIfPresent(temporary);
+    const file = await this.fs.open(temporary, "append");
+    try {
+      await file.append(data);
+      await file.datasync();
+    } finally {
+      await file.close();
+    }
+    await this.fs.rename(temporary, this.incoming);
+    await this.fs.syncDir(this.snapDir);
+  }
+
+  /** Replaces the backend's database file with `db.incoming` and reopens it. */
+  async swapIn(backend: Backend): Promise<void> {
+    await backend.reopenAfter(async (path) => {
+      // SQLite's own log and index of the old file must not be applied to the new one.
+      await this.removeIfPresent(`${path}-wal`);
+      await this.removeIfPresent(`${path}-shm`);
+      await this.fs.rename(this.incoming, path);
+      await this.fs.syncDir(this.snapDir);
+    });
+  }
+
+  /**
+   * At start: a received snapshot the backend does not reflect yet (the WAL
+   * names it but the swap did not happen) is swapped in; a stale one dropped.
+   * Returns whether it swapped.
+   */
+  async recover(backend: Backend, walSnapshotIndex: number): Promise<boolean> {
+    await this.removeIfPresent(this.outgoing);
+    if (!(await this.fs.exists(this.incoming))) return false;
+    if (backend.consistentIndex() < walSnapshotIndex) {
+      await this.swapIn(backend);
+      return true;
+    }
+    await this.fs.remove(this.incoming);
+    return false;
+  }
+
+  /** A consistent copy of the committed backend, as bytes to send. */
+  async readCopy(backend: Backend): Promise<Uint8Array> {
+    await this.removeIfPresent(this.outgoing);
+    backend.copyTo(this.outgoing);
+    try {
+      return await this.fs.readFile(this.outgoing);
+    } finally {
+      await this.removeIfPresent(this.outgoing);
+    }
+  }
+
+  private async removeIfPresent(path: string): Promise<void> {
+    if (await this.fs.exists(path)) await this.fs.remove(path);
+  }
+}
