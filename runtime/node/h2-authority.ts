@@ -156,7 +156,11 @@ export class AuthorityFrameRewriter {
 
   private joinOutput(chunk: Buffer): Buffer {
     const output = this.output;
-    if (output.length === 1) return output[0] === chunk ? chunk : (output[0] as Buffer);
+    const only = output[0];
+    if (output.length === 1 && only !== undefined) {
+      const wholeChunk = only.buffer === chunk.buffer && only.byteOffset === chunk.byteOffset && only.length === chunk.length;
+      return wholeChunk ? chunk : only;
+    }
     if (output.length === 0) return empty;
     return Buffer.concat(output);
   }
