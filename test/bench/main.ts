@@ -1,4 +1,5 @@
 // npm run bench [-- --seconds S --rounds R --targets etcd,edgetcd-node,edgetcd-bun --cluster]
+// npm run bench -- --watch [...]: the watch fan-out benchmark (test/bench/watch.ts).
 // One load, run against the real etcd 3.4 and edgetcd side by side on this
 // machine, workloads interleaved round by round so noise hits both alike.
 // Prints throughput and p50/p99 latency per target and their ratios to etcd.
@@ -146,4 +147,14 @@ function summary(measurements: Measurement[] | undefined): Measurement {
   };
 }
 
-await main();
+if (process.argv.includes("--watch")) {
+  const { runWatchBench } = await import("./watch.ts");
+  await runWatchBench({
+    rounds: Number(argument("rounds", "3")),
+    seconds: Number(argument("seconds", "3")),
+    puts: Number(argument("puts", "20")),
+    targetNames: argument("targets", "etcd,edgetcd-node,edgetcd-bun").split(","),
+  });
+} else {
+  await main();
+}
