@@ -181,12 +181,24 @@ export interface EtcdState {
   /** lease id → keys attached to it. */
   leases: ReadonlyMap<number, ReadonlySet<string>>;
   undo: RevisionUndo | undefined;
-  /** Identity of the state: the chain of every change applied since init. */
+  /** The chain of every revision's changes since init: the whole key history, in 64 bits. */
+  historyDigest: string;
+  /**
+   * Identity of the state: revision, compact revision, key history and live
+   * leases. It depends on what the state is, not on the order of the changes
+   * that led there (a lease grant before or after a put gives the same state),
+   * or the checker would see a new state for every such order.
+   */
   digest: string;
 }
 
+function withDigest(state: Omit<EtcdState, "digest">): EtcdState {
+  const leases = [...state.leases.keys()].sort((a, b) => a - b).join(",");
+  return { ...state, digest: `${state.revision}/${state.compactRevision}/${state.historyDigest}/${leases}` };
+}
+
 export function initialEtcdState(): EtcdState {
-  return { revision: 1, compactRevision: 0, kvs: new Map(), leases: new Map(), undo: undefined, digest: "init" };
+  return withDigest({ revision: 1, compactRevision: 0, kvs: new Map(), leases: new Map(), undo: undefined, historyDigest: "init" });
 }
 
 function inRange(key: string, start: string, end: string | undefined): boolean {
@@ -265,16 +277,20 @@ class Writer {
     return doomed.length;
   }
   /** The state after the transaction: one new revision if anything changed. */
-  finish(change: string): EtcdState {
+  finish(): EtcdState {
     if (!this.changed) return this.state;
-    return {
+    const effect = [...this.before.keys()].sort().map((key) => {
+      const kv = this.kvs.get(key);
+      return kv === undefined ? `${key}:deleted` : `${key}:${kv.value}:${kv.lease}`;
+    });
+    return withDigest({
       revision: this.revision,
       compactRevision: this.state.compactRevision,
       kvs: this.kvs,
       leases: this.leases,
       undo: { revision: this.revision, before: this.before, older: this.state.undo },
-      digest: chain(this.state.digest, change),
-    };
+      historyDigest: chain(this.state.historyDigest, `${this.revision} ${effect.join(" ")}`),
+    });
   }
 }
 
@@ -303,7 +319,6 @@ function leaseMissing(state: EtcdState, ops: readonly TxnOp[]): boolean {
 /** etcd's sequential semantics: the state after `request` and the response it gives. */
 export function applyEtcd(state: EtcdState, request: EtcdRequest): { state: EtcdState; response: EtcdResponse } {
   const error = (name: EtcdErrorName) => ({ state, response: { type: "error", error: name } as EtcdResponse });
-  const change = JSON.stringify(request);
   switch (request.type) {
     case "range": {
       const revision = request.revision ?? 0;
@@ -316,13 +331,13 @@ export function applyEtcd(state: EtcdState, request: EtcdRequest): { state: Etcd
       if (leaseMissing(state, [request])) return error("leaseNotFound");
       const writer = new Writer(state);
       writer.put(request);
-      const next = writer.finish(change);
+      const next = writer.finish();
       return { state: next, response: { type: "put", revision: next.revision } };
     }
     case "delete": {
       const writer = new Writer(state);
       const deleted = writer.delete(request);
-      const next = writer.finish(change);
+      const next = writer.finish();
       return { state: next, response: { type: "delete", revision: next.revision, deleted } };
     }
     case "txn": {
@@ -339,29 +354,29 @@ export function applyEtcd(state: EtcdState, request: EtcdRequest): { state: Etcd
         const kvs = rangeOf(writer.kvs, op);
         return { type: "range", kvs, count: kvs.length };
       });
-      const next = writer.finish(change);
+      const next = writer.finish();
       return { state: next, response: { type: "txn", revision: next.revision, succeeded, results } };
     }
     case "leaseGrant": {
       if (state.leases.has(request.lease)) return error("leaseExists");
       const leases = new Map(state.leases).set(request.lease, new Set<string>());
-      return { state: { ...state, leases, digest: chain(state.digest, change) }, response: { type: "leaseGrant" } };
+      return { state: withDigest({ ...state, leases }), response: { type: "leaseGrant" } };
     }
     case "leaseRevoke": {
       const keys = state.leases.get(request.lease);
       if (keys === undefined) return error("leaseNotFound");
       const writer = new Writer(state);
       for (const key of [...keys].sort()) writer.delete({ key });
-      const afterDeletes = writer.finish(change);
+      const afterDeletes = writer.finish();
       const leases = new Map(afterDeletes.leases);
       leases.delete(request.lease);
-      const next = { ...afterDeletes, leases, digest: chain(afterDeletes.digest, `revoke ${request.lease}`) };
+      const next = withDigest({ ...afterDeletes, leases });
       return { state: next, response: { type: "leaseRevoke", revision: next.revision } };
     }
     case "compact": {
       if (request.revision <= state.compactRevision) return error("compacted");
       if (request.revision > state.revision) return error("futureRevision");
-      const next = { ...state, compactRevision: request.revision, digest: chain(state.digest, change) };
+      const next = withDigest({ ...state, compactRevision: request.revision });
       return { state: next, response: { type: "compact" } };
     }
   }
@@ -415,31 +430,107 @@ export function sameResponse(expected: EtcdResponse, observed: EtcdResponse): bo
   }
 }
 
+/** A cheap test before applying: a response reports the current revision or the next one. */
+function revisionPossible(state: EtcdState, observed: EtcdResponse): boolean {
+  switch (observed.type) {
+    case "range":
+      return observed.revision === state.revision;
+    case "put":
+      return observed.revision === state.revision + 1;
+    case "delete":
+    case "txn":
+    case "leaseRevoke":
+      return observed.revision === state.revision || observed.revision === state.revision + 1;
+    default:
+      return true;
+  }
+}
+
 export function isReadOnly(request: EtcdRequest): boolean {
   if (request.type === "range") return true;
   if (request.type === "txn") return [...request.success, ...request.failure].every((op) => op.type === "range");
   return false;
 }
 
-export const etcdNondeterministicModel: NondeterministicModel<EtcdState, EtcdRequest, EtcdResponse> = {
-  init: () => [initialEtcdState()],
-  step(state, request, observed) {
-    const { state: next, response } = applyEtcd(state, request);
-    if (observed.type === "unknown") {
-      // Applied at some point after the call, or never: both stay possible.
-      return next === state ? [state] : [state, next];
-    }
-    return sameResponse(response, observed) ? [next] : [];
-  },
-  hash: (state) => state.digest,
-  equal: (a, b) => a.digest === b.digest && a.revision === b.revision && a.compactRevision === b.compactRevision,
-  describeOperation: (request, response) => `${describeRequest(request)} -> ${JSON.stringify(response)}`,
-  describeState: (state) =>
-    `rev ${state.revision} compact ${state.compactRevision} {${[...state.kvs.values()].map((kv) => `${kv.key}=${kv.value}@${kv.modRevision}`).join(", ")}}`,
-};
+/**
+ * The etcd model. A write whose outcome is unknown (its return is +Infinity)
+ * leads to the set {applied, not applied}, as etcd's robustness model keeps
+ * it. With `neverAppliedBranch: false` only "applied" is kept: a write that
+ * never took effect is then the same as one placed after everything else
+ * (nothing observes it), which the search can always do since the return is
+ * at +Infinity; that avoids doubling the search for every failed write still
+ * pending, and is what the long runs use.
+ */
+export function makeEtcdModel(options: { neverAppliedBranch: boolean }): NondeterministicModel<EtcdState, EtcdRequest, EtcdResponse> {
+  return {
+    init: () => [initialEtcdState()],
+    step(state, request, observed) {
+      if (!revisionPossible(state, observed)) return [];
+      const { state: next, response } = applyEtcd(state, request);
+      if (observed.type === "unknown") return next === state || !options.neverAppliedBranch ? [next] : [state, next];
+      return sameResponse(response, observed) ? [next] : [];
+    },
+    hash: (state) => state.digest,
+    equal: (a, b) => a.digest === b.digest,
+    describeOperation: (request, response) => `${describeRequest(request)} -> ${JSON.stringify(response)}`,
+    describeState: (state) =>
+      `rev ${state.revision} compact ${state.compactRevision} {${[...state.kvs.values()].map((kv) => `${kv.key}=${kv.value}@${kv.modRevision}`).join(", ")}}`,
+  };
+}
 
+export const etcdNondeterministicModel = makeEtcdModel({ neverAppliedBranch: true });
+
+/** The etcd model whose failed writes may be applied or not (a set of states). */
 export const etcdModel: Model<readonly EtcdState[], EtcdRequest, EtcdResponse> = powersetModel(etcdNondeterministicModel);
+
+/** The etcd model whose failed writes take effect at some point after their call (never = last). */
+export const etcdModelAppliedLast: Model<readonly EtcdState[], EtcdRequest, EtcdResponse> = powersetModel(makeEtcdModel({ neverAppliedBranch: false }));
 
 export function describeRequest(request: EtcdRequest): string {
   return JSON.stringify(request).replaceAll("\\u0000", "\\0");
+}
+
+/**
+ * Makes a recorded etcd history cheaper to check without changing its verdict:
+ *  - a failed request that cannot change anything (a read, a read-only txn) is
+ *    dropped, as is a failed lease grant whose lease no other request names:
+ *    nothing could observe either;
+ *  - a failed write whose unique value some read returned took effect before
+ *    that read returned, so its return time becomes that read's.
+ * Every written value is unique, so a value names the write that wrote it.
+ */
+export function prepareEtcdHistory(history: readonly Operation<EtcdRequest, EtcdResponse>[]): Operation<EtcdRequest, EtcdResponse>[] {
+  const leasesNamed = new Set<number>();
+  const firstSeen = new Map<string, number>();
+  const see = (kvs: readonly KeyValue[], at: number) => {
+    for (const kv of kvs) firstSeen.set(kv.value, Math.min(firstSeen.get(kv.value) ?? Infinity, at));
+  };
+  for (const operation of history) {
+    const { input, output } = operation;
+    if (input.type === "put" && input.lease !== undefined) leasesNamed.add(input.lease);
+    if (input.type === "leaseRevoke") leasesNamed.add(input.lease);
+    if (input.type === "txn") for (const op of [...input.success, ...input.failure]) if (op.type === "put" && op.lease !== undefined) leasesNamed.add(op.lease);
+    if (output.type === "range") see(output.kvs, operation.return);
+    if (output.type === "txn") for (const result of output.results) if (result.type === "range") see(result.kvs, operation.return);
+  }
+  const writtenValues = (input: EtcdRequest): string[] => {
+    if (input.type === "put") return [input.value];
+    if (input.type === "txn") return [...input.success, ...input.failure].flatMap((op) => (op.type === "put" ? [op.value] : []));
+    return [];
+  };
+  const prepared: Operation<EtcdRequest, EtcdResponse>[] = [];
+  for (const operation of history) {
+    if (operation.output.type !== "unknown") {
+      prepared.push(operation);
+      continue;
+    }
+    const { input } = operation;
+    if (isReadOnly(input)) continue;
+    if (input.type === "leaseGrant" && !leasesNamed.has(input.lease)) continue;
+    // A txn writes one of its branches; only a put (one value) pins the time.
+    const values = input.type === "put" ? writtenValues(input) : [];
+    const seenAt = Math.min(...values.map((value) => firstSeen.get(value) ?? Infinity));
+    prepared.push(seenAt < Infinity ? { ...operation, return: Math.max(operation.call, seenAt) } : operation);
+  }
+  return prepared;
 }

@@ -15,6 +15,12 @@
 // or hit an unavailable member) gets return time +Infinity: it may take effect
 // at any point after its call. The model decides whether "output unknown" also
 // allows "never took effect" (a non-deterministic model keeps both states).
+// Contract: the model accepts such an operation from every state. Two
+// consequences keep failed writes from doubling the search each:
+//  - once only +Infinity operations remain, they all go last, in any order;
+//  - such an operation is never linearized where it would change nothing: if
+//    a completion linearizes it there, the same completion without it, with
+//    it appended last, is also one.
 //
 // The problem is NP-complete; a time budget turns a search that runs too long
 // into "unknown" rather than a wrong answer.
@@ -62,6 +68,7 @@ export interface NondeterministicModel<S, I, O> {
  */
 export function powersetModel<S, I, O>(model: NondeterministicModel<S, I, O>): Model<readonly S[], I, O> {
   const dedupe = (states: S[]): S[] => {
+    if (states.length <= 1) return states;
     const byHash = new Map<string, S[]>();
     const kept: S[] = [];
     for (const state of states) {
@@ -74,17 +81,22 @@ export function powersetModel<S, I, O>(model: NondeterministicModel<S, I, O>): M
     }
     return kept;
   };
-  const setHash = (states: readonly S[]) => states.map((state) => model.hash(state)).sort().join(";");
+  const setHash = (states: readonly S[]) =>
+    states.length === 1 ? model.hash(states[0] as S) : states.map((state) => model.hash(state)).sort().join(";");
   return {
     init: () => dedupe(model.init()),
     step: (states, input, output) => {
+      if (states.length === 1) {
+        const next = dedupe(model.step(states[0] as S, input, output));
+        return [next.length > 0, next];
+      }
       const next: S[] = [];
       for (const state of states) next.push(...model.step(state, input, output));
       const kept = dedupe(next);
       return [kept.length > 0, kept];
     },
     hash: setHash,
-    equal: (a, b) => a.length === b.length && a.every((x) => b.some((y) => model.equal(x, y))),
+    equal: (a, b) => a === b || (a.length === b.length && a.every((x) => b.some((y) => model.equal(x, y)))),
     partition: model.partition,
     describeOperation: model.describeOperation,
     describeState: (states) =>
@@ -248,15 +260,14 @@ function checkSingle<S, I, O>(model: Model<S, I, O>, history: readonly Operation
   let iterations = 0;
   let entry = head.next;
 
+  /** Is (linearized, next) in the cache? If not, remember it (with a copy of the bits). */
   const seenBefore = (bits: Bitset, next: S): boolean => {
     const key = `${bits.hash()}:${model.hash(next)}`;
     const bucket = cache.get(key);
-    if (bucket === undefined) {
-      cache.set(key, [{ linearized: bits, state: next }]);
-      return false;
-    }
-    if (bucket.some((seen) => seen.linearized.equals(bits) && model.equal(seen.state, next))) return true;
-    bucket.push({ linearized: bits, state: next });
+    if (bucket !== undefined && bucket.some((seen) => seen.linearized.equals(bits) && model.equal(seen.state, next))) return true;
+    const entry = { linearized: bits.clone(), state: next };
+    if (bucket === undefined) cache.set(key, [entry]);
+    else bucket.push(entry);
     return false;
   };
 
@@ -265,16 +276,18 @@ function checkSingle<S, I, O>(model: Model<S, I, O>, history: readonly Operation
       return { result: "unknown", operations: history.length };
     }
     if (entry === undefined) throw new Error("linearizability search walked off the list");
+    if (!entry.isCall && entry.time === Infinity && remainingAccepted(model, head, state)) break;
     if (entry.isCall) {
+      const pending = (entry.match as Entry<I, O>).time === Infinity;
       const [ok, next] = model.step(state, entry.input as I, (entry.match as Entry<I, O>).output as O);
       let advanced = false;
-      if (ok) {
-        const bits = linearized.clone();
-        bits.set(entry.id);
-        if (!seenBefore(bits, next)) {
+      if (ok && !(pending && model.equal(next, state))) {
+        linearized.set(entry.id);
+        if (seenBefore(linearized, next)) {
+          linearized.clear(entry.id);
+        } else {
           calls.push({ entry, state });
           state = next;
-          linearized.set(entry.id);
           lift(entry);
           advanced = true;
           if (calls.length > longest.length) longest = calls.map((call) => call.entry.id);
@@ -285,7 +298,7 @@ function checkSingle<S, I, O>(model: Model<S, I, O>, history: readonly Operation
       // A return whose call is still in the list: nothing left to try at this depth.
       const top = calls.pop();
       if (top === undefined) {
-        const done = new Set(longest);
+              const done = new Set(longest);
         return {
           result: "illegal",
           operations: history.length,
@@ -300,6 +313,17 @@ function checkSingle<S, I, O>(model: Model<S, I, O>, history: readonly Operation
     }
   }
   return { result: "ok", operations: history.length };
+}
+
+/** Only operations returning at +Infinity are left: can they all go last, in call order? */
+function remainingAccepted<S, I, O>(model: Model<S, I, O>, head: Entry<I, O>, state: S): boolean {
+  for (let entry = head.next; entry !== undefined; entry = entry.next) {
+    if (!entry.isCall) continue;
+    const [ok, next] = model.step(state, entry.input as I, (entry.match as Entry<I, O>).output as O);
+    if (!ok) return false;
+    state = next;
+  }
+  return true;
 }
 
 /** A short human-readable account of an illegal report, for failure messages. */
