@@ -11,6 +11,7 @@ import { clusterService } from "./cluster-service.ts";
 import type { CorsPolicy } from "./cors.ts";
 import { createHttpApp } from "./http-app.ts";
 import { kvService } from "./kv-service.ts";
+import { learnerGate } from "./learner-gate.ts";
 import { browserLeaseService, leaseService } from "./lease-service.ts";
 import { electionService } from "./election-service.ts";
 import { lockService } from "./lock-service.ts";
@@ -47,6 +48,7 @@ export function createClientApi(server: EtcdServer, metricsText: () => Promise<s
     grpc: true,
     grpcWeb: true,
     connect: true,
+    interceptors: [learnerGate(() => server.isLearnerMember)],
   } as ConnectRouterOptions;
   return { routes, routerOptions, http: createHttpApp({ server, routes, metricsText }), cors };
 }

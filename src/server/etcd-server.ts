@@ -62,6 +62,7 @@ import { isTxnReadOnly, KvApplier } from "./apply-kv.ts";
 import type { ServerConfig } from "./config.ts";
 import { clusterIdOf, decodeMemberMetadata, encodeMemberMetadata, memberIdOf, type MemberIdentity } from "./identity.ts";
 import { initialClusterOf } from "./cluster-bootstrap.ts";
+import { joinIdentity, withMembersRoute } from "./join.ts";
 import { LocalLog } from "./local-log.ts";
 import { MemberStore, type MemberRecord } from "./members.ts";
 import { RaftLog } from "./raft-log.ts";
@@ -172,7 +173,14 @@ export class EtcdServer {
         walSnapshot = opened.snapshot;
         logger.info("recovered WAL", { entries: entries.length, "member-id": identity.memberId.toString(16) });
       } else {
-        identity = await newIdentity(config);
+        identity =
+          config.initialClusterState === "existing" && config.initialCluster.size > 1
+            ? await joinIdentity(config, {
+                timeoutMs: requestTimeoutMs(config) * 2,
+                nowMs: () => runtime.clock.nowMs(),
+                sleep: (ms) => new Promise((resolve) => runtime.clock.setTimer(ms, () => resolve(undefined))),
+              })
+            : await newIdentity(config);
         wal = await Wal.create(fs, walDir, encodeMemberMetadata(identity));
         logger.info("created new WAL", { "member-id": identity.memberId.toString(16) });
       }
@@ -187,7 +195,9 @@ export class EtcdServer {
       const members = new MemberStore(backend);
       if (members.size === 0) {
         const initial = identity.initialMembers ?? [{ id: identity.memberId, name: identity.name, peerUrls: identity.peerUrls }];
-        for (const member of initial) members.put({ ...member, clientUrls: [], isLearner: false });
+        for (const member of initial) {
+          members.put({ id: member.id, name: member.name, peerUrls: member.peerUrls, clientUrls: [], isLearner: member.isLearner ?? false });
+        }
       }
       const applied = backend.consistentIndex();
       let server: EtcdServer | undefined;
@@ -210,7 +220,7 @@ export class EtcdServer {
           localId: identity.memberId,
           clusterId: identity.clusterId,
           // Lease renewals forwarded by followers arrive on the peer port too.
-          network: withLeaseRoutes(options.peerNetwork, () => server),
+          network: withMembersRoute(withLeaseRoutes(options.peerNetwork, () => server), () => server),
           clock: runtime.clock,
           random: runtime.random,
           logger,
@@ -892,6 +902,20 @@ export class EtcdServer {
       revision: revision ?? BigInt(this.store.currentRevision),
       raftTerm: BigInt(this.log.term),
     });
+  }
+
+  /** Whether this member is a learner (it then serves only Status and serializable ranges). */
+  get isLearnerMember(): boolean {
+    return this.memberStore.get(this.identity.memberId)?.isLearner ?? false;
+  }
+
+  /** For `GET /members` on the peer port (a member joining asks for it). */
+  get clusterIdHex(): string {
+    return this.identity.clusterId.toString(16);
+  }
+
+  membersForPeers(): MemberRecord[] {
+    return this.memberStore.all();
   }
 
   members(): Member[] {

@@ -10,7 +10,7 @@ export interface MemberIdentity {
   clusterId: bigint;
   peerUrls: string[];
   /** Set for a member of a multi-member cluster: the members it was created with. */
-  initialMembers?: Array<{ id: number; name: string; peerUrls: string[] }>;
+  initialMembers?: Array<{ id: number; name: string; peerUrls: string[]; isLearner?: boolean }>;
 }
 
 async function sha1(text: string): Promise<Uint8Array> {

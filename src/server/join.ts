@@ -1,0 +1,108 @@
+// Joining a running cluster (--initial-cluster-state existing), as etcd does:
+// the new member asks the other members of --initial-cluster for the cluster's
+// member list on their peer port (`GET /members`, the cluster id in a header),
+// finds itself in it by its advertised peer URLs (a `member add` put it
+// there), and starts with that membership and an empty log; the leader then
+// sends it the log, or a snapshot when the log was compacted.
+import type { PeerNetwork } from "../ports.ts";
+import { ConfigError, type ServerConfig } from "./config.ts";
+import type { MemberIdentity } from "./identity.ts";
+import type { MemberRecord } from "./members.ts";
+
+export const membersPath = "/members";
+export const clusterIdHeader = "x-etcd-cluster-id";
+
+/** What `GET /members` answers: etcd's member JSON. */
+interface MemberJson {
+  id: number;
+  name: string;
+  peerURLs: string[];
+  clientURLs: string[];
+  isLearner?: boolean;
+}
+
+export interface MembersRouteHost {
+  readonly clusterIdHex: string;
+  membersForPeers(): MemberRecord[];
+}
+
+/** Serves `GET /members` on the peer port; other requests go to `network`'s handler. */
+export function withMembersRoute(network: PeerNetwork, host: () => MembersRouteHost | undefined): PeerNetwork {
+  return {
+    listen: (url, handler) =>
+      network.listen(url, (request) => {
+        if (request.path !== membersPath || request.method !== "GET") return handler(request);
+        const serving = host();
+        if (serving === undefined) {
+          request.respond(503, { "content-type": "text/plain" });
+          return request.end(new TextEncoder().encode("not ready\n"));
+        }
+        const body: MemberJson[] = serving.membersForPeers().map((member) => ({
+          id: member.id,
+          name: member.name,
+          peerURLs: member.peerUrls,
+          clientURLs: member.clientUrls,
+          ...(member.isLearner ? { isLearner: true } : {}),
+        }));
+        request.respond(200, { "content-type": "application/json", [clusterIdHeader]: serving.clusterIdHex });
+        request.end(new TextEncoder().encode(JSON.stringify(body)));
+      }),
+    connect: (url) => network.connect(url),
+  };
+}
+
+const sameUrls = (a: readonly string[], b: readonly string[]) => [...a].sort().join(",") === [...b].sort().join(",");
+
+/**
+ * The identity of a member joining a running cluster. Asks each other member
+ * of --initial-cluster in turn, for up to `timeoutMs`, and fails with etcd's
+ * message when none answers.
+ */
+export async function joinIdentity(
+  config: ServerConfig,
+  options: { timeoutMs: number; fetch?: typeof globalThis.fetch; sleep: (ms: number) => Promise<void>; nowMs: () => number },
+): Promise<MemberIdentity> {
+  const fetchFn = options.fetch ?? globalThis.fetch;
+  const remotes = [...config.initialCluster.entries()]
+    .filter(([name]) => name !== config.name)
+    .flatMap(([, urls]) => urls);
+  if (remotes.length === 0) throw new ConfigError("cannot fetch cluster info from peer urls: no peer urls given");
+  const deadline = options.nowMs() + options.timeoutMs;
+  for (;;) {
+    for (const url of remotes) {
+      let answer: { members: MemberJson[]; clusterId: bigint } | undefined;
+      try {
+        const response = await fetchFn(new URL(membersPath, url), { signal: AbortSignal.timeout(2000) });
+        const clusterIdHex = response.headers.get(clusterIdHeader);
+        if (response.ok && clusterIdHex !== null && /^[0-9a-f]{1,16}$/i.test(clusterIdHex)) {
+          answer = { members: (await response.json()) as MemberJson[], clusterId: BigInt(`0x${clusterIdHex}`) };
+        }
+      } catch {
+        // That member is down or not ready; try the next.
+      }
+      if (answer === undefined) continue;
+      const self = answer.members.find((member) => sameUrls(member.peerURLs, config.initialAdvertisePeerUrls));
+      if (self === undefined) {
+        throw new ConfigError(
+          `member with peer URLs ${config.initialAdvertisePeerUrls.join(",")} is not in the cluster's member list; add it first with 'etcdctl member add'`,
+        );
+      }
+      return {
+        name: config.name,
+        memberId: self.id,
+        clusterId: answer.clusterId,
+        peerUrls: self.peerURLs,
+        initialMembers: answer.members.map((member) => ({
+          id: member.id,
+          name: member.id === self.id ? config.name : member.name,
+          peerUrls: member.peerURLs,
+          ...(member.isLearner === true ? { isLearner: true } : {}),
+        })),
+      };
+    }
+    if (options.nowMs() >= deadline) {
+      throw new ConfigError("cannot fetch cluster info from peer urls: could not retrieve cluster information from the given URLs");
+    }
+    await options.sleep(500);
+  }
+}
