@@ -6,136 +6,13 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { KV, Watch, type WatchRequest, type WatchResponse } from "../../src/gen/etcdserverpb/rpc_pb.ts";
+import { KV, Watch, type WatchResponse } from "../../src/gen/etcdserverpb/rpc_pb.ts";
 import { startEdgetcd, type RunningServer } from "../support/processes.ts";
-import { checkProgress, checkWatcher, Model, type CheckedWatcher, type ModelOp, type WatcherSpec } from "./checker.ts";
-
-const encoder = new TextEncoder();
-const bytes = (text: string) => encoder.encode(text);
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-function seeded(seed: number): () => number {
-  let state = seed >>> 0 || 1;
-  return () => {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    state >>>= 0;
-    return state / 0x1_0000_0000;
-  };
-}
-
-/** A client watch stream: requests written as we go, responses collected in order. */
-class ClientStream {
-  readonly responses: WatchResponse[] = [];
-  private readonly pending: WatchRequest[] = [];
-  private wakeWriter: (() => void) | undefined;
-  private wakeReader: (() => void) | undefined;
-  private closed = false;
-  paused = false;
-  readonly done: Promise<void>;
-  private readonly abort = new AbortController();
-
-  constructor(client: Client<typeof Watch>) {
-    const self = this;
-    async function* requests(): AsyncGenerator<WatchRequest> {
-      while (!self.closed) {
-        const next = self.pending.shift();
-        if (next !== undefined) yield next;
-        else await new Promise<void>((resolve) => (self.wakeWriter = resolve));
-      }
-    }
-    this.done = (async () => {
-      try {
-        for await (const response of client.watch(requests(), { signal: this.abort.signal })) {
-          while (this.paused) await sleep(20);
-          this.responses.push(response);
-          this.wakeReader?.();
-        }
-      } catch (error) {
-        if (!this.closed) throw error;
-      }
-    })();
-  }
-
-  send(request: Omit<WatchRequest, "$typeName">): void {
-    this.pending.push(request as WatchRequest);
-    this.wakeWriter?.();
-  }
-
-  async until(predicate: (responses: WatchResponse[]) => boolean, what: string, timeoutMs = 15_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!predicate(this.responses)) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await Promise.race([new Promise<void>((resolve) => (this.wakeReader = resolve)), sleep(50)]);
-    }
-  }
-
-  async close(): Promise<void> {
-    this.closed = true;
-    this.wakeWriter?.();
-    this.abort.abort();
-    await this.done;
-  }
-}
-
-/** Opens a watcher and waits for its created response. */
-async function openWatcher(stream: ClientStream, spec: WatcherSpec): Promise<CheckedWatcher> {
-  const before = stream.responses.length;
-  const filters: number[] = [];
-  if (spec.noPut) filters.push(0);
-  if (spec.noDelete) filters.push(1);
-  stream.send({
-    requestUnion: {
-      case: "createRequest",
-      value: {
-        key: bytes(spec.key),
-        rangeEnd: spec.end === undefined ? new Uint8Array(0) : bytes(spec.end),
-        startRevision: BigInt(spec.startRevision),
-        filters,
-        prevKv: spec.prevKv,
-      } as never,
-    },
-  });
-  await stream.until((responses) => responses.slice(before).some((r) => r.created), "created");
-  const created = stream.responses.slice(before).find((r) => r.created)!;
-  assert.equal(created.canceled, false, created.cancelReason);
-  return { spec, watchId: created.watchId, createdRevision: Number(created.header!.revision), streamResponses: stream.responses };
-}
+import { checkProgress, checkWatcher, Model, type CheckedWatcher, type WatcherSpec } from "./checker.ts";
+import { bytes, openWatcher, seeded, WatchStream, writeRandom } from "./watch-client.ts";
 
 const keys = Array.from({ length: 10 }, (_, i) => `w/k${i}`);
-
-async function write(kv: Client<typeof KV>, model: Model, random: () => number): Promise<void> {
-  const pick = () => keys[Math.floor(random() * keys.length)] as string;
-  const roll = random();
-  let ops: ModelOp[];
-  let revision: bigint;
-  if (roll < 0.55) {
-    const key = pick();
-    const value = `v${Math.floor(random() * 1e6)}`;
-    ops = [{ put: [key, value] }];
-    revision = (await kv.put({ key: bytes(key), value: bytes(value) })).header!.revision;
-  } else if (roll < 0.7) {
-    const key = pick();
-    ops = [{ del: [key, undefined] }];
-    revision = (await kv.deleteRange({ key: bytes(key) })).header!.revision;
-  } else if (roll < 0.78) {
-    const [a, b] = [pick(), pick()].sort();
-    ops = [{ del: [a!, b!] }];
-    revision = (await kv.deleteRange({ key: bytes(a!), rangeEnd: bytes(b!) })).header!.revision;
-  } else {
-    // A txn of puts and single-key deletes on distinct keys: one revision, several events.
-    const chosen = [...new Set([pick(), pick(), pick(), pick()])];
-    ops = chosen.map((key, i): ModelOp => (i % 3 === 2 ? { del: [key, undefined] } : { put: [key, `t${Math.floor(random() * 1e6)}`] }));
-    const success = ops.map((op) =>
-      "put" in op
-        ? { request: { case: "requestPut" as const, value: { key: bytes(op.put[0]), value: bytes(op.put[1]) } } }
-        : { request: { case: "requestDeleteRange" as const, value: { key: bytes(op.del[0]) } } },
-    );
-    revision = (await kv.txn({ success: success as never })).header!.revision;
-  }
-  assert.equal(Number(revision), model.apply(ops), "server revision matches the model");
-}
+const write = (kv: Client<typeof KV>, model: Model, random: () => number) => writeRandom(kv, model, random, keys);
 
 describe("watch guarantees on a running edgetcd", () => {
   let server: RunningServer;
@@ -153,8 +30,8 @@ describe("watch guarantees on a running edgetcd", () => {
     const kv = createClient(KV, transport);
     const watch = createClient(Watch, transport);
     const model = new Model();
-    const streams = [new ClientStream(watch), new ClientStream(watch)];
-    const watchers: Array<CheckedWatcher & { stream: ClientStream }> = [];
+    const streams = [new WatchStream(watch), new WatchStream(watch)];
+    const watchers: Array<CheckedWatcher & { stream: WatchStream }> = [];
     const specs = (): Array<Omit<WatcherSpec, "startRevision">> => [
       { key: "w/", end: "w0", noPut: false, noDelete: false, prevKv: true },
       { key: "w/k3", end: undefined, noPut: false, noDelete: false, prevKv: true },
@@ -227,7 +104,7 @@ describe("watch guarantees on a running edgetcd", () => {
   test("a reader that stops reading makes its watchers victims, and still gets every event in order", async () => {
     const transport = createGrpcTransport({ baseUrl: `http://${server.endpoint}` });
     const kv = createClient(KV, transport);
-    const stream = new ClientStream(createClient(Watch, transport));
+    const stream = new WatchStream(createClient(Watch, transport));
     try {
       const start = Number((await kv.put({ key: bytes("slow/start"), value: bytes("0") })).header!.revision);
       const watcher = await openWatcher(stream, { key: "slow/", end: "slow0", startRevision: 0, noPut: false, noDelete: false, prevKv: false });
