@@ -14,6 +14,14 @@
 // Invariant: a rewritten value is never longer than the original, so the
 // server's entries are never larger than the client's, and the server's table
 // never evicts an entry the client may still reference.
+//
+// The table starts at 4096 bytes on both sides (SETTINGS_HEADER_TABLE_SIZE's
+// initial value, which our server keeps); an encoder that uses any other size
+// must say so with a dynamic table size update in a block (RFC 7541 §4.2),
+// which we follow, so the server's SETTINGS never need to be read here.
+//
+// A rewritten value is written as a plain string; it can take a few more bytes
+// than the client's Huffman-coded original, so the caller re-frames the block.
 import { huffmanDecode, huffmanDecodedLengthMax } from "./hpack-huffman.ts";
 
 /** SETTINGS_HEADER_TABLE_SIZE's initial value (RFC 7540 §6.5.2). */
