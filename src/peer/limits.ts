@@ -24,6 +24,8 @@ export interface PeerLimits {
   keepaliveIntervalMs: number;
   /** A receiver drops a stream that sent nothing for this long (etcd's ConnReadTimeout). */
   streamIdleTimeoutMs: number;
+  /** A sender drops a stream that has not drained for this long (etcd's ConnWriteTimeout). */
+  streamWriteTimeoutMs: number;
 }
 
 export const defaultPeerLimits: PeerLimits = {
@@ -43,4 +45,5 @@ export const defaultPeerLimits: PeerLimits = {
   reconnectDelayMaxMs: 2000,
   keepaliveIntervalMs: 5000 / 3,
   streamIdleTimeoutMs: 5000,
+  streamWriteTimeoutMs: 5000,
 };

@@ -44,6 +44,8 @@ export class PeerLink {
   /** When the unanswered ping was sent, if one is outstanding. */
   private pingSentMs: number | undefined;
   private waitingForDrain = false;
+  /** When the current wait for a drain began. */
+  private drainWaitSinceMs = 0;
   private flushScheduled = false;
   private dialTimer: Timer | undefined;
   private retryTimer: Timer | undefined;
@@ -134,7 +136,13 @@ export class PeerLink {
   keepalive(nowMs: number): void {
     const { stream, session } = this;
     if (this.state !== "active" || stream === undefined || session === undefined) return;
-    const { keepaliveIntervalMs, streamIdleTimeoutMs } = this.context.limits;
+    const { keepaliveIntervalMs, streamIdleTimeoutMs, streamWriteTimeoutMs } = this.context.limits;
+    // Pings are answered on the session even when this stream's window never
+    // reopens (the receiver stopped reading it): a write that cannot drain in
+    // time fails the connection, as etcd's write deadline does.
+    if (this.waitingForDrain && nowMs - this.drainWaitSinceMs > streamWriteTimeoutMs) {
+      return this.fail(this.generation, `the stream did not drain for ${streamWriteTimeoutMs} ms`);
+    }
     if (this.pingSentMs !== undefined) {
       if (nowMs - this.pingSentMs > streamIdleTimeoutMs) this.fail(this.generation, `no answer to a ping for ${streamIdleTimeoutMs} ms`);
     } else {
@@ -254,6 +262,7 @@ export class PeerLink {
       this.lastWriteMs = this.context.clock.nowMs();
       if (!stream.write(sealFrame(encodeMessages(batch, frameHeaderBytes)))) {
         this.waitingForDrain = true;
+        this.drainWaitSinceMs = this.context.clock.nowMs();
         const generation = this.generation;
         stream.drained().then(
           () => {

@@ -103,10 +103,11 @@ export class PeerReceiver {
     previous?.request.abort();
     const reader = new FrameReader(limits.frameBytesMax);
     let deliveryError: unknown;
+    let bodyEnded = false;
     try {
       for await (const chunk of request.body) {
         // A replaced or dropped stream must not deliver: its messages may be older than the new stream's.
-        if (this.streams.get(from) !== stream) break;
+        if (this.streams.get(from) !== stream) return;
         stream.lastReceivedMs = clock.nowMs();
         reader.push(chunk);
         for (let frame = reader.next(); frame !== undefined; frame = reader.next()) {
@@ -120,13 +121,19 @@ export class PeerReceiver {
           }
         }
       }
+      bodyEnded = true;
     } catch (error) {
       // A throw from the consumer (Raft) is a bug, not a network error: let it surface.
       if (error === deliveryError) throw error;
       if (this.streams.get(from) === stream) logger.warn("lost peer stream", { "remote-peer-id": from.toString(16), error: String(error) });
     } finally {
       if (this.streams.get(from) === stream) this.streams.delete(from);
-      request.end();
+      // A stream left before its end (unreadable frame, replaced, dropped) is
+      // reset, so the sender redials. Ending only the response is not enough
+      // (checked on Node and Bun): the sender's half stays open, its window is
+      // never reopened, and it waits for a drain while pings keep the session up.
+      if (bodyEnded) request.end();
+      else request.abort();
     }
   }
 
