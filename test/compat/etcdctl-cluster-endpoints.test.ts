@@ -1,7 +1,8 @@
 // etcdctl 3.4 commands that dial every member on its own (`endpoint status |
 // health | hashkv --cluster`, or several `http://` endpoints) send
 // `:authority: http://127.0.0.1:port`; edgetcd must answer them as etcd does,
-// on a real 3-member cluster of the runtime under test.
+// on a real 3-member cluster of the runtime under test, with the same JSON
+// shapes as a real 3-member etcd 3.4 cluster.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { startCluster, type TestCluster } from "../support/cluster.ts";
@@ -23,6 +24,15 @@ interface HashEntry {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** The keys and value types of a JSON value, for comparing outputs whose values differ. */
+function shapeOf(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(shapeOf);
+  if (value !== null && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).sort(([a], [b]) => a.localeCompare(b)).map(([key, inner]) => [key, shapeOf(inner)]));
+  }
+  return typeof value;
+}
+
 function parsed<T>(result: CommandResult, what: string): T {
   assert.equal(result.status, 0, `${what}: ${result.stderr}`);
   return JSON.parse(result.stdout) as T;
@@ -30,11 +40,12 @@ function parsed<T>(result: CommandResult, what: string): T {
 
 describe(`etcdctl --cluster against a 3-member edgetcd cluster (${testRuntimeName()})`, () => {
   let cluster: TestCluster;
+  let etcd: TestCluster;
   let urls: string[];
 
   before(
     async () => {
-      cluster = await startCluster(3, { runtime: testRuntimeName() });
+      [cluster, etcd] = await Promise.all([startCluster(3, { runtime: testRuntimeName() }), startCluster(3, { kind: "etcd" })]);
       urls = cluster.endpoints().map((endpoint) => `http://${endpoint}`);
       // A leader, seen through plain host:port endpoints (never affected by the
       // bug), and every member's client URL published (`--cluster` dials the
@@ -57,7 +68,7 @@ describe(`etcdctl --cluster against a 3-member edgetcd cluster (${testRuntimeNam
   );
 
   after(async () => {
-    await cluster?.stopAll();
+    await Promise.all([cluster?.stopAll(), etcd?.stopAll()]);
   });
 
   test("endpoint status --cluster -w json, from every member: all three answer, exactly one is the leader", async () => {
@@ -101,6 +112,29 @@ describe(`etcdctl --cluster against a 3-member edgetcd cluster (${testRuntimeNam
       // A follower may not have applied the last put yet.
       assert.ok(Date.now() < deadline, `hashes never agreed: ${JSON.stringify(entries)}`);
       await sleep(100);
+    }
+  });
+
+  test("the JSON of status, health and hashkv --cluster has etcd's shape", async () => {
+    const etcdUrl = `http://${etcd.endpoints()[0]}`;
+    for (const target of [etcdUrl, urls[0] as string]) {
+      const put = await etcdctlAsync(target, ["put", "shape", "1"]);
+      assert.equal(put.status, 0, put.stderr);
+    }
+    for (const command of ["status", "health", "hashkv"]) {
+      const args = ["endpoint", command, "--cluster", "-w", "json"];
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        // etcd's members may still be publishing their URLs or electing: retry its side only.
+        const expected = await etcdctlAsync(etcdUrl, args);
+        if (expected.status === 0 && (JSON.parse(expected.stdout) as unknown[]).length === 3) {
+          const got = parsed<unknown[]>(await etcdctlAsync(urls[0] as string, args), command);
+          assert.deepEqual(shapeOf(got), shapeOf(JSON.parse(expected.stdout)), command);
+          break;
+        }
+        assert.ok(Date.now() < deadline, `etcd never answered ${command}: ${expected.stderr}`);
+        await sleep(200);
+      }
     }
   });
 });
