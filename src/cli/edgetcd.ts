@@ -90,14 +90,21 @@ export async function runEdgetcd(host: Host, argv: readonly string[], env: Recor
   });
 
   let stopping = false;
-  host.onShutdownSignal(async (signal) => {
+  const shutDown = async (exitCode: number) => {
     if (stopping) return;
     stopping = true;
-    logger.info("received signal; shutting down", { signal });
     await Promise.all(listeners.map((listener) => listener.close()));
     await server.stop();
-    host.exit(0);
+    host.exit(exitCode);
+  };
+  host.onShutdownSignal(async (signal) => {
+    logger.info("received signal; shutting down", { signal });
+    await shutDown(0);
   });
+  server.onHalt = (reason, exitCode) => {
+    logger.info("stopping", { reason });
+    void shutDown(exitCode);
+  };
 }
 
 function usage(): string {

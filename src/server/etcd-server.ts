@@ -762,6 +762,7 @@ export class EtcdServer {
       case ConfChangeType.RemoveNode:
         this.memberStore.remove(change.nodeId);
         this.transport?.removePeer(change.nodeId);
+        if (change.nodeId === this.identity.memberId) this.removedFromCluster();
         break;
       case ConfChangeType.UpdateNode: {
         const existing = this.memberStore.get(change.nodeId);
@@ -961,10 +962,34 @@ export class EtcdServer {
 
   /** A failed save: stop serving at once; nothing more is acknowledged. */
   private fail(error: unknown): void {
+    if (this.stoppedReason !== undefined) return;
     this.stoppedReason = `storage failure: ${error instanceof Error ? error.message : String(error)}`;
     this.logger.error("failed to save WAL entries; stopping", { error: this.stoppedReason });
     for (const waiter of this.waiters.values()) waiter.reject(etcdError("stopped"));
     this.waiters.clear();
+    this.onHalt?.(this.stoppedReason, 1);
+  }
+
+  /**
+   * Called once when the member stops by itself: a storage failure (exit 1,
+   * nothing unsaved was acknowledged) or its own removal from the cluster
+   * (exit 0, as etcd exits). The process host closes listeners and exits.
+   */
+  onHalt: ((reason: string, exitCode: number) => void) | undefined;
+
+  /** This member applied its own removal: it stops serving and goes away, like etcd. */
+  private removedFromCluster(): void {
+    if (this.stoppedReason !== undefined) return;
+    this.stoppedReason = "the member has been permanently removed from the cluster";
+    this.logger.warn("the member has been permanently removed from the cluster; stopping", {
+      "member-id": this.identity.memberId.toString(16),
+    });
+    // Let the apply (and the reply to the request that removed us) finish first.
+    this.runtime.clock.setTimer(this.config.heartbeatIntervalMs * 2, () => {
+      for (const waiter of this.waiters.values()) waiter.reject(etcdError("stopped"));
+      this.waiters.clear();
+      this.onHalt?.(this.stoppedReason ?? "removed", 0);
+    });
   }
 
   get failed(): boolean {

@@ -114,11 +114,16 @@ describe("joining a running cluster", () => {
     const read = await clientsOf(cluster.members[1]?.clientPort as number).kv.range({ key: bytes("join/from-m4") });
     assert.equal(read.count, 1n);
     assert.ok((read.header?.revision ?? 0n) >= (put.header?.revision ?? 0n));
-    const hashes = await Promise.all(
-      [...cluster.members.map((member) => member.clientPort), clientPort].map(
-        async (port) => (await clientsOf(port).maintenance.hashKV({ revision: put.header?.revision ?? 0n })).hash,
-      ),
-    );
+    // Every member applies the write (a follower may be a moment behind), then all hash alike.
+    const ports = [...cluster.members.map((member) => member.clientPort), clientPort];
+    const revision = put.header?.revision ?? 0n;
+    for (const port of ports) {
+      await eventually(`member on ${port} applied revision ${revision}`, async () => {
+        const range = await clientsOf(port).kv.range({ key: bytes("join/from-m4"), serializable: true });
+        return (range.header?.revision ?? 0n) >= revision;
+      });
+    }
+    const hashes = await Promise.all(ports.map(async (port) => (await clientsOf(port).maintenance.hashKV({ revision })).hash));
     assert.equal(new Set(hashes).size, 1, `equal HashKV: ${hashes.join(", ")}`);
   });
 
@@ -150,5 +155,26 @@ describe("joining a running cluster", () => {
       const range = await learner.kv.range({ key: bytes("learner/x") }, { timeoutMs: 2000 });
       return range.count === 1n;
     });
+  });
+
+  test("a removed member stops by itself, as etcd does, and the rest keep serving", async () => {
+    const endpoints = cluster.endpoints().join(",");
+    const victim = joined[0] as RunningServer;
+    const list = await memberList(endpoints);
+    const record = list.members.find((member) => (member.clientURLs ?? []).includes(victim.endpoint) || member.name === "m4");
+    assert.ok(record !== undefined, "m4 is listed");
+    const hexId = BigInt(record.ID).toString(16);
+    const exited = new Promise<number | null>((resolve) => {
+      if (victim.process.exitCode !== null) resolve(victim.process.exitCode);
+      else victim.process.once("exit", (code) => resolve(code));
+    });
+    const removed = await etcdctlAsync(endpoints, ["member", "remove", hexId]);
+    assert.equal(removed.status, 0, removed.stderr);
+    const code = await Promise.race([exited, sleep(10_000).then(() => "still running" as const)]);
+    assert.equal(code, 0, "the removed member exits with status 0");
+    assert.match(victim.output(), /the member has been permanently removed from the cluster/);
+    const put = await etcdctlAsync(endpoints, ["put", "after-remove", "1"]);
+    assert.equal(put.status, 0, put.stderr);
+    assert.equal((await memberList(endpoints)).members.length, 4);
   });
 });

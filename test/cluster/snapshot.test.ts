@@ -112,6 +112,7 @@ describe("snapshots and log compaction", () => {
       return range.kvs.length;
     };
     assert.equal(await check(lagging), await check(leader));
+    for (const member of cluster.members) await caughtUp(member, target);
     const hashes = await Promise.all(
       cluster.members.map(async (member) => (await clientsOf(member).maintenance.hashKV({ revision: target })).hash),
     );
