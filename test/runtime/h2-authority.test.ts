@@ -212,6 +212,10 @@ describe("hand-built header blocks through the rewriter to the real HTTP/2 serve
       { kind: "indexed", index: 62 },
     ]);
     assert.deepEqual([again.test, again.other], ["first", "second"]);
+    // A Huffman-coded value whose plain rewrite takes more bytes than the original.
+    const long = `https://${"a".repeat(300)}:1`;
+    await check("grows", [{ kind: "incremental", name: 1, value: long, huffman: true }], `${"a".repeat(300)}:1`);
+    await check("grows-indexed", [{ kind: "indexed", index: 62 }], `${"a".repeat(300)}:1`);
     socket.destroy();
   });
 
@@ -359,6 +363,17 @@ describe("node:http2's own client through the rewriter", () => {
       );
     }
     await Promise.all(pending);
+    // A header list above the frame size: the client sends CONTINUATION frames.
+    const path = freshPath("node-client-large");
+    const large = "L".repeat(40_000);
+    await new Promise<void>((resolve, reject) => {
+      const stream = session.request({ ":path": path, ":authority": "http://127.0.0.1:2379", "x-test": large });
+      stream.on("error", reject);
+      stream.resume();
+      stream.on("end", () => resolve());
+      stream.end();
+    });
+    assert.deepEqual([seen.get(path)?.authority, seen.get(path)?.test], ["127.0.0.1:2379", large]);
     session.close();
   });
 });
