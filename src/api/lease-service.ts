@@ -17,6 +17,9 @@ import type { Clock } from "../ports.ts";
 import type { EtcdServer } from "../server/etcd-server.ts";
 import { guarded, toConnectError } from "./errors.ts";
 
+/** Renewals of one keep-alive stream in progress at once at most. */
+export const keepAlivesInFlightPerStreamMax = 1000;
+
 /** A browser stream renews no more often than this, whatever the TTL. */
 export const browserKeepAliveIntervalMinMs = 500;
 
@@ -44,8 +47,11 @@ export function leaseService(server: EtcdServer): ServiceImpl<typeof Lease> {
     leaseTimeToLive: (request) => guarded(() => server.leaseTimeToLive(request)),
     leaseLeases: () => guarded(() => server.leaseLeases()),
     async *leaseKeepAlive(requests) {
-      // One renewal at a time, in request order, like etcd's receive loop.
-      for await (const request of requests) yield await keepAliveOnce(server, request);
+      // etcd renews one request at a time; here several run at once, so on a
+      // follower (where each waits on a round trip to the leader) a stream
+      // with many leases keeps up. Each answer carries its lease ID, which is
+      // what clients match on; answers may come back out of request order.
+      yield* pipelined(requests, keepAlivesInFlightPerStreamMax, (request) => keepAliveOnce(server, request));
     },
   };
 }
@@ -86,4 +92,53 @@ export function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<vo
     });
     signal.addEventListener("abort", onAbort, { once: true });
   });
+}
+
+/**
+ * Runs `work` on each item of `source`, up to `limit` at once, yielding the
+ * results as they complete. The first failure ends the iteration with it.
+ */
+export async function* pipelined<T, R>(source: AsyncIterable<T>, limit: number, work: (item: T) => Promise<R>): AsyncGenerator<R> {
+  const results: R[] = [];
+  let failure: { error: unknown } | undefined;
+  let sourceDone = false;
+  let inFlight = 0;
+  let wakeConsumer: (() => void) | undefined;
+  let wakeReader: (() => void) | undefined;
+  const wake = () => {
+    wakeConsumer?.();
+    wakeConsumer = undefined;
+  };
+  const reader = (async () => {
+    try {
+      for await (const item of source) {
+        while (inFlight >= limit && failure === undefined) await new Promise<void>((resolve) => (wakeReader = resolve));
+        if (failure !== undefined) return;
+        inFlight++;
+        work(item)
+          .then(
+            (result) => void results.push(result),
+            (error: unknown) => void (failure ??= { error }),
+          )
+          .finally(() => {
+            inFlight--;
+            wakeReader?.();
+            wakeReader = undefined;
+            wake();
+          });
+      }
+    } catch (error) {
+      failure ??= { error };
+    } finally {
+      sourceDone = true;
+      wake();
+    }
+  })();
+  for (;;) {
+    while (results.length > 0) yield results.shift() as R;
+    if (failure !== undefined) throw failure.error;
+    if (sourceDone && inFlight === 0) break;
+    await new Promise<void>((resolve) => (wakeConsumer = resolve));
+  }
+  await reader;
 }

@@ -10,6 +10,13 @@
 // leader answers 503 while it is not (or not yet) the primary lessor and 408
 // when an expired lease's revoke did not land in time; the follower retries
 // both until its request timeout.
+//
+// edgetcd adds `POST /leases/batch`: renewals waiting for the same leader go
+// together, as a sequence of LeaseKeepAliveRequest messages in field 1,
+// answered by LeaseKeepAliveResponse messages in field 1, in the same order
+// (TTL -1: not found, TTL -2: retry). A peer request costs the leader a few
+// milliseconds, so a thousand leases kept alive through one follower would
+// not keep up one request each.
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import {
@@ -17,6 +24,7 @@ import {
   LeaseKeepAliveResponseSchema,
   LeaseTimeToLiveRequestSchema,
   LeaseTimeToLiveResponseSchema,
+  type LeaseKeepAliveResponse,
   type LeaseTimeToLiveRequest,
   type LeaseTimeToLiveResponse,
 } from "../gen/etcdserverpb/rpc_pb.ts";
@@ -25,16 +33,21 @@ import type { PeerIncomingRequest, PeerNetwork } from "../ports.ts";
 import type { NodeId } from "../raft/types.ts";
 import { peerHeaderNames, peerRequestHeaders } from "./headers.ts";
 
-export const leasePaths = { renew: "/leases", timeToLive: "/leases/internal" } as const;
+export const leasePaths = { renew: "/leases", timeToLive: "/leases/internal", renewBatch: "/leases/batch" } as const;
 
-/** A lease request body is a few varints; anything longer is refused unread. */
-export const leaseRequestBytesMax = 4096;
+/** Renewals per batch request at most. */
+export const renewBatchMax = 1000;
+/** A lease request body is a few varints per lease; anything longer is refused unread. */
+export const leaseRequestBytesMax = 32 * renewBatchMax;
+/** Batch answers for a lease not found, and for one to retry. */
+const batchTtlNotFound = -1n;
+const batchTtlRetry = -2n;
 
 const leaseNotFoundMessage = etcdError("leaseNotFound").message;
 const notLeaderMessage = etcdError("notLeader").message;
 
 export function isLeasePath(path: string): boolean {
-  return path === leasePaths.renew || path === leasePaths.timeToLive;
+  return path === leasePaths.renew || path === leasePaths.timeToLive || path === leasePaths.renewBatch;
 }
 
 // --- the leader's side -----------------------------------------------------
@@ -65,6 +78,7 @@ export async function serveLeaseRequest(request: PeerIncomingRequest, host: Leas
       const ttl = await host.renewHere(renew.ID);
       return answerProto(request, toBinary(LeaseKeepAliveResponseSchema, create(LeaseKeepAliveResponseSchema, { ID: renew.ID, TTL: ttl })));
     }
+    if (request.path === leasePaths.renewBatch) return answerProto(request, await renewBatchHere(host, body));
     const inner = readField1(body);
     const question = fromBinary(LeaseTimeToLiveRequestSchema, inner);
     const response = await host.timeToLiveHere(question);
@@ -76,6 +90,27 @@ export async function serveLeaseRequest(request: PeerIncomingRequest, host: Leas
     if (error.message === notLeaderMessage) return answer(request, 503, `${error.message}\n`);
     return answer(request, 408, `${error.message}\n`);
   }
+}
+
+/** Renews every lease of a batch; throws notLeader (the whole batch is retried) when this member is not primary. */
+async function renewBatchHere(host: LeaseRouteHost, body: Uint8Array): Promise<Uint8Array> {
+  const ids = readRepeatedField1(body).map((item) => fromBinary(LeaseKeepAliveRequestSchema, item).ID);
+  if (ids.length > renewBatchMax) throw new Error(`lease batch over ${renewBatchMax}`);
+  const ttls = await Promise.all(
+    ids.map((id) =>
+      host.renewHere(id).catch((error: unknown) => {
+        if (error instanceof EtcdError && error.message === leaseNotFoundMessage) return batchTtlNotFound;
+        if (error instanceof EtcdError && error.message === notLeaderMessage) throw error;
+        return batchTtlRetry;
+      }),
+    ),
+  );
+  const writer = new BinaryWriter();
+  ids.forEach((ID, index) => {
+    const TTL = ttls[index] as bigint;
+    writer.tag(1, WireType.LengthDelimited).bytes(toBinary(LeaseKeepAliveResponseSchema, create(LeaseKeepAliveResponseSchema, { ID, TTL })));
+  });
+  return writer.finish();
 }
 
 function answer(request: PeerIncomingRequest, status: number, text: string): void {
@@ -108,6 +143,17 @@ async function readBody(body: AsyncIterable<Uint8Array>, bytesMax: number): Prom
 /** leasepb's LeaseInternalRequest/Response hold one message, in field 1. */
 function writeField1(message: Uint8Array): Uint8Array {
   return new BinaryWriter().tag(1, WireType.LengthDelimited).bytes(message).finish();
+}
+
+function readRepeatedField1(body: Uint8Array): Uint8Array[] {
+  const reader = new BinaryReader(body);
+  const items: Uint8Array[] = [];
+  while (reader.pos < reader.len) {
+    const [field, wireType] = reader.tag();
+    if (field === 1 && wireType === WireType.LengthDelimited) items.push(reader.bytes());
+    else reader.skip(wireType);
+  }
+  return items;
 }
 
 function readField1(body: Uint8Array): Uint8Array {
@@ -147,6 +193,13 @@ export interface LeaseForwarderOptions {
   post: PeerPost;
 }
 
+interface PendingRenewal {
+  id: bigint;
+  timeoutMs: number;
+  resolve(ttl: bigint): void;
+  reject(error: unknown): void;
+}
+
 /** Thrown for an answer worth retrying (no leader there, timeout, unreachable). */
 export class LeaseForwardRetry extends Error {}
 
@@ -156,9 +209,69 @@ export class LeaseForwardRetry extends Error {}
  * gave a usable answer.
  */
 export class LeaseForwarder {
+  /** Renewals waiting for the batch in flight to their leader to finish. */
+  private readonly pending = new Map<NodeId, PendingRenewal[]>();
+  private readonly sending = new Set<NodeId>();
+
   constructor(private readonly options: LeaseForwarderOptions) {}
 
-  async renew(leader: NodeId, peerUrls: readonly string[], id: bigint, timeoutMs: number): Promise<bigint> {
+  /**
+   * Renews through the leader. Renewals made while a batch to the same leader
+   * is in flight go together in the next one.
+   */
+  renew(leader: NodeId, peerUrls: readonly string[], id: bigint, timeoutMs: number): Promise<bigint> {
+    return new Promise((resolve, reject) => {
+      const queue = this.pending.get(leader) ?? [];
+      queue.push({ id, timeoutMs, resolve, reject });
+      this.pending.set(leader, queue);
+      if (!this.sending.has(leader)) void this.sendBatches(leader, peerUrls);
+    });
+  }
+
+  private async sendBatches(leader: NodeId, peerUrls: readonly string[]): Promise<void> {
+    this.sending.add(leader);
+    // Let the renewals of this turn of the event loop join the first batch.
+    await Promise.resolve();
+    try {
+      for (let queue = this.pending.get(leader); queue !== undefined && queue.length > 0; queue = this.pending.get(leader)) {
+        const batch = queue.splice(0, renewBatchMax);
+        if (queue.length === 0) this.pending.delete(leader);
+        await this.sendBatch(leader, peerUrls, batch);
+      }
+    } finally {
+      this.sending.delete(leader);
+    }
+  }
+
+  private async sendBatch(leader: NodeId, peerUrls: readonly string[], batch: PendingRenewal[]): Promise<void> {
+    const timeoutMs = Math.min(...batch.map((renewal) => renewal.timeoutMs));
+    if (batch.length === 1) {
+      const only = batch[0] as PendingRenewal;
+      await this.renewOne(leader, peerUrls, only.id, timeoutMs).then(only.resolve, only.reject);
+      return;
+    }
+    const writer = new BinaryWriter();
+    for (const renewal of batch) {
+      writer.tag(1, WireType.LengthDelimited).bytes(toBinary(LeaseKeepAliveRequestSchema, create(LeaseKeepAliveRequestSchema, { ID: renewal.id })));
+    }
+    let answers: LeaseKeepAliveResponse[];
+    try {
+      const body = await this.ask(leader, peerUrls, leasePaths.renewBatch, writer.finish(), timeoutMs);
+      answers = readRepeatedField1(body).map((item) => fromBinary(LeaseKeepAliveResponseSchema, item));
+    } catch (error) {
+      const retry = error instanceof LeaseForwardRetry ? error : new LeaseForwardRetry(String(error));
+      for (const renewal of batch) renewal.reject(retry);
+      return;
+    }
+    batch.forEach((renewal, index) => {
+      const answer = answers[index];
+      if (answer === undefined || answer.ID !== renewal.id || answer.TTL === batchTtlRetry) renewal.reject(new LeaseForwardRetry("lease: renew not answered"));
+      else if (answer.TTL === batchTtlNotFound) renewal.reject(etcdError("leaseNotFound"));
+      else renewal.resolve(answer.TTL);
+    });
+  }
+
+  private async renewOne(leader: NodeId, peerUrls: readonly string[], id: bigint, timeoutMs: number): Promise<bigint> {
     const body = toBinary(LeaseKeepAliveRequestSchema, create(LeaseKeepAliveRequestSchema, { ID: id }));
     const answer = await this.ask(leader, peerUrls, leasePaths.renew, body, timeoutMs);
     const response = fromBinary(LeaseKeepAliveResponseSchema, answer);
