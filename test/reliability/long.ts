@@ -1,0 +1,82 @@
+// The long tier of the reliability scorecard against real processes:
+//   npm run test:long -- --runs N --seed S [--only L1,J2,...] [--kind edgetcd|etcd] [--runtime node|bun]
+// Runs each chosen scenario N times (seeds S, S+1, ...), prints one line per
+// run and a table per scenario at the end. Exits 1 if any run was illegal,
+// lost an acknowledged write, or failed its end checks.
+import { parseArgs } from "node:util";
+import { scenarios, type RunResult } from "./scenarios.ts";
+
+const { values } = parseArgs({
+  options: {
+    runs: { type: "string", default: "1" },
+    seed: { type: "string", default: String(Date.now() % 1_000_000) },
+    only: { type: "string" },
+    kind: { type: "string", default: "edgetcd" },
+    runtime: { type: "string" },
+    scale: { type: "string", default: "1" },
+    "operations-max": { type: "string", default: "2500" },
+    "check-timeout-ms": { type: "string", default: "60000" },
+  },
+});
+
+const runs = Number(values.runs);
+const seed = Number(values.seed);
+const kind = values.kind === "etcd" ? "etcd" : "edgetcd";
+const runtime = values.runtime === "bun" ? "bun" : values.runtime === "node" ? "node" : undefined;
+const only = values.only?.split(",").map((id) => id.trim().toUpperCase());
+const chosen = scenarios.filter((scenario) => only === undefined || only.includes(scenario.id));
+if (chosen.length === 0) throw new Error(`no scenario matches --only ${values.only}; known: ${scenarios.map((s) => s.id).join(", ")}`);
+
+const options = {
+  kind,
+  runtime,
+  scale: Number(values.scale),
+  operationsMax: Number(values["operations-max"]),
+  checkTimeoutMs: Number(values["check-timeout-ms"]),
+  log: (line: string) => console.log(line),
+} as const;
+
+console.log(`test:long: ${runs} run(s) of ${chosen.map((s) => s.id).join(", ")} against ${kind}${runtime ? ` on ${runtime}` : ""}, seeds ${seed}..${seed + runs - 1}`);
+const results = new Map<string, RunResult[]>();
+const started = Date.now();
+for (let run = 0; run < runs; run++) {
+  for (const scenario of chosen) {
+    const runSeed = seed + run;
+    let result: RunResult;
+    try {
+      result = await scenario.run(runSeed, { ...options, log: options.log });
+    } catch (error) {
+      result = { verdict: "failed", lost: 0, watchViolations: undefined, checkMs: 0, operations: 0, notes: [String(error).slice(0, 300)] };
+    }
+    results.set(scenario.id, [...(results.get(scenario.id) ?? []), result]);
+    console.log(
+      `${scenario.id} seed ${runSeed}: ${result.verdict}, ${result.operations} ops, lost ${result.lost}, check ${result.checkMs.toFixed(0)} ms` +
+        (result.notes.length > 0 ? ` [${result.notes.join("; ")}]` : ""),
+    );
+  }
+}
+
+const header = ["scenario", "runs", "valid runs", "illegal", "undecided", "failed", "acknowledged writes lost", "watch violations", "time to check (mean / max ms)"];
+const rows = chosen.map((scenario) => {
+  const list = results.get(scenario.id) ?? [];
+  const count = (verdict: RunResult["verdict"]) => list.filter((result) => result.verdict === verdict).length;
+  const watched = list.filter((result) => result.watchViolations !== undefined);
+  const checks = list.map((result) => result.checkMs);
+  const mean = checks.length === 0 ? 0 : checks.reduce((a, b) => a + b, 0) / checks.length;
+  return [
+    scenario.id,
+    String(list.length),
+    String(count("valid")),
+    String(count("illegal")),
+    String(count("undecided")),
+    String(count("failed")),
+    String(list.reduce((sum, result) => sum + result.lost, 0)),
+    watched.length === 0 ? "-" : String(watched.reduce((sum, result) => sum + (result.watchViolations ?? 0), 0)),
+    `${mean.toFixed(0)} / ${Math.max(0, ...checks).toFixed(0)}`,
+  ];
+});
+console.log(`\n| ${header.join(" | ")} |\n| ${header.map(() => "---").join(" | ")} |`);
+for (const row of rows) console.log(`| ${row.join(" | ")} |`);
+console.log(`\n${kind}, seeds ${seed}..${seed + runs - 1}, ${((Date.now() - started) / 1000).toFixed(0)} s`);
+const bad = [...results.values()].flat().some((result) => result.verdict === "illegal" || result.verdict === "failed" || result.lost > 0);
+process.exit(bad ? 1 : 0);
