@@ -17,6 +17,10 @@ export class FrameTooLargeError extends Error {
   override name = "FrameTooLargeError";
 }
 
+export class FrameCorruptError extends Error {
+  override name = "FrameCorruptError";
+}
+
 /** A queue of received chunks that hands out exact byte ranges. */
 export class ByteQueue {
   private readonly chunks: Uint8Array[] = [];
@@ -75,6 +79,17 @@ export class ByteQueue {
     return new DataView(bytes.buffer).getUint32(0);
   }
 
+  /** The byte `offset` bytes from the front, without consuming anything. */
+  peekByte(offset: number): number | undefined {
+    if (offset >= this.available) return undefined;
+    let at = this.head + offset;
+    for (const chunk of this.chunks) {
+      if (at < chunk.length) return chunk[at];
+      at -= chunk.length;
+    }
+    return undefined;
+  }
+
   private consume(length: number): void {
     this.available -= length;
     this.head += length;
@@ -89,7 +104,16 @@ export class ByteQueue {
 export class FrameReader {
   readonly queue = new ByteQueue();
 
-  constructor(private readonly frameBytesMax: number) {}
+  /**
+   * `leadingByte`, when given, is the byte every non-empty payload starts with
+   * (the codec's version). A frame that starts otherwise means the stream lost
+   * its framing (bytes lost or corrupted on the way), and its length is noise:
+   * waiting for that many bytes could stall the stream for as long as it lives.
+   */
+  constructor(
+    private readonly frameBytesMax: number,
+    private readonly leadingByte?: number,
+  ) {}
 
   push(chunk: Uint8Array): void {
     this.queue.push(chunk);
@@ -100,6 +124,12 @@ export class FrameReader {
     const length = this.queue.peekUint32();
     if (length === undefined) return undefined;
     if (length > this.frameBytesMax) throw new FrameTooLargeError(`peer frame of ${length} bytes exceeds ${this.frameBytesMax}`);
+    if (length > 0 && this.leadingByte !== undefined) {
+      const first = this.queue.peekByte(frameHeaderBytes);
+      if (first !== undefined && first !== this.leadingByte) {
+        throw new FrameCorruptError(`peer frame starts with byte ${first}, not ${this.leadingByte}: the stream lost its framing`);
+      }
+    }
     if (this.queue.available < frameHeaderBytes + length) return undefined;
     this.queue.take(frameHeaderBytes);
     return length === 0 ? new Uint8Array(0) : this.queue.take(length);

@@ -4,7 +4,7 @@
 // messages of each sender's stream in order, and reassembles snapshots.
 import type { Clock, Logger, PeerIncomingRequest } from "../ports.ts";
 import type { Message, NodeId } from "../raft/types.ts";
-import { decodeMessages, decodeSnapshotHeader } from "./codec.ts";
+import { batchVersion, decodeMessages, decodeSnapshotHeader } from "./codec.ts";
 import { FrameReader } from "./framing.ts";
 import { parseNodeId, peerHeaderNames, peerPaths } from "./headers.ts";
 import type { PeerLimits } from "./limits.ts";
@@ -101,7 +101,7 @@ export class PeerReceiver {
     const previous = this.streams.get(from);
     this.streams.set(from, stream);
     previous?.request.abort();
-    const reader = new FrameReader(limits.frameBytesMax);
+    const reader = new FrameReader(limits.frameBytesMax, batchVersion);
     let deliveryError: unknown;
     let bodyEnded = false;
     try {

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import * as http2 from "node:http2";
 import { after, describe, test } from "node:test";
+import { FrameCorruptError, FrameReader } from "../../src/peer/framing.ts";
 import { peerPaths, peerRequestHeaders } from "../../src/peer/headers.ts";
 import { connectAll, numbered, startPeer, type TestPeer, waitActive, waitFor } from "./support.ts";
 
@@ -56,6 +57,30 @@ describe("peer stream resets", () => {
     stream.write(new Uint8Array([0, 0, 0, 3, 0xee, 0xee, 0xee])); // version 0xee is no batch version
     await within(closed, 3000, "the reset");
     assert.equal(receiver.received.length, 0);
+  });
+
+  test("the receiver resets a stream whose frame has a plausible length but does not start like a batch, without waiting for it", async () => {
+    const receiver = await startPeer(7);
+    started.push(receiver);
+    const { stream, closed } = await rawStream(receiver);
+    // 1 MiB announced, 1 byte sent: a misaligned stream would otherwise wait for the rest while keepalives flow.
+    stream.write(new Uint8Array([0, 0x10, 0, 0, 0xee]));
+    await within(closed, 3000, "the reset");
+    const lost = receiver.logs.find((log) => log.message === "lost peer stream");
+    assert.match(String(lost?.fields?.error), /FrameCorruptError/);
+  });
+
+  test("FrameReader: a payload's first byte is checked as soon as it arrives", () => {
+    const reader = new FrameReader(1024, 1);
+    reader.push(new Uint8Array([0, 0, 0, 3, 1, 2]));
+    assert.equal(reader.next(), undefined, "a frame starting right waits for its rest");
+    reader.push(new Uint8Array([3, 0, 0, 0, 0, 0, 0]));
+    assert.deepEqual([...(reader.next() ?? [])], [1, 2, 3]);
+    assert.deepEqual([...(reader.next() ?? [9])], [], "a keepalive has no first byte to check");
+    reader.push(new Uint8Array([0, 1]));
+    assert.equal(reader.next(), undefined, "a header alone says nothing yet");
+    reader.push(new Uint8Array([7]));
+    assert.throws(() => reader.next(), FrameCorruptError);
   });
 
   test("a sender whose stream stops draining drops it after the write timeout and redials", async () => {
