@@ -3,6 +3,9 @@ import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import {
   AlarmResponseSchema,
+  DefragmentResponseSchema,
+  HashResponseSchema,
+  SnapshotResponseSchema,
   HashKVResponseSchema,
   MoveLeaderResponseSchema,
   StatusResponseSchema,
@@ -10,6 +13,8 @@ import {
 } from "../gen/etcdserverpb/rpc_pb.ts";
 import type { EtcdServer } from "../server/etcd-server.ts";
 import { guarded } from "./errors.ts";
+
+const snapshotChunkBytes = 32 * 1024;
 
 const notYet = (what: string) => () =>
   Promise.reject(new ConnectError(`edgetcd: ${what} is not implemented yet`, Code.Unimplemented));
@@ -44,10 +49,23 @@ export function maintenanceService(server: EtcdServer): ServiceImpl<typeof Maint
           compactRevision: BigInt(hash.compactRevision),
         });
       }),
-    defragment: notYet("Defragment"),
-    hash: notYet("Hash"),
+    defragment: () =>
+      guarded(() => {
+        server.defragment();
+        return create(DefragmentResponseSchema, { header: server.header() });
+      }),
+    hash: () => guarded(() => create(HashResponseSchema, { header: server.header(), hash: server.hash() })),
+    // The database file in 32 KiB pieces, then its SHA-256 (as etcd sends it,
+    // for `etcdctl snapshot restore` to check). The file is SQLite, not bbolt.
     snapshot: async function* () {
-      throw new ConnectError("edgetcd: Snapshot is not implemented yet", Code.Unimplemented);
+      const data = await guarded(() => server.backendSnapshot());
+      for (let sent = 0; sent < data.length; ) {
+        const blob = data.subarray(sent, Math.min(data.length, sent + snapshotChunkBytes));
+        sent += blob.length;
+        yield create(SnapshotResponseSchema, { header: server.header(), remainingBytes: BigInt(data.length - sent), blob });
+      }
+      const digest = new Uint8Array(await globalThis.crypto.subtle.digest("SHA-256", data as Uint8Array<ArrayBuffer>));
+      yield create(SnapshotResponseSchema, { header: server.header(), remainingBytes: 0n, blob: digest });
     },
     moveLeader: (request) =>
       guarded(async () => {

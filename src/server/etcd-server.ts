@@ -949,6 +949,26 @@ export class EtcdServer {
     return this.store.hashKV(revision);
   }
 
+  /** Maintenance.Hash: a hash of the backend's whole content, after committing what is pending. */
+  hash(): number {
+    this.assertServing();
+    this.backend.commit();
+    return this.backend.hashContents();
+  }
+
+  /** Maintenance.Defragment: rebuilds the backend file without free pages. */
+  defragment(): void {
+    this.assertServing();
+    this.backend.defragment();
+    this.logger.info("finished defragmenting the backend", { "db-size": this.backend.sizeBytes() });
+  }
+
+  /** Maintenance.Snapshot: a consistent copy of the backend database file. */
+  backendSnapshot(): Promise<Uint8Array> {
+    this.assertServing();
+    return this.snapshotFiles.readCopy(this.backend);
+  }
+
   /** Why the member is not healthy, or undefined when it is. */
   healthProblem(): string | undefined {
     return this.stoppedReason;

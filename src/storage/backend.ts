@@ -6,6 +6,7 @@
 // so SQLite runs with synchronous=NORMAL; what SQLite must keep is consistency:
 // an apply's rows and its consistent index land in the same transaction, so a
 // crash leaves both old or both new and re-applying from the WAL is idempotent.
+import { crc32c } from "./crc32c.ts";
 import type { SqliteDatabase, SqliteDriver, SqliteStatement, SqliteValue } from "../ports.ts";
 
 /** etcd's default backend batch limit (writes per commit). */
@@ -46,6 +47,14 @@ export const metaKeys = {
 } as const;
 
 const emptyBytes = new Uint8Array(0);
+const tombstoneByte = new Uint8Array([1]);
+const liveByte = new Uint8Array([0]);
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 const safeIntegerMax = BigInt(Number.MAX_SAFE_INTEGER);
 const safeIntegerMin = -safeIntegerMax;
 
@@ -152,6 +161,54 @@ export class Backend {
   copyTo(path: string): void {
     this.commit();
     this.db.exec(`VACUUM INTO '${path.replaceAll("'", "''")}'`);
+  }
+
+  /** Rebuilds the database file without free pages (etcd's defragment). */
+  defragment(): void {
+    this.commit();
+    this.db.exec("VACUUM");
+  }
+
+  /**
+   * A CRC-32C of the whole logical content: every bucket entry (but the
+   * member-local consistent index and term) and every key revision, in key
+   * order. Members that applied the same entries agree on it (etcd's
+   * Maintenance.Hash, which ignores the same meta keys).
+   */
+  hashContents(): number {
+    let hash = 0;
+    const number = new Uint8Array(8);
+    const numberView = new DataView(number.buffer);
+    for (const row of this.statements.listAllBuckets.all()) {
+      const name = String(row.name);
+      const key = row.key as Uint8Array;
+      if (name === metaBucket && (sameBytes(key, metaKeys.consistentIndex) || sameBytes(key, metaKeys.term))) continue;
+      hash = crc32c(hash, textEncoder.encode(name));
+      hash = crc32c(hash, key);
+      const value = row.value;
+      hash = crc32c(hash, value instanceof Uint8Array ? value : textEncoder.encode(String(value)));
+    }
+    let afterMain = 0;
+    let afterSub = 0;
+    for (;;) {
+      const rows = this.scanRows(afterMain, afterSub, Number.MAX_SAFE_INTEGER, 1000);
+      for (const row of rows) {
+        for (const value of [row.main, row.sub, row.createRevision, row.version]) {
+          numberView.setFloat64(0, value);
+          hash = crc32c(hash, number);
+        }
+        numberView.setBigInt64(0, row.lease);
+        hash = crc32c(hash, number);
+        hash = crc32c(hash, row.tombstone ? tombstoneByte : liveByte);
+        hash = crc32c(hash, row.key);
+        hash = crc32c(hash, row.value);
+      }
+      if (rows.length < 1000) break;
+      const last = rows[rows.length - 1] as KvRow;
+      afterMain = last.main;
+      afterSub = last.sub;
+    }
+    return hash;
   }
 
   /**
@@ -372,5 +429,6 @@ function prepareStatements(db: SqliteDatabase) {
     pageSize: db.prepare("PRAGMA page_size"),
     freelistCount: db.prepare("PRAGMA freelist_count"),
     checkpoint: db.prepare("PRAGMA wal_checkpoint(FULL)"),
+    listAllBuckets: db.prepare("SELECT name, key, value FROM bucket ORDER BY name, key"),
   };
 }
