@@ -266,14 +266,20 @@ export function authorityRewritingSocket(socket: net.Socket, head: Buffer): Dupl
     read() {
       if (socket.isPaused()) socket.resume();
     },
+    // The server issues one write at a time and waits for its callback, so the
+    // callback comes as soon as the socket has taken the bytes (not when they
+    // reach the kernel), unless the socket is over its high-water mark.
     write(chunk: Buffer, _encoding, callback) {
-      socket.write(chunk, callback);
+      if (socket.write(chunk)) callback();
+      else socket.once("drain", () => callback());
     },
     writev(chunks, callback) {
       socket.cork();
-      for (let i = 0; i < chunks.length - 1; i++) socket.write((chunks[i] as { chunk: Buffer }).chunk);
-      socket.write((chunks[chunks.length - 1] as { chunk: Buffer }).chunk, callback);
+      let accepted = true;
+      for (const { chunk } of chunks) accepted = socket.write(chunk as Buffer);
       socket.uncork();
+      if (accepted) callback();
+      else socket.once("drain", () => callback());
     },
     final(callback) {
       socket.end(callback);

@@ -8,6 +8,8 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import * as http2 from "node:http2";
 import * as net from "node:net";
+import type * as http from "node:http";
+import { createHash } from "node:crypto";
 import { AuthorityFrameRewriter } from "../../runtime/node/h2-authority.ts";
 import { huffmanDecode, huffmanEncode } from "../../runtime/node/hpack-huffman.ts";
 import { validAuthority, writeInteger } from "../../runtime/node/hpack-authority.ts";
@@ -118,6 +120,7 @@ before(async () => {
       const headers = request.headers;
       const path = String(headers[":path"]);
       const one = (value: string | string[] | undefined) => (Array.isArray(value) ? value.join(",") : value);
+      if (path.startsWith("/slow/")) return slowExchange(request, response);
       seen.set(path, {
         authority: one(headers[":authority"]),
         path,
@@ -133,6 +136,23 @@ before(async () => {
 after(async () => {
   await listener.close();
 });
+
+const bulk = Buffer.alloc(4 << 20);
+for (let offset = 0; offset < bulk.length; offset += 4) bulk.writeUInt32LE((offset * 2654435761) >>> 0, offset);
+
+/** Reads a body slowly, answers with its SHA-256 and a 4 MiB body: backpressure both ways. */
+function slowExchange(request: http2.Http2ServerRequest | http.IncomingMessage, response: http2.Http2ServerResponse | http.ServerResponse): void {
+  const hash = createHash("sha256");
+  request.on("data", (chunk: Buffer) => {
+    hash.update(chunk);
+    request.pause();
+    setTimeout(() => request.resume(), 1);
+  });
+  request.on("end", () => {
+    response.setHeader("x-digest", hash.digest("hex"));
+    response.end(bulk);
+  });
+}
 
 function requestSeen(path: string, timeoutMs = 10_000): Promise<Seen> {
   const known = seen.get(path);
@@ -374,6 +394,29 @@ describe("node:http2's own client through the rewriter", () => {
       stream.end();
     });
     assert.deepEqual([seen.get(path)?.authority, seen.get(path)?.test], ["127.0.0.1:2379", large]);
+    session.close();
+  });
+});
+
+describe("bodies through the rewriter", () => {
+  test("4 MiB each way, both ends reading slowly", async () => {
+    const session = http2.connect(`http://127.0.0.1:${listener.port}`);
+    const { digest, body } = await new Promise<{ digest: string; body: Buffer }>((resolve, reject) => {
+      const stream = session.request({ ":method": "POST", ":path": freshPath("slow"), ":authority": "http://127.0.0.1:2379" });
+      const parts: Buffer[] = [];
+      let digest = "";
+      stream.on("response", (headers) => (digest = String(headers["x-digest"])));
+      stream.on("data", (chunk: Buffer) => {
+        parts.push(chunk);
+        stream.pause();
+        setTimeout(() => stream.resume(), 1);
+      });
+      stream.on("end", () => resolve({ digest, body: Buffer.concat(parts) }));
+      stream.on("error", reject);
+      stream.end(bulk);
+    });
+    assert.equal(digest, createHash("sha256").update(bulk).digest("hex"), "the server read the upload intact");
+    assert.ok(body.equals(bulk), "the client read the download intact");
     session.close();
   });
 });
