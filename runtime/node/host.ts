@@ -6,6 +6,7 @@ import type { Host } from "../../src/cli/edgetcd.ts";
 import type { Logger, Runtime } from "../../src/ports.ts";
 import { serveClientApi } from "./client-server.ts";
 import { nodePeerNetwork } from "./peer-network.ts";
+import { crashPointsFromEnv } from "../faults/crash-points.ts";
 
 export function createHost(runtime: Runtime): Host {
   const registry = new Registry();
@@ -13,6 +14,8 @@ export function createHost(runtime: Runtime): Host {
   return {
     runtime,
     peerNetwork: nodePeerNetwork,
+    // Test builds: EDGETCD_CRASH_POINT=<name>:<n> (absent in production).
+    crashPoints: crashPointsFromEnv(process.env),
     createLogger: (level) => createLogger(level),
     serveClients: (api, url, options) => serveClientApi(api, url, options),
     metricsText: () => registry.metrics(),

@@ -3,6 +3,7 @@
 import { createClientApi, type ClientApi } from "../api/client-api.ts";
 import { CorsFlagError, parseCorsFlag, type CorsPolicy } from "../api/cors.ts";
 import type { Logger, PeerNetwork, Runtime } from "../ports.ts";
+import type { CrashPoints } from "../storage/crash-points.ts";
 import { ConfigError, serverConfigFromFlags } from "../server/config.ts";
 import { EtcdServer, serverVersion } from "../server/etcd-server.ts";
 import { FlagError, flagDefinitions, parseFlags } from "./flags.ts";
@@ -11,6 +12,8 @@ export interface Host {
   runtime: Runtime;
   /** How members reach each other over their peer URLs. */
   peerNetwork: PeerNetwork;
+  /** Fault injection in test builds only (EDGETCD_CRASH_POINT, read by the composition root). */
+  crashPoints?: CrashPoints;
   createLogger(level: string): Logger;
   serveClients(api: ClientApi, url: URL, options: { http: boolean; grpc: boolean }): Promise<{ port: number; close(): Promise<void> }>;
   metricsText(): Promise<string>;
@@ -60,7 +63,10 @@ export async function runEdgetcd(host: Host, argv: readonly string[], env: Recor
 
   let server: EtcdServer;
   try {
-    server = await EtcdServer.start(host.runtime, config, logger, { peerNetwork: host.peerNetwork });
+    server = await EtcdServer.start(host.runtime, config, logger, {
+      peerNetwork: host.peerNetwork,
+      ...(host.crashPoints === undefined ? {} : { crashPoints: host.crashPoints }),
+    });
   } catch (error) {
     logger.error("failed to start", { error: error instanceof Error ? error.message : String(error) });
     host.exit(1);

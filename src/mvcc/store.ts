@@ -7,6 +7,7 @@
 import type { Event, KeyValue } from "../gen/mvccpb/kv_pb.ts";
 import { etcdError } from "../errors.ts";
 import { type Backend, type KvRow, metaKeys } from "../storage/backend.ts";
+import type { CrashPoints } from "../storage/crash-points.ts";
 import { crc32c } from "../storage/crc32c.ts";
 import { KeyHistory, KeyIndex } from "./key-index.ts";
 import { type CommittedHook, type RangeOptions, type RangeResult, rowToKeyValue } from "./kv.ts";
@@ -26,6 +27,8 @@ export const restoreChunkRows = 10_000;
 export interface MvccStoreOptions {
   compactionBatchLimit?: number;
   onCommitted?: CommittedHook;
+  /** Fault injection for tests (compaction-after-schedule, compaction-before-batch-commit). */
+  crashPoints?: CrashPoints;
 }
 
 export class MvccStore {
@@ -45,6 +48,7 @@ export class MvccStore {
 
   private readonly mainsScratch: number[] = [];
   private readonly subsScratch: number[] = [];
+  private readonly crashPoints: CrashPoints | undefined;
 
   constructor(
     readonly backend: Backend,
@@ -52,6 +56,7 @@ export class MvccStore {
   ) {
     this.compactionBatchLimit = options.compactionBatchLimit ?? compactionBatchLimitDefault;
     this.onCommitted = options.onCommitted;
+    this.crashPoints = options.crashPoints;
     this.restore();
   }
 
@@ -120,6 +125,7 @@ export class MvccStore {
     this.compactRevision = revision;
     this.backend.setMetaNumber(metaKeys.scheduledCompactRevision, revision);
     this.backend.forceCommit();
+    this.crashPoints?.hit("compaction-after-schedule");
     this.finishCompaction(revision);
   }
 
@@ -139,6 +145,7 @@ export class MvccStore {
       afterMain = last.main;
       afterSub = last.sub;
       // Bounded batches: commit each so no transaction grows with the history.
+      this.crashPoints?.hit("compaction-before-batch-commit");
       this.backend.forceCommit();
     }
     this.backend.setMetaNumber(metaKeys.finishedCompactRevision, revision);

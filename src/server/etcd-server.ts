@@ -54,6 +54,7 @@ import { Lessor, leaseTtlMaxSeconds, minLeaseTtlSeconds } from "../lease/lessor.
 import { fetchPeerPost, LeaseForwarder, LeaseForwardRetry, withLeaseRoutes } from "../peer/lease-forward.ts";
 import { PeerTransport } from "../peer/transport.ts";
 import { Backend } from "../storage/backend.ts";
+import type { CrashPoints } from "../storage/crash-points.ts";
 import { Wal } from "../storage/wal/wal.ts";
 import { MvccStore } from "../mvcc/store.ts";
 import { WatchableStore } from "../mvcc/watchable-store.ts";
@@ -85,6 +86,7 @@ export class EtcdServer {
   private snapshotIndex = 0;
   private snapshotting = false;
   private snapshotFiles!: SnapshotFiles;
+  private crashPoints: CrashPoints | undefined;
   private backendTimer: Timer | undefined;
   private stoppedReason: string | undefined;
   /** Watchers over the store; the Watch services open streams on it. */
@@ -150,9 +152,10 @@ export class EtcdServer {
     runtime: Runtime,
     config: ServerConfig,
     logger: Logger,
-    options: { peerNetwork?: PeerNetwork } = {},
+    options: { peerNetwork?: PeerNetwork; crashPoints?: CrashPoints } = {},
   ): Promise<EtcdServer> {
     const { fs } = runtime;
+    const { crashPoints } = options;
     const memberDir = fs.join(config.dataDir, "member");
     const walDir = fs.join(memberDir, "wal");
     const snapDir = fs.join(memberDir, "snap");
@@ -165,7 +168,7 @@ export class EtcdServer {
       let hardState: { term: number; vote: number; commit: number } | undefined;
       let walSnapshot: { index: number; term: number } | undefined;
       if (await fs.exists(walDir)) {
-        const opened = await Wal.open(fs, walDir);
+        const opened = await Wal.open(fs, walDir, { crashPoints });
         wal = opened.wal;
         identity = decodeMemberMetadata(opened.metadata);
         entries = opened.entries;
@@ -181,16 +184,16 @@ export class EtcdServer {
                 sleep: (ms) => new Promise((resolve) => runtime.clock.setTimer(ms, () => resolve(undefined))),
               })
             : await newIdentity(config);
-        wal = await Wal.create(fs, walDir, encodeMemberMetadata(identity));
+        wal = await Wal.create(fs, walDir, encodeMemberMetadata(identity), { crashPoints });
         logger.info("created new WAL", { "member-id": identity.memberId.toString(16) });
       }
 
-      const backend = Backend.open(runtime.sqlite, fs.join(snapDir, "db"));
-      const snapshotFiles = new SnapshotFiles(fs, snapDir);
+      const backend = Backend.open(runtime.sqlite, fs.join(snapDir, "db"), { crashPoints });
+      const snapshotFiles = new SnapshotFiles(fs, snapDir, crashPoints);
       if (await snapshotFiles.recover(backend, walSnapshot?.index ?? 0)) {
         logger.info("recovered backend from a received snapshot", { "snapshot-index": walSnapshot?.index });
       }
-      const store = new MvccStore(backend, { compactionBatchLimit: config.compactionBatchLimit });
+      const store = new MvccStore(backend, { compactionBatchLimit: config.compactionBatchLimit, crashPoints });
       const applier = new KvApplier(store);
       const members = new MemberStore(backend);
       if (members.size === 0) {
@@ -270,6 +273,7 @@ export class EtcdServer {
         lock.release(),
       );
       server.snapshotFiles = snapshotFiles;
+      server.crashPoints = crashPoints;
       server.snapshotIndex = walSnapshot?.index ?? 0;
       // Replay what the WAL has past the backend's consistent index.
       server.appliedIndex = applied;
@@ -598,7 +602,9 @@ export class EtcdServer {
       this.backendTimer.cancel();
       this.backendTimer = undefined;
     }
+    this.crashPoints?.hit("snapshot-before-apply");
     await this.snapshotFiles.swapIn(this.backend);
+    this.crashPoints?.hit("snapshot-after-apply");
     this.store.reload();
     this.watchHub.storeReplaced();
     this.lessor.reload(this.store.restoredLeases);
@@ -630,16 +636,20 @@ export class EtcdServer {
     if (this.snapshotting || this.appliedIndex - this.snapshotIndex <= this.config.snapshotCount) return;
     this.snapshotting = true;
     const run = async () => {
+      this.crashPoints?.hit("snapshot-before-save");
       this.backend.checkpoint();
       const index = this.appliedIndex;
       if (this.log instanceof RaftLog) {
         await this.log.snapshot(this.config.snapshotCatchUpEntries);
+        this.crashPoints?.hit("snapshot-after-save");
         this.snapshotIndex = this.log.snapshotIndex;
       } else {
         await this.wal.saveSnapshot({ index, term: this.log.term });
+        this.crashPoints?.hit("snapshot-after-save");
         await this.wal.releaseTo(index);
         this.snapshotIndex = index;
       }
+      this.crashPoints?.hit("snapshot-after-release");
       this.logger.info("saved snapshot", { "snapshot-index": this.snapshotIndex });
     };
     run()

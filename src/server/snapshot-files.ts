@@ -9,6 +9,7 @@
 //   db.outgoing   a consistent copy of `db` being read for a follower.
 import type { FileSystem } from "../ports.ts";
 import type { Backend } from "../storage/backend.ts";
+import type { CrashPoints } from "../storage/crash-points.ts";
 
 export class SnapshotFiles {
   readonly incoming: string;
@@ -17,6 +18,7 @@ export class SnapshotFiles {
   constructor(
     private readonly fs: FileSystem,
     private readonly snapDir: string,
+    private readonly crashPoints?: CrashPoints,
   ) {
     this.incoming = fs.join(snapDir, "db.incoming");
     this.outgoing = fs.join(snapDir, "db.outgoing");
@@ -33,6 +35,7 @@ export class SnapshotFiles {
     } finally {
       await file.close();
     }
+    this.crashPoints?.hit("snapshot-incoming-before-rename");
     await this.fs.rename(temporary, this.incoming);
     await this.fs.syncDir(this.snapDir);
   }

@@ -8,6 +8,7 @@
 // crash leaves both old or both new and re-applying from the WAL is idempotent.
 import { crc32c } from "./crc32c.ts";
 import type { SqliteDatabase, SqliteDriver, SqliteStatement, SqliteValue } from "../ports.ts";
+import type { CrashPoints } from "./crash-points.ts";
 
 /** etcd's default backend batch limit (writes per commit). */
 export const backendBatchLimitDefault = 10_000;
@@ -85,6 +86,8 @@ CREATE TABLE IF NOT EXISTS bucket (
 export interface BackendOptions {
   /** Writes after which the owner should commit; etcd's default 10000. */
   batchLimit?: number;
+  /** Fault injection for tests (backend-before-commit, backend-after-commit). */
+  crashPoints?: CrashPoints;
 }
 
 export class Backend {
@@ -93,7 +96,7 @@ export class Backend {
   readonly batchLimit: number;
   private inTransaction = false;
   private closed = false;
-
+  private readonly crashPoints: CrashPoints | undefined;
 
   private db: SqliteDatabase;
   private statements: Statements;
@@ -104,6 +107,7 @@ export class Backend {
     options: BackendOptions,
   ) {
     this.batchLimit = options.batchLimit ?? backendBatchLimitDefault;
+    this.crashPoints = options.crashPoints;
     this.db = driver.open(path);
     this.statements = prepareStatements(this.db);
   }
@@ -126,9 +130,11 @@ export class Backend {
   /** Ends the open batch transaction, if any. */
   commit(): void {
     if (!this.inTransaction) return;
+    this.crashPoints?.hit("backend-before-commit");
     this.db.exec("COMMIT");
     this.inTransaction = false;
     this.pendingWrites = 0;
+    this.crashPoints?.hit("backend-after-commit");
   }
 
   /** Commits now whatever is pending (etcd's ForceCommit). */

@@ -11,6 +11,7 @@
 // disk lost acknowledged data: opening refuses with WalCorruptError.
 import { assert } from "../../errors.ts";
 import type { FileHandle, FileSystem } from "../../ports.ts";
+import type { CrashPoints } from "../crash-points.ts";
 import type { Entry, HardState } from "../../raft/types.ts";
 import {
   crcPayload,
@@ -39,10 +40,8 @@ export class WalCorruptError extends Error {
   }
 }
 
-/** Named places on the write path where fault-injection tests stop the process. */
-export interface CrashPoints {
-  hit(name: "wal-before-save" | "wal-after-write-before-sync" | "wal-after-sync"): void;
-}
+/** Named places on the write path where fault-injection tests stop the process (see ../crash-points.ts). */
+export type { CrashPoints } from "../crash-points.ts";
 
 export interface WalOptions {
   segmentBytesMax?: number;
