@@ -1,7 +1,12 @@
 // Sits between an HTTP/2 client's socket and our HTTP/2 server (nghttp2 on
 // Node, Bun's own on Bun) and makes every `:authority` the server sees valid;
-// see hpack-authority.ts for why. Only the client → server bytes pass through
-// here; the server writes straight to the socket.
+// see hpack-authority.ts for why. Only the client → server bytes are read
+// here; the server's writes go to the socket unchanged.
+//
+// The cost: the server no longer owns a native socket. Node then drives it
+// through its JS stream wrapper (one more JS hop per read and write, and
+// `request.socket.remoteAddress` is undefined on Node; nothing reads it today);
+// Bun reads through streams anyway.
 //
 // Frames other than HEADERS/CONTINUATION are forwarded as they arrive, without
 // copying. A header block is read where it lies when one frame in one chunk
