@@ -15,6 +15,7 @@ import {
   EntryType,
   MessageType,
   NONE,
+  ProposalDroppedError,
   StateType,
   type ConfChange,
   type ConfState,
@@ -98,7 +99,16 @@ export class RawNode {
       m.type === MessageType.HeartbeatResp ||
       m.type === MessageType.PreVoteResp;
     if (isResponse && !this.raft.progress.has(m.from)) return;
-    this.raft.step(m);
+    try {
+      this.raft.step(m);
+    } catch (error) {
+      // A proposal another member forwarded here, which this member can no
+      // longer take (it lost its leader, or is handing leadership over), is
+      // dropped and the proposer's request times out: etcd's node discards
+      // Step's error for messages from the network. Thrown, it stopped the member.
+      if (m.type === MessageType.Prop && error instanceof ProposalDroppedError) return;
+      throw error;
+    }
   }
 
   readIndex(requestCtx: Uint8Array): void {
