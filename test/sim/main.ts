@@ -1,4 +1,5 @@
 // npm run sim -- [--seeds N] [--seed S] [--nodes 3|5] [--steps K] [--mutant NAME] [--verbose]
+// npm run sim -- --servers [--seeds N] [--seed S] [--phase-ms M] [--verbose] (see node-main.ts)
 // Runs N seeds of the deterministic cluster simulation (from S, default 1),
 // prints each failure with the command that replays it, then a summary.
 // Exits non-zero on any violation.
@@ -86,4 +87,6 @@ function main(): void {
   process.exitCode = totals.failures === 0 ? 0 : 1;
 }
 
-main();
+// --servers: the whole-node simulation instead (real servers, not Raft cores).
+if (process.argv.includes("--servers")) void import("./node-main.ts").then((servers) => servers.main(process.argv.slice(2)));
+else main();
