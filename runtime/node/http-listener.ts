@@ -23,6 +23,12 @@ export interface ListenOptions {
   handleHttp1?: NodeRequestHandler;
   /** HTTP/2 streams per connection; etcd's default is effectively unlimited. */
   maxConcurrentStreams?: number;
+  /**
+   * Read HTTP/2 connections through the `:authority` rewriter (h2-authority.ts),
+   * for clients such as etcdctl 3.4 that send `http://host:port`. Default true;
+   * the peer listener, whose only clients are our own members, turns it off.
+   */
+  rewriteAuthority?: boolean;
 }
 
 export interface Listener {
@@ -32,6 +38,7 @@ export interface Listener {
 }
 
 const http2PrefaceStart = Buffer.from("PRI * HTTP/2.0");
+const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
 
 export async function listenHttp(options: ListenOptions): Promise<Listener> {
   const h2 = http2.createServer(
@@ -50,7 +57,7 @@ export async function listenHttp(options: ListenOptions): Promise<Listener> {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
     socket.setNoDelay(true);
-    routeByPreface(socket, h2, h1);
+    routeByPreface(socket, h2, h1, options.rewriteAuthority ?? true);
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -73,7 +80,7 @@ export async function listenHttp(options: ListenOptions): Promise<Listener> {
   };
 }
 
-function routeByPreface(socket: net.Socket, h2: http2.Http2Server, h1: http.Server): void {
+function routeByPreface(socket: net.Socket, h2: http2.Http2Server, h1: http.Server, rewriteAuthority: boolean): void {
   let buffered = Buffer.alloc(0);
   const onData = (chunk: Buffer) => {
     buffered = Buffer.concat([buffered, chunk]);
@@ -81,7 +88,7 @@ function routeByPreface(socket: net.Socket, h2: http2.Http2Server, h1: http.Serv
     const isHttp2 = buffered.subarray(0, compared).equals(http2PrefaceStart.subarray(0, compared));
     if (isHttp2 && buffered.length < http2PrefaceStart.length) return; // need more bytes to decide
     socket.off("data", onData);
-    if (isHttp2) {
+    if (isHttp2 && rewriteAuthority) {
       // etcdctl 3.4 may send `:authority: http://host:port`, which our HTTP/2
       // servers refuse; the server reads the connection through a rewriter.
       h2.emit("connection", authorityRewritingSocket(socket, buffered));
@@ -89,8 +96,11 @@ function routeByPreface(socket: net.Socket, h2: http2.Http2Server, h1: http.Serv
     }
     socket.pause();
     socket.unshift(buffered);
-    h1.emit("connection", socket);
-    socket.resume();
+    (isHttp2 ? h2 : h1).emit("connection", socket);
+    // Node's HTTP/2 session drains the unshifted bytes itself on the next tick
+    // and then reads the socket natively; resuming first would lose them. Bun's
+    // session reads through the stream, which must flow.
+    if (!isHttp2 || isBun) socket.resume();
   };
   socket.on("data", onData);
   socket.on("error", () => socket.destroy());

@@ -73,7 +73,7 @@ export const nodePeerNetwork: PeerNetwork = {
       if ("stream" in request) widenWindow(request.stream.session);
       handler(incomingRequest(request, response));
     };
-    const listener = await listenHttp({ host, port: Number(url.port || 80), handleHttp2: serve, handleHttp1: serve });
+    const listener = await listenHttp({ host, port: Number(url.port || 80), handleHttp2: serve, handleHttp1: serve, rewriteAuthority: false });
     const bound = new URL(url.href);
     bound.port = String(listener.port);
     const result: PeerListener = { url: bound, close: () => listener.close() };
