@@ -51,9 +51,14 @@ export class SimFileSystem implements FileSystem {
   realInFlight = 0;
   syncCount = 0;
 
+  /**
+   * `serialize` runs real calls one at a time in the order they were made (shared by every
+   * simulated machine), so they finish in an order the seed decides, not the thread pool.
+   */
   constructor(
     private readonly real: FileSystem,
     private readonly isReal: (path: string) => boolean,
+    private readonly serialize: <T>(call: () => Promise<T>) => Promise<T> = (call) => call(),
   ) {}
 
   /** The machine goes down: open handles die, locks go, and with a power failure unsynced bytes too. */
@@ -76,7 +81,7 @@ export class SimFileSystem implements FileSystem {
     const generation = this.generation;
     this.realInFlight++;
     try {
-      return await call();
+      return await this.serialize(call);
     } finally {
       this.realInFlight--;
       // A call that a crash overtook must not look like it succeeded to a dead node.
@@ -100,7 +105,7 @@ export class SimFileSystem implements FileSystem {
   }
 
   async open(path: string, mode: OpenMode): Promise<FileHandle> {
-    if (this.isReal(path)) return this.realCall(() => this.real.open(path, mode));
+    if (this.isReal(path)) return this.countedHandle(await this.realCall(() => this.real.open(path, mode)));
     let file = this.files.get(path);
     if (file === undefined) {
       if (mode === "read") this.file(path);
@@ -109,6 +114,19 @@ export class SimFileSystem implements FileSystem {
       this.files.set(path, file);
     }
     return this.handle(path, file, mode);
+  }
+
+  /** A real file's handle whose every call is counted and serialized like the others. */
+  private countedHandle(handle: FileHandle): FileHandle {
+    return {
+      append: (data) => this.realCall(() => handle.append(data)),
+      writeAt: (data, position) => this.realCall(() => handle.writeAt(data, position)),
+      readAt: (position, length) => this.realCall(() => handle.readAt(position, length)),
+      size: () => this.realCall(() => handle.size()),
+      datasync: () => this.realCall(() => handle.datasync()),
+      truncate: (size) => this.realCall(() => handle.truncate(size)),
+      close: () => this.realCall(() => handle.close()),
+    };
   }
 
   private handle(path: string, file: MemoryFile, mode: OpenMode): FileHandle {

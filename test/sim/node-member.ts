@@ -102,6 +102,8 @@ export interface MemberEnvironment {
   sqlite: SqliteDriver;
   rootDir: string;
   counters: MemberCounters;
+  /** Runs a real asynchronous call after every earlier one (see SimFileSystem). */
+  serialize<T>(call: () => Promise<T>): Promise<T>;
   /** A programmer error inside a member (a timer threw): a violation. */
   onCrashBug(member: SimMember, error: unknown): void;
 }
@@ -127,7 +129,7 @@ export class SimMember {
     this.dataDir = `${env.rootDir}/${name}`;
     this.peerUrl = `http://${name}:2380`;
     const snapDir = `${this.dataDir}/member/snap`;
-    this.fs = new SimFileSystem(env.realFs, (path) => path === snapDir || path.startsWith(`${snapDir}/`));
+    this.fs = new SimFileSystem(env.realFs, (path) => path === snapDir || path.startsWith(`${snapDir}/`), (call) => env.serialize(call));
   }
 
   config(initialCluster: string, state: "new" | "existing"): ServerConfig {

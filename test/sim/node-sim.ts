@@ -124,6 +124,9 @@ class NodeCluster {
   private readonly configs = new Map<SimMember, ReturnType<SimMember["config"]>>();
   /** Which endpoint a web-standard fetch comes from (only a joining member fetches). */
   fetchEndpoint = 0;
+  /** Real asynchronous calls (other than file calls) not finished yet. */
+  realCallsInFlight = 0;
+  private realCallChain: Promise<unknown> = Promise.resolve();
   violation: string | undefined;
   events = 0;
   crashes = 0;
@@ -163,10 +166,18 @@ class NodeCluster {
       sqlite: this.options.sqlite,
       rootDir: this.options.rootDir,
       counters: this.counters,
+      serialize: (call) => this.serialize(call),
       onCrashBug: (who, error) => this.fail(`${who.name}: a timer threw ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`),
     });
     this.members.push(member);
     return member;
+  }
+
+  /** Runs a real asynchronous call once every earlier one has finished, so they finish in the order made. */
+  serialize<T>(call: () => Promise<T>): Promise<T> {
+    const result = this.realCallChain.then(call);
+    this.realCallChain = result.catch(() => {});
+    return result;
   }
 
   fail(message: string): void {
@@ -191,7 +202,7 @@ class NodeCluster {
   /** Lets every pending promise chain and real file call finish before time moves. */
   private async settle(): Promise<void> {
     await new Promise<void>((resolve) => setImmediate(resolve));
-    for (let spins = 0; this.members.some((member) => member.fs.realInFlight > 0); spins++) {
+    for (let spins = 0; this.realCallsInFlight > 0 || this.members.some((member) => member.fs.realInFlight > 0); spins++) {
       if (spins > 1_000_000) throw new Error("real file calls never finished");
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
@@ -443,6 +454,23 @@ export async function runNodeSeed(options: NodeSimOptions): Promise<NodeSimResul
   const originalFetch = globalThis.fetch;
   const simFetch: SimFetch = (input, init) => cluster.hub.fetchFrom(cluster.fetchEndpoint)(input, init);
   globalThis.fetch = simFetch as typeof globalThis.fetch;
+  // Member ids are SHA-1 digests (src/server/identity.ts), computed on a real thread pool: count them
+  // in flight like real file calls, so simulated time waits for them.
+  const subtle = globalThis.crypto.subtle;
+  const originalDigest = Object.getOwnPropertyDescriptor(subtle, "digest");
+  const digest = subtle.digest.bind(subtle);
+  Object.defineProperty(subtle, "digest", {
+    configurable: true,
+    writable: true,
+    value: async (...args: Parameters<SubtleCrypto["digest"]>) => {
+      cluster.realCallsInFlight++;
+      try {
+        return await cluster.serialize(() => digest(...args));
+      } finally {
+        cluster.realCallsInFlight--;
+      }
+    },
+  });
   const rejections: string[] = [];
   const onRejection = (reason: unknown) => {
     const text = reason instanceof Error ? (reason.stack ?? reason.message).split("\n").slice(0, 6).join(" | ") : String(reason);
@@ -461,6 +489,8 @@ export async function runNodeSeed(options: NodeSimOptions): Promise<NodeSimResul
   } finally {
     await cluster.stopAll();
     globalThis.fetch = originalFetch;
+    if (originalDigest === undefined) delete (subtle as { digest?: unknown }).digest;
+    else Object.defineProperty(subtle, "digest", originalDigest);
     process.off("unhandledRejection", onRejection);
   }
   const workload = cluster.workload;
