@@ -4,11 +4,12 @@
 // failed write stays pending forever, so its next requests must not look
 // sequential after it). Requests go through the generated Connect clients (KV,
 // Lease) over gRPC on HTTP/2, against edgetcd or etcd alike.
+import type { MessageInitShape } from "@bufbuild/protobuf";
 import { ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import {
   Compare_CompareResult, Compare_CompareTarget, KV, Lease,
-  type Compare as CompareMessage, type RequestOp, type ResponseOp,
+  type CompareSchema, type RequestOpSchema, type ResponseOp,
 } from "../../src/gen/etcdserverpb/rpc_pb.ts";
 import type { KeyValue as KeyValueMessage } from "../../src/gen/mvccpb/kv_pb.ts";
 import type { Operation } from "./porcupine.ts";
@@ -154,7 +155,7 @@ const compareResults: Record<Compare["result"], Compare_CompareResult> = {
   "<": Compare_CompareResult.LESS,
 };
 
-function compareMessage(compare: Compare): Partial<CompareMessage> {
+function compareMessage(compare: Compare): MessageInitShape<typeof CompareSchema> {
   const base = { key: bytes(compare.key), result: compareResults[compare.result] };
   switch (compare.target) {
     case "value":
@@ -168,14 +169,14 @@ function compareMessage(compare: Compare): Partial<CompareMessage> {
   }
 }
 
-function requestOp(op: TxnOp): Partial<RequestOp> {
+function requestOp(op: TxnOp): MessageInitShape<typeof RequestOpSchema> {
   switch (op.type) {
     case "range":
-      return { request: { case: "requestRange", value: { key: bytes(op.key), rangeEnd: rangeEndBytes(op.rangeEnd) } as never } };
+      return { request: { case: "requestRange", value: { key: bytes(op.key), rangeEnd: rangeEndBytes(op.rangeEnd) } } };
     case "put":
-      return { request: { case: "requestPut", value: { key: bytes(op.key), value: bytes(op.value), lease: BigInt(op.lease ?? 0) } as never } };
+      return { request: { case: "requestPut", value: { key: bytes(op.key), value: bytes(op.value), lease: BigInt(op.lease ?? 0) } } };
     case "delete":
-      return { request: { case: "requestDeleteRange", value: { key: bytes(op.key), rangeEnd: rangeEndBytes(op.rangeEnd) } as never } };
+      return { request: { case: "requestDeleteRange", value: { key: bytes(op.key), rangeEnd: rangeEndBytes(op.rangeEnd) } } };
   }
 }
 
@@ -214,9 +215,9 @@ async function execute(connection: Connection, request: EtcdRequest, timeoutMs: 
     case "txn": {
       const response = await kv.txn(
         {
-          compare: request.compares.map(compareMessage) as never,
-          success: request.success.map(requestOp) as never,
-          failure: request.failure.map(requestOp) as never,
+          compare: request.compares.map(compareMessage),
+          success: request.success.map(requestOp),
+          failure: request.failure.map(requestOp),
         },
         options,
       );
