@@ -277,6 +277,10 @@ export class EtcdServer {
       server.snapshotIndex = walSnapshot?.index ?? 0;
       // Replay what the WAL has past the backend's consistent index.
       server.appliedIndex = applied;
+      // Request ids must not repeat across restarts: the WAL may still hold entries this member
+      // proposed before it went down, and applying one would answer a new request with its old
+      // result. Like etcd's idutil, the counter starts from the time (ms × 256).
+      server.requestCounter = Math.floor(runtime.clock.wallMs() * 256) % 2 ** 32;
       if (log instanceof LocalLog) {
         server.applyEntries(entries);
         log.proposeEmpty();
@@ -292,7 +296,7 @@ export class EtcdServer {
     }
   }
 
-  /** Unique across members: the member's id prefix and a counter (the waiter key on the proposer). */
+  /** Unique across members (the member's id prefix) and restarts (a counter started from the time): the waiter key on the proposer. */
   private nextRequestId(): number {
     this.requestCounter = (this.requestCounter + 1) % 2 ** 32;
     return (this.identity.memberId % 2 ** 20) * 2 ** 32 + this.requestCounter;
