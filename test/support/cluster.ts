@@ -67,7 +67,14 @@ export async function startCluster(size = 3, options: ClusterOptions = {}): Prom
       ],
     });
   };
-  await Promise.all(members.map(start));
+  const started = await Promise.allSettled(members.map(start));
+  const failed = started.find((result) => result.status === "rejected");
+  if (failed !== undefined) {
+    // Nobody gets a cluster to stop: stop what did start, or it keeps the test process alive.
+    await Promise.all(members.map((m) => m.server?.kill()));
+    await links?.close();
+    throw failed.reason;
+  }
   return {
     members,
     endpoints: () => members.map((m) => `127.0.0.1:${m.clientPort}`),

@@ -103,10 +103,11 @@ async function startProcess(
   let output = "";
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   const ready = new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`${kind} not ready in time; output:\n${output.slice(-4000)}`)),
-      options.readyTimeoutMs ?? 30_000,
-    );
+    const timer = setTimeout(() => {
+      // Not left running: a stray child keeps the test process (and its ports) alive.
+      child.kill("SIGKILL");
+      reject(new Error(`${kind} not ready in time; output:\n${output.slice(-4000)}`));
+    }, options.readyTimeoutMs ?? 30_000);
     const onData = (chunk: Buffer) => {
       output += chunk.toString();
       if (output.includes("ready to serve client requests")) {
