@@ -201,7 +201,9 @@ function linearizabilityScenario(id: string, title: string, size: number): Scena
     title,
     async run(seed, options) {
       const random = new Prng(seed);
+      const phase = phaseLogger(id, seed, options);
       return await withCluster(size, options, async (cluster) => {
+        phase("cluster up");
         const notes: string[] = [];
         const history = new HistoryRecorder<EtcdRequest, EtcdResponse>();
         const traffic = new Traffic(random.fork());
@@ -211,16 +213,22 @@ function linearizabilityScenario(id: string, title: string, size: number): Scena
         const fault = random.pick(faults);
         notes.push(fault.name);
         const before = history.operations.length;
+        phase(`inject ${fault.name}`);
         await fault.inject(cluster, random);
+        phase("heal");
         await fault.heal(cluster);
         await sleep(1500 * options.scale);
+        phase("stopping traffic");
         await run.stop();
+        phase(`traffic stopped, ${history.operations.length} operations`);
         if (history.operations.length - before < 10) notes.push(`only ${history.operations.length - before} operations after the fault`);
 
         const finalRevision = await finalWrite(cluster, history, 20_000);
+        phase(`final write at ${finalRevision}`);
         if (finalRevision === undefined) return failed(notes, "the final write did not succeed", history.operations.length);
         const hashes = await hashesEqual(cluster, finalRevision, 20_000);
         if (!hashes.equal) notes.push(`HashKV differs at ${finalRevision}: ${hashes.hashes.join(" ")}`);
+        phase(`hashes ${hashes.hashes.join(" ")}`);
         const final = await finalKeys(cluster, 10_000);
         const lost = final === undefined ? 0 : lostEtcdWrites(history.operations, final);
         if (final === undefined) notes.push("the final read did not succeed");
@@ -239,6 +247,15 @@ function linearizabilityScenario(id: string, title: string, size: number): Scena
         return { verdict, lost, watchViolations: undefined, checkMs: report.elapsedMs, operations: prepared.length, notes };
       });
     },
+  };
+}
+
+/** Timestamped progress lines, shown when EDGETCD_RELIABILITY_VERBOSE is set. */
+function phaseLogger(id: string, seed: number, options: RunOptions): (what: string) => void {
+  const started = performance.now();
+  const verbose = process.env.EDGETCD_RELIABILITY_VERBOSE !== undefined;
+  return (what) => {
+    if (verbose) options.log(`  ${id} seed ${seed} +${((performance.now() - started) / 1000).toFixed(1)} s: ${what}`);
   };
 }
 
