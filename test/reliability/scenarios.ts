@@ -358,19 +358,24 @@ const registerScenario: Scenario = {
       await Promise.all(loops);
       // Final reads: every key, from a fresh client, retried until answered.
       const reader = new RegisterClient(history, connections[0] as Connection);
+      const readDeadline = Date.now() + 30_000;
+      let unread = 0;
       for (const key of keys) {
-        for (let attempt = 0; attempt < 50; attempt++) {
+        let read = false;
+        for (let attempt = 0; !read && Date.now() < readDeadline; attempt++) {
           reader.connection = connections[attempt % connections.length] as Connection;
-          if ((await reader.do({ type: "read", key })).type === "read") break;
-          await sleep(200);
+          read = (await reader.do({ type: "read", key })).type === "read";
+          if (!read) await sleep(200);
         }
+        if (!read) unread++;
       }
+      if (unread > 0) notes.push(`${unread} final reads did not succeed within 30 s`);
       const report = checkOperationsVerbose(registerModel, history.operations, { timeoutMs: options.checkTimeoutMs });
       if (report.result === "illegal") {
         notes.push(`saved ${saveHistory("J1", seed, history.operations)}`);
         options.log(describeReport(registerModel, report, 12));
       }
-      const verdict = report.result === "illegal" ? "illegal" : report.result === "unknown" ? "undecided" : "valid";
+      const verdict = report.result === "illegal" ? "illegal" : unread > 0 ? "failed" : report.result === "unknown" ? "undecided" : "valid";
       return { verdict, lost: 0, watchViolations: undefined, checkMs: report.elapsedMs, operations: history.operations.length, notes };
     });
   },
@@ -418,7 +423,8 @@ const setScenario: Scenario = {
       await Promise.all(loops);
       const started = performance.now();
       let present: Set<string> | undefined;
-      for (let attempt = 0; attempt < 100 && present === undefined; attempt++) {
+      const readDeadline = Date.now() + 30_000;
+      for (let attempt = 0; present === undefined && Date.now() < readDeadline; attempt++) {
         try {
           const response = await (connections[attempt % connections.length] as Connection).kv.range(
             { key: encoder.encode("set/"), rangeEnd: encoder.encode("set0") },
