@@ -44,6 +44,8 @@ export class SimPeerHub {
   private readonly connections = new Set<SimConnection>();
   /** Connections broken by a lost packet (a partition or a drop). */
   brokenCount = 0;
+  /** Requests that reached a listener, by path. */
+  readonly requestsByPath = new Map<string, number>();
 
   constructor(readonly network: SimNetwork<PeerPacket>) {}
 
@@ -129,7 +131,7 @@ export class SimPeerHub {
       void connection.closed.then(() => entry.connections.delete(connection));
       connection.accept(entry.handler);
     });
-    return new SimSession(connection);
+    return new SimSession(this, connection);
   }
 
   /**
@@ -242,7 +244,10 @@ class SimSession implements PeerSession {
   private pingsWaiting = new Map<number, { resolve(): void; reject(error: Error): void }>();
   private nextPing = 0;
 
-  constructor(private readonly connection: SimConnection) {
+  constructor(
+    private readonly hub: SimPeerHub,
+    private readonly connection: SimConnection,
+  ) {
     this.closed = connection.closed;
     connection.onClose((reason) => {
       for (const waiter of this.pingsWaiting.values()) waiter.reject(new Error(`session closed: ${reason}`));
@@ -266,6 +271,7 @@ class SimSession implements PeerSession {
     connection.send(0, () => {
       const handler = connection.handler;
       if (handler === undefined) return connection.kill("stream before the connection was accepted");
+      this.hub.requestsByPath.set(path, (this.hub.requestsByPath.get(path) ?? 0) + 1);
       const request = new SimIncomingRequest(connection, id, method, path, headers);
       connection.serverStreams.set(id, request);
       handler(request);

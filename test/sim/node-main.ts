@@ -5,10 +5,9 @@
 // any failure.
 
 import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { testRuntime } from "../support/runtime.ts";
-import { nodeReplayCommand, type NodeSimResult, runNodeSeed } from "./node-sim.ts";
+import { nodeReplayCommand, type NodeSimResult, runNodeSeed, simTemporaryDir } from "./node-sim.ts";
 
 export const defaultFaultPhaseMs = 8000;
 
@@ -41,7 +40,7 @@ export async function main(argv: string[]): Promise<void> {
   const failed: number[] = [];
   const totals = { writes: 0, snapshotsSent: 0, snapshotsInstalled: 0, crashes: 0, membershipChanges: 0 };
   for (let seed = first; seed < first + count; seed++) {
-    const rootDir = await mkdtemp(join(tmpdir(), `edgetcd-node-sim-${seed}-`));
+    const rootDir = await mkdtemp(join(simTemporaryDir(), `edgetcd-node-sim-${seed}-`));
     try {
       const result = await runNodeSeed({ seed, faultPhaseMs, rootDir, realFs: runtime.fs, sqlite: runtime.sqlite });
       totals.writes += result.writesAcknowledged;

@@ -16,10 +16,13 @@
 // simulator waits for every real file call before it moves time on, so the
 // seed reproduces the fault schedule and workload, and almost always the run.
 
+import { existsSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { SimClock } from "../../runtime/sim/clock.ts";
 import { type NetworkFaults, reliableNetwork, SimNetwork } from "../../runtime/sim/network.ts";
 import { type PeerPacket, type SimFetch, SimPeerHub } from "../../runtime/sim/peer-network.ts";
 import { Prng } from "../../runtime/sim/prng.ts";
+import { peerPaths } from "../../src/peer/headers.ts";
 import type { FileSystem, SqliteDriver, Timer } from "../../src/ports.ts";
 import { electionTimeoutMs, type MemberCounters, SimMember } from "./node-member.ts";
 import { NodeWorkload, readSetKeys } from "./node-workload.ts";
@@ -96,6 +99,7 @@ export interface NodeSimResult {
   membersRemoved: number;
   membersAdded: number;
   learnersPromoted: number;
+  /** Snapshot requests that reached the receiving member. */
   snapshotsSent: number;
   snapshotsInstalled: number;
   connectionsBroken: number;
@@ -103,6 +107,14 @@ export interface NodeSimResult {
   finalRevision: number;
   events: number;
   simulatedMs: number;
+}
+
+/**
+ * Where the members' SQLite files go: a RAM disk when there is one (the
+ * simulator waits for every real file call, so slow fsyncs only cost wall time).
+ */
+export function simTemporaryDir(): string {
+  return existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
 }
 
 export function nodeReplayCommand(seed: number): string {
@@ -117,7 +129,7 @@ class NodeCluster {
   readonly hub: SimPeerHub;
   readonly members: SimMember[] = [];
   readonly workload: NodeWorkload;
-  readonly counters: MemberCounters = { snapshotsSent: 0, snapshotsInstalled: 0, leaderChanges: 0 };
+  readonly counters: MemberCounters = { snapshotsInstalled: 0, leaderChanges: 0 };
   private readonly faultRandom: Prng;
   private readonly memberRandom: Prng;
   private readonly timers: Timer[] = [];
@@ -437,7 +449,7 @@ class NodeCluster {
       if (hash === undefined) hash = memberHash;
       else if (memberHash !== hash) this.fail(`${member.name} HashKV at ${read.revision} is ${memberHash}, another member's ${hash}`);
     }
-    this.trace.add(`converged at revision ${revision}, hashKV ${hash}`);
+    this.trace.add(`converged at revision ${revision}, hashKV ${hash}; requests by path ${JSON.stringify([...this.hub.requestsByPath])}`);
     return { revision: revision ?? 0, setKeysChecked };
   }
 
@@ -509,7 +521,7 @@ export async function runNodeSeed(options: NodeSimOptions): Promise<NodeSimResul
     membersRemoved: cluster.membersRemoved,
     membersAdded: cluster.membersAdded,
     learnersPromoted: cluster.learnersPromoted,
-    snapshotsSent: cluster.counters.snapshotsSent,
+    snapshotsSent: cluster.hub.requestsByPath.get(peerPaths.snapshot) ?? 0,
     snapshotsInstalled: cluster.counters.snapshotsInstalled,
     connectionsBroken: cluster.hub.brokenCount,
     leaderAfterHealMs,
