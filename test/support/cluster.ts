@@ -34,6 +34,8 @@ export interface ClusterOptions {
   extraArgs?: string[];
   /** Members dial each other through test/support/peer-proxy.ts (see `links`). */
   proxies?: boolean;
+  /** How long each member may take to be ready (startProcess's default otherwise). */
+  readyTimeoutMs?: number;
 }
 
 export async function startCluster(size = 3, options: ClusterOptions = {}): Promise<TestCluster> {
@@ -56,6 +58,7 @@ export async function startCluster(size = 3, options: ClusterOptions = {}): Prom
       dataDir: member.dataDir,
       clientPort: member.clientPort,
       peerPort: member.peerPort,
+      readyTimeoutMs: options.readyTimeoutMs,
       ...(links === undefined ? {} : { env: { EDGETCD_TEST_PEER_DIAL: dialMapFor(links, member.name, members) } }),
       extraArgs: [
         "--name", member.name,
