@@ -122,8 +122,8 @@ async function finalWrite(members: readonly ClusterMember[], key: string, deadli
 async function assertConverged(cluster: TestCluster, prefix: string, acknowledged: ReadonlyMap<string, string>): Promise<void> {
   const members = cluster.members;
   for (const member of members) assert.equal(member.server?.process.exitCode, null, `${member.name} still runs:\n${member.server?.output().slice(-2000)}`);
-  const target = await finalWrite(members, `${prefix}/final`, 20 * electionMs);
-  const deadline = Date.now() + 20 * electionMs;
+  const target = await finalWrite(members, `${prefix}/final`, 60 * electionMs);
+  const deadline = Date.now() + 60 * electionMs;
   let revisions: bigint[] = [];
   for (;;) {
     revisions = await Promise.all(
@@ -155,7 +155,7 @@ async function assertConverged(cluster: TestCluster, prefix: string, acknowledge
 
 /** A put and a linearizable get of it on each of `members`. */
 async function assertServing(members: readonly ClusterMember[], key: string): Promise<void> {
-  const revision = await finalWrite(members, key, 10 * electionMs);
+  const revision = await finalWrite(members, key, 40 * electionMs);
   for (const member of members) {
     const range = await clientsOf(member).kv.range({ key: bytes(key) }, { timeoutMs: 5000 });
     assert.equal(range.kvs.length, 1, `linearizable get of ${key} on ${member.name}`);
@@ -177,28 +177,29 @@ describe("peer network partitions (3 members, proxied peer links)", () => {
   let links: Links;
   let members: ClusterMember[];
   before(async () => {
-    cluster = await startCluster(3, { proxies: true, heartbeatMs, electionMs });
+    // A loaded 2-core machine can take long to start three processes; the faults need no haste.
+    cluster = await startCluster(3, { proxies: true, heartbeatMs, electionMs, readyTimeoutMs: 90_000 });
     links = cluster.links as Links;
     members = cluster.members;
     await leaderAmong(members, 20 * electionMs);
-  }, { timeout: 120_000 });
+  }, { timeout: 200_000 });
   after(async () => {
     links?.heal();
     await cluster?.stopAll();
   });
 
-  test("an isolated leader: the majority elects another and serves; the old leader refuses as etcd does; it converges after the heal", { timeout: 60_000 }, async () => {
+  test("an isolated leader: the majority elects another and serves; the old leader refuses as etcd does; it converges after the heal", { timeout: 120_000 }, async () => {
     const oldLeader = await leaderAmong(members, 20 * electionMs);
     const majority = members.filter((m) => m !== oldLeader);
-    await finalWrite(members, "a/before", 10 * electionMs);
+    await finalWrite(members, "a/before", 40 * electionMs);
     const writers = startWriters(members, "a");
-    assert.ok(await writers.progress(10, 10_000), "writes before the fault");
+    assert.ok(await writers.progress(5, 30_000), "writes before the fault");
 
     links.isolate(oldLeader.name);
     const isolatedAt = Date.now();
     const newLeader = await leaderAmong(majority, 20 * electionMs);
     const electedAfterMs = Date.now() - isolatedAt;
-    assert.ok(await writers.progress(10, 10 * electionMs), "the majority keeps taking writes");
+    assert.ok(await writers.progress(5, 60 * electionMs), "the majority keeps taking writes");
     await assertServing(majority, "a/majority");
 
     // The old leader steps down (check-quorum) and then has no leader.
@@ -228,22 +229,22 @@ describe("peer network partitions (3 members, proxied peer links)", () => {
     assert.ok(electedAfterMs < 20 * electionMs, `a new leader ${electedAfterMs} ms after the isolation`);
   });
 
-  test("a partitioned follower: writes continue; after the heal it catches up", { timeout: 60_000 }, async () => {
+  test("a partitioned follower: writes continue; after the heal it catches up", { timeout: 120_000 }, async () => {
     const leader = await leaderAmong(members, 20 * electionMs);
     const follower = members.find((m) => m !== leader) as ClusterMember;
     const writers = startWriters(members.filter((m) => m !== follower), "b");
-    assert.ok(await writers.progress(10, 10_000), "writes before the fault");
+    assert.ok(await writers.progress(5, 30_000), "writes before the fault");
     links.partition([follower.name], members.filter((m) => m !== follower).map((m) => m.name));
     // Long enough for the follower to time out its leader and campaign alone.
     await sleep(3 * electionMs);
-    assert.ok(await writers.progress(20, 20 * electionMs), "writes continue without the follower");
+    assert.ok(await writers.progress(5, 60 * electionMs), "writes continue without the follower");
     await assertServing(members.filter((m) => m !== follower), "b/majority");
     const acknowledged = await writers.stop();
     links.heal();
     await assertConverged(cluster, "b", acknowledged);
   });
 
-  test("asymmetric links: a leader that can send but not receive, then one that can receive but not send", { timeout: 60_000 }, async () => {
+  test("asymmetric links: a leader that can send but not receive, then one that can receive but not send", { timeout: 120_000 }, async () => {
     for (const [phase, cutLeader] of [
       ["deaf", (leader: string, other: string) => links.oneWay(leader, other)],
       ["mute", (leader: string, other: string) => links.oneWay(other, leader)],
@@ -251,10 +252,10 @@ describe("peer network partitions (3 members, proxied peer links)", () => {
       const leader = await leaderAmong(members, 20 * electionMs);
       const others = members.filter((m) => m !== leader);
       const writers = startWriters(members, `c-${phase}`);
-      assert.ok(await writers.progress(10, 10_000), `${phase}: writes before the fault`);
+      assert.ok(await writers.progress(5, 30_000), `${phase}: writes before the fault`);
       for (const other of others) cutLeader(leader.name, other.name);
       await sleep(2 * electionMs);
-      assert.ok(await writers.progress(20, 20 * electionMs), `${phase}: the cluster makes progress`);
+      assert.ok(await writers.progress(5, 60 * electionMs), `${phase}: the cluster makes progress`);
       await assertServing(others, `c-${phase}/majority`);
       const acknowledged = await writers.stop();
       links.heal();
@@ -262,18 +263,18 @@ describe("peer network partitions (3 members, proxied peer links)", () => {
     }
   });
 
-  test("slow lossy links (20-50 ms, 5 % of chunks lost) and reset connections: progress, then convergence after the heal", { timeout: 60_000 }, async () => {
+  test("slow lossy links (20-50 ms, 5 % of chunks lost) and reset connections: progress, then convergence after the heal", { timeout: 120_000 }, async () => {
     const writers = startWriters(members, "d");
-    assert.ok(await writers.progress(10, 10_000), "writes before the fault");
+    assert.ok(await writers.progress(5, 30_000), "writes before the fault");
     for (const proxy of links.all()) {
       proxy.delay(20, 30);
       proxy.dropRate(0.05);
     }
     const faultAt = Date.now();
-    assert.ok(await writers.progress(20, 30 * electionMs), "writes acknowledged over the lossy links");
+    assert.ok(await writers.progress(5, 60 * electionMs), "writes acknowledged over the lossy links");
     // Every peer connection reset at once, still lossy: the transport redials.
     for (const proxy of links.all()) proxy.dropConnections();
-    assert.ok(await writers.progress(20, 30 * electionMs), "writes acknowledged after the resets");
+    assert.ok(await writers.progress(5, 60 * electionMs), "writes acknowledged after the resets");
     await sleep(Math.max(0, 3000 - (Date.now() - faultAt)));
     const dropped = links.all().reduce((sum, proxy) => sum + proxy.droppedChunks, 0);
     assert.ok(dropped > 0, "the links did lose chunks");
