@@ -46,7 +46,8 @@ for (let run = 0; run < runs; run++) {
     try {
       result = await scenario.run(runSeed, { ...options, log: options.log });
     } catch (error) {
-      result = { verdict: "failed", lost: 0, watchViolations: undefined, checkMs: 0, operations: 0, notes: [String(error).slice(0, 300)] };
+      const setup = String(error).includes("not ready in time") || String(error).includes("before ready");
+      result = { verdict: setup ? "setup" : "failed", lost: 0, watchViolations: undefined, checkMs: 0, operations: 0, notes: [String(error).slice(0, 300)] };
     }
     results.set(scenario.id, [...(results.get(scenario.id) ?? []), result]);
     console.log(
@@ -56,7 +57,7 @@ for (let run = 0; run < runs; run++) {
   }
 }
 
-const header = ["scenario", "runs", "valid runs", "illegal", "undecided", "failed", "acknowledged writes lost", "watch violations", "time to check (mean / max ms)"];
+const header = ["scenario", "runs", "valid runs", "illegal", "undecided", "failed end checks", "not started", "acknowledged writes lost", "watch violations", "time to check (mean / max ms)"];
 const rows = chosen.map((scenario) => {
   const list = results.get(scenario.id) ?? [];
   const count = (verdict: RunResult["verdict"]) => list.filter((result) => result.verdict === verdict).length;
@@ -70,6 +71,7 @@ const rows = chosen.map((scenario) => {
     String(count("illegal")),
     String(count("undecided")),
     String(count("failed")),
+    String(count("setup")),
     String(list.reduce((sum, result) => sum + result.lost, 0)),
     watched.length === 0 ? "-" : String(watched.reduce((sum, result) => sum + (result.watchViolations ?? 0), 0)),
     `${mean.toFixed(0)} / ${Math.max(0, ...checks).toFixed(0)}`,

@@ -28,7 +28,8 @@ export interface RunOptions {
 }
 
 export interface RunResult {
-  verdict: "valid" | "illegal" | "undecided" | "failed";
+  /** "setup": the cluster never started (an environment problem, not a verdict on the product). */
+  verdict: "valid" | "illegal" | "undecided" | "failed" | "setup";
   /** Acknowledged writes missing at the end. */
   lost: number;
   /** undefined for scenarios without watchers. */
@@ -49,7 +50,7 @@ const heartbeatMs = 50;
 const electionMs = 500;
 
 async function withCluster<T>(size: number, options: RunOptions, body: (cluster: FaultCluster) => Promise<T>): Promise<T> {
-  const cluster = await FaultCluster.start(size, { kind: options.kind, runtime: options.runtime, heartbeatMs, electionMs });
+  const cluster = await FaultCluster.start(size, { kind: options.kind, runtime: options.runtime, heartbeatMs, electionMs, readyTimeoutMs: 120_000 });
   try {
     return await body(cluster);
   } finally {
