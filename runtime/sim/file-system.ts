@@ -42,6 +42,9 @@ class MemoryFile {
 
 export type CrashKind = "kill" | "powerFailure";
 
+/** What every call of a crashed machine's file system fails with. */
+export const simulatedCrashMessage = "simulated crash: the process is gone";
+
 export class SimFileSystem implements FileSystem {
   private readonly files = new Map<string, MemoryFile>();
   private readonly dirs = new Set<string>(["/"]);
@@ -85,12 +88,12 @@ export class SimFileSystem implements FileSystem {
     } finally {
       this.realInFlight--;
       // A call that a crash overtook must not look like it succeeded to a dead node.
-      if (generation !== this.generation) throw new Error("simulated crash: the process is gone");
+      if (generation !== this.generation) throw new Error(simulatedCrashMessage);
     }
   }
 
   private checkAlive(generation: number): void {
-    if (generation !== this.generation) throw new Error("simulated crash: the process is gone");
+    if (generation !== this.generation) throw new Error(simulatedCrashMessage);
   }
 
   private file(path: string): MemoryFile {
