@@ -382,8 +382,20 @@ class NodeCluster {
     return leaderAfterHealMs;
   }
 
+  /**
+   * The members the leader's member list holds (all not removed while there is
+   * no leader). A removal whose answer was lost may still have been applied;
+   * a member it removed that never heard of it is no longer part of the cluster.
+   */
+  private clusterMembers(): SimMember[] {
+    const listed = this.leader()?.server?.members();
+    if (listed === undefined) return this.members.filter((member) => member.state !== "removed");
+    const urls = new Set(listed.flatMap((member) => member.peerURLs));
+    return this.members.filter((member) => member.state !== "removed" && urls.has(member.peerUrl));
+  }
+
   private leaderAgreed(): boolean {
-    const members = this.members.filter((member) => member.state !== "removed");
+    const members = this.clusterMembers();
     if (members.some((member) => member.state !== "up")) return false;
     const leader = this.leader();
     if (leader?.server === undefined) return false;
@@ -423,10 +435,11 @@ class NodeCluster {
 
   /** Waits for every member to apply the same index, then compares their data. */
   async convergeAndCheck(): Promise<{ revision: number; setKeysChecked: number }> {
+    const members = () => this.clusterMembers().filter((member) => member.state === "up" && member.server !== undefined);
     const converged = await this.runUntil(this.clock.nowMs() + 30_000, () => {
-      const statuses = this.live().map((member) => member.server!.status());
+      const statuses = members().map((member) => member.server!.status());
       const applied = statuses.map((status) => status.raftAppliedIndex);
-      return statuses.length > 0 && applied.every((index) => index === applied[0]) && this.live().length === this.members.filter((m) => m.state !== "removed").length;
+      return statuses.length > 0 && applied.every((index) => index === applied[0]) && statuses.length === this.clusterMembers().length;
     });
     if (!converged) {
       this.fail(`members did not converge within 30 s (${this.describeMembers()})`);
@@ -435,7 +448,7 @@ class NodeCluster {
     let revision: number | undefined;
     let hash: string | undefined;
     let setKeysChecked = 0;
-    for (const member of this.live()) {
+    for (const member of members()) {
       const server = member.server!;
       const read = await readSetKeys(server);
       if (revision === undefined) revision = read.revision;
