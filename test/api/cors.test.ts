@@ -108,8 +108,7 @@ describe("--cors default and bad values", () => {
   });
 
   test("an origin that is not scheme://host:port stops the server at start", { timeout: 60_000 }, async () => {
-    for (const value of ["example.com", "ftp://example.com:21", "http://example.com:80/path", "http://example.com"]) {
-      await assert.rejects(startEdgetcd({ extraArgs: ["--cors", value] }), /flag -cors/, value);
-    }
+    const values = ["example.com", "ftp://example.com:21", "http://example.com:80/path", "http://example.com"];
+    await Promise.all(values.map((value) => assert.rejects(startEdgetcd({ extraArgs: ["--cors", value] }), /flag -cors/, value)));
   });
 });
