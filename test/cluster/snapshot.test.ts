@@ -15,6 +15,9 @@ const bytes = (text: string) => new TextEncoder().encode(text);
 const text = (value: Uint8Array) => new TextDecoder().decode(value);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** The member's process now (a function, so TypeScript does not keep an earlier narrowing). */
+const serverOf = (member: ClusterMember) => member.server;
+
 function clientsOf(member: ClusterMember) {
   const transport = createGrpcTransport({ baseUrl: `http://127.0.0.1:${member.clientPort}` });
   return { kv: createClient(KV, transport), maintenance: createClient(Maintenance, transport), lease: createClient(Lease, transport) };
@@ -90,7 +93,7 @@ describe("snapshots and log compaction", () => {
     const last = await kv.put({ key: bytes("snap/last"), value: bytes("z") });
     const target = last.header?.revision ?? 0n;
     await caughtUp(lagging, target);
-    assert.match(lagging.server?.output() ?? "", /applied snapshot from the leader/, "it caught up by a snapshot, not by the log");
+    assert.match(serverOf(lagging)?.output() ?? "", /applied snapshot from the leader/, "it caught up by a snapshot, not by the log");
     assert.match(leader.server?.output() ?? "", /saved snapshot/);
 
     const check = async (member: ClusterMember) => {
@@ -124,7 +127,7 @@ describe("snapshots and log compaction", () => {
     assert.ok(leases.leases.some((item) => item.ID === granted.ID), "the lease is known on the member that took the snapshot");
 
     // A restart of that member starts from the installed snapshot.
-    await lagging.server?.kill();
+    await serverOf(lagging)?.kill();
     lagging.server = undefined;
     await cluster.start(lagging);
     const again = await kv.put({ key: bytes("snap/again"), value: bytes("y") });
