@@ -1,5 +1,6 @@
 // The long tier of the reliability scorecard against real processes:
 //   npm run test:long -- --runs N --seed S [--only L1,J2,...] [--kind edgetcd|etcd] [--runtime node|bun]
+//   [--minutes M]: start no new run after M minutes.
 // Runs each chosen scenario N times (seeds S, S+1, ...), prints one line per
 // run and a table per scenario at the end. Exits 1 if any run was illegal,
 // lost an acknowledged write, or failed its end checks.
@@ -16,6 +17,8 @@ const { values } = parseArgs({
     scale: { type: "string", default: "1" },
     "operations-max": { type: "string", default: "2500" },
     "check-timeout-ms": { type: "string", default: "60000" },
+    /** Start no new run after this many minutes; the table covers the runs done. */
+    minutes: { type: "string" },
   },
 });
 
@@ -39,8 +42,10 @@ const options = {
 console.log(`test:long: ${runs} run(s) of ${chosen.map((s) => s.id).join(", ")} against ${kind}${runtime ? ` on ${runtime}` : ""}, seeds ${seed}..${seed + runs - 1}`);
 const results = new Map<string, RunResult[]>();
 const started = Date.now();
-for (let run = 0; run < runs; run++) {
+const stopAt = values.minutes === undefined ? Infinity : started + Number(values.minutes) * 60_000;
+for (let run = 0; run < runs && Date.now() < stopAt; run++) {
   for (const scenario of chosen) {
+    if (Date.now() >= stopAt) break;
     const runSeed = seed + run;
     let result: RunResult;
     try {
