@@ -188,7 +188,8 @@ export class EtcdServer {
         logger.info("created new WAL", { "member-id": identity.memberId.toString(16) });
       }
 
-      const backend = Backend.open(runtime.sqlite, fs.join(snapDir, "db"), { crashPoints });
+      // quick_check at start: a damaged backend stops the member instead of serving wrong data.
+      const backend = Backend.open(runtime.sqlite, fs.join(snapDir, "db"), { crashPoints, verify: true });
       const snapshotFiles = new SnapshotFiles(fs, snapDir, crashPoints);
       if (await snapshotFiles.recover(backend, walSnapshot?.index ?? 0)) {
         logger.info("recovered backend from a received snapshot", { "snapshot-index": walSnapshot?.index });

@@ -40,8 +40,15 @@ export class SnapshotFiles {
     await this.fs.syncDir(this.snapDir);
   }
 
-  /** Replaces the backend's database file with `db.incoming` and reopens it. */
+  /**
+   * Replaces the backend's database file with `db.incoming` and reopens it.
+   * A damaged `db.incoming` is refused before anything is replaced.
+   */
   async swapIn(backend: Backend): Promise<void> {
+    backend.verifyOtherFile(this.incoming);
+    // Opening it for the check may leave SQLite's side files; they belong to no database.
+    await this.removeIfPresent(`${this.incoming}-wal`);
+    await this.removeIfPresent(`${this.incoming}-shm`);
     await backend.reopenAfter(async (path) => {
       // SQLite's own log and index of the old file must not be applied to the new one.
       await this.removeIfPresent(`${path}-wal`);
