@@ -7,12 +7,14 @@ import type { Logger, Runtime } from "../../src/ports.ts";
 import { serveClientApi } from "./client-server.ts";
 import { nodePeerNetwork } from "./peer-network.ts";
 import { crashPointsFromEnv } from "../faults/crash-points.ts";
+import { runtimeWithTestFaults } from "../faults/mutants.ts";
 
 export function createHost(runtime: Runtime): Host {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   return {
-    runtime,
+    // Test builds: EDGETCD_TEST_DISK=lose-unsynced, EDGETCD_MUTANT=<name> (absent in production: the runtime as is).
+    runtime: runtimeWithTestFaults(runtime, process.env),
     peerNetwork: nodePeerNetwork,
     // Test builds: EDGETCD_CRASH_POINT=<name>:<n> (absent in production).
     crashPoints: crashPointsFromEnv(process.env),

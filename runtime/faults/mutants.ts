@@ -1,0 +1,107 @@
+// Test builds only: mutants bring back a known bug class so the reliability
+// suite can show it catches it (scorecard R1). EDGETCD_MUTANT=<name> is read
+// by the composition root; the mutants here live entirely in the ports handed
+// to src/ (no product code path changes):
+//
+//   ack-before-fsync        the WAL's fdatasync does nothing, so a write is
+//                           acknowledged before it is durable. A kill -9 alone
+//                           does not lose it (the page cache survives); run it
+//                           with EDGETCD_TEST_DISK=lose-unsynced.
+//   consistent-index-apart  the consistent index stored with each apply is the
+//                           previous entry's, as if it were saved in another
+//                           transaction than the data: after a restart the
+//                           last applied entry is applied a second time.
+//
+// Also EDGETCD_TEST_DISK=lose-unsynced (./lose-unsynced.ts): a kill -9 then
+// loses what a power failure would.
+import type { FileHandle, FileSystem, Runtime, SqliteDatabase, SqliteDriver, SqliteValue } from "../../src/ports.ts";
+import { loseUnsyncedFileSystem } from "./lose-unsynced.ts";
+
+export const mutantVariable = "EDGETCD_MUTANT";
+export const testDiskVariable = "EDGETCD_TEST_DISK";
+
+export const portMutants = ["ack-before-fsync", "consistent-index-apart"] as const;
+export type PortMutant = (typeof portMutants)[number];
+
+/** The runtime with the test-only disk and mutant the environment names; the same runtime when it names none. */
+export function runtimeWithTestFaults(runtime: Runtime, env: Record<string, string | undefined>): Runtime {
+  let result = runtime;
+  const disk = env[testDiskVariable];
+  if (disk !== undefined && disk !== "") {
+    if (disk !== "lose-unsynced") throw new Error(`${testDiskVariable}: unknown test disk ${JSON.stringify(disk)}; known: lose-unsynced`);
+    result = { ...result, fs: loseUnsyncedFileSystem(result.fs) };
+  }
+  const mutant = env[mutantVariable];
+  if (mutant === "ack-before-fsync") result = { ...result, fs: walWithoutSync(result.fs) };
+  if (mutant === "consistent-index-apart") result = { ...result, sqlite: consistentIndexApart(result.sqlite) };
+  return result;
+}
+
+/** MUTANT ack-before-fsync: datasync of WAL segments is skipped. */
+function walWithoutSync(inner: FileSystem): FileSystem {
+  const wrap = (path: string, file: FileHandle): FileHandle => ({
+    append: (data) => file.append(data),
+    writeAt: (data, position) => file.writeAt(data, position),
+    readAt: (position, length) => file.readAt(position, length),
+    size: () => file.size(),
+    datasync: () => (path.endsWith(".wal") ? Promise.resolve() : file.datasync()),
+    truncate: (size) => file.truncate(size),
+    close: () => file.close(),
+  });
+  return { ...bind(inner), open: async (path, mode) => wrap(path, await inner.open(path, mode)) };
+}
+
+const consistentIndexKey = new TextEncoder().encode("consistent_index");
+
+/** MUTANT consistent-index-apart: each stored consistent index is the one before it. */
+function consistentIndexApart(inner: SqliteDriver): SqliteDriver {
+  return {
+    open(path) {
+      const db = inner.open(path);
+      let previous: SqliteValue | undefined;
+      const wrapped: SqliteDatabase = {
+        exec: (sql) => db.exec(sql),
+        close: () => db.close(),
+        prepare(sql) {
+          const statement = db.prepare(sql);
+          if (!sql.startsWith("INSERT OR REPLACE INTO bucket")) return statement;
+          return {
+            get: (...params) => statement.get(...params),
+            all: (...params) => statement.all(...params),
+            run(...params) {
+              const [name, key, value] = params;
+              if (name === "meta" && key instanceof Uint8Array && sameBytes(key, consistentIndexKey)) {
+                const stored = previous ?? value ?? null;
+                previous = value;
+                return statement.run(name, key, stored);
+              }
+              return statement.run(...params);
+            },
+          };
+        },
+      };
+      return wrapped;
+    },
+  };
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((value, i) => value === b[i]);
+}
+
+function bind(fs: FileSystem): FileSystem {
+  return {
+    open: (path, mode) => fs.open(path, mode),
+    readFile: (path) => fs.readFile(path),
+    exists: (path) => fs.exists(path),
+    mkdirp: (path) => fs.mkdirp(path),
+    list: (dir) => fs.list(dir),
+    rename: (from, to) => fs.rename(from, to),
+    remove: (path) => fs.remove(path),
+    removeAll: (path) => fs.removeAll(path),
+    size: (path) => fs.size(path),
+    syncDir: (path) => fs.syncDir(path),
+    lock: (path) => fs.lock(path),
+    join: (...parts) => fs.join(...parts),
+  };
+}
