@@ -53,6 +53,8 @@ export class SimFileSystem implements FileSystem {
   private generation = 0;
   realInFlight = 0;
   syncCount = 0;
+  /** How long an fdatasync takes: set by the simulator for each life of the machine (none: at once). */
+  syncLatency: (() => Promise<void>) | undefined;
 
   /**
    * `serialize` runs real calls one at a time in the order they were made (shared by every
@@ -162,6 +164,8 @@ export class SimFileSystem implements FileSystem {
         return file.length;
       },
       datasync: async () => {
+        usable();
+        await this.syncLatency?.();
         usable();
         this.syncCount++;
         file.durable = file.bytes().slice();

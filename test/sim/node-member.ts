@@ -100,6 +100,8 @@ export interface MemberEnvironment {
   realFs: FileSystem;
   sqlite: SqliteDriver;
   rootDir: string;
+  /** An fdatasync of the WAL takes a random time in [0, diskSyncMsMax] ms. */
+  diskSyncMsMax: number;
   counters: MemberCounters;
   /** Runs a real asynchronous call after every earlier one (see SimFileSystem). */
   serialize<T>(call: () => Promise<T>): Promise<T>;
@@ -164,6 +166,9 @@ export class SimMember {
     this.clock = clock;
     const runtime: Runtime = { name: "sim", fs: this.fs, sqlite: rollingBackOnClose(this.env.sqlite), clock, random: simRandom(this.env.random.fork()) };
     const network = this.env.hub.networkFor(this.endpoint, () => incarnation === this.incarnation);
+    const diskRandom = this.env.random.fork();
+    const syncMsMax = this.env.diskSyncMsMax;
+    this.fs.syncLatency = () => new Promise((resolve) => clock.setTimer(diskRandom.int(syncMsMax + 1), resolve));
     return EtcdServer.start(runtime, config, this.logger(), { peerNetwork: network }).then(
       (server) => {
         if (incarnation !== this.incarnation) {

@@ -16,7 +16,7 @@ const faultPhaseMs = 6000;
  * Between them these seeds crash (kill and power failure), partition, lose
  * packets, remove and add members (one a learner, promoted) and send snapshots.
  */
-const ciSeeds = [3, 4, 7, 9, 10];
+const ciSeeds = [10, 11, 17, 27, 35];
 
 let runtime: Runtime;
 let rootDir: string;
@@ -73,18 +73,20 @@ describe("whole-node simulation", () => {
   });
 
   test("a seed replays exactly", async () => {
-    const first = await run(10);
-    const second = await run(10);
+    const first = await run(28);
+    const second = await run(28);
     assert.deepEqual(second, first);
-    assert.notDeepEqual((await run(4)).trace, first.trace);
+    assert.notDeepEqual((await run(29)).trace, first.trace);
   });
 
-  test("regression, seed 37 (8 s of faults): a restarted follower's new put is not answered by an entry it proposed before the crash", async () => {
+  test("regression, seed 49: a restarted member's new put is not answered by an entry it proposed before the crash", async () => {
     // Request ids restarted from 0 with each incarnation, so applying an old
-    // entry of this member settled a new request's waiter with the old answer
-    // (revision 57 after 67 had been answered). Fixed in src/server/etcd-server.ts.
-    const result = await run(37, 8000);
-    assert.equal(result.violation, undefined, explain(result, 8000));
-    assert.ok(result.crashes > 5 && result.membersRemoved > 0);
+    // entry of this member settled a new request's waiter with the old answer:
+    // on this seed a put was acknowledged that no member ever applied (and on
+    // others a put was answered with an old revision). Fixed in
+    // src/server/etcd-server.ts; with the counter back at 0 this seed fails.
+    const result = await run(49);
+    assert.equal(result.violation, undefined, explain(result));
+    assert.ok(result.crashes > 5, `only ${result.crashes} crashes`);
   });
 });

@@ -40,6 +40,7 @@ export interface NodeSwarm {
   faultIntervalMs: number;
   downtimeMsMax: number;
   clientIntervalMs: number;
+  diskSyncMsMax: number;
   network: NetworkFaults;
 }
 
@@ -53,6 +54,7 @@ export function drawNodeSwarm(random: Prng): NodeSwarm {
     faultIntervalMs: random.between(300, 1500),
     downtimeMsMax: random.between(200, 3000),
     clientIntervalMs: random.between(5, 40),
+    diskSyncMsMax: random.pick([0, 2, 10, 30]),
     network: {
       // A lost packet breaks its connection (see runtime/sim/peer-network.ts), so loss stays rare.
       dropRate: flaky ? random.float() * 0.002 : 0,
@@ -70,6 +72,7 @@ export function describeNodeSwarm(swarm: NodeSwarm): string {
   const n = swarm.network;
   return (
     `faults=[${faults.join(",")}] every ${swarm.faultIntervalMs}ms, down<=${swarm.downtimeMsMax}ms; client every ${swarm.clientIntervalMs}ms; ` +
+    `sync<=${swarm.diskSyncMsMax}ms; ` +
     `net drop=${n.dropRate.toFixed(4)} dup=${n.duplicateRate.toFixed(3)} delay=${n.delayMsMin}-${n.delayMsMax}ms slow=${n.slowRate.toFixed(3)}`
   );
 }
@@ -180,6 +183,7 @@ class NodeCluster {
       realFs: this.options.realFs,
       sqlite: this.options.sqlite,
       rootDir: this.options.rootDir,
+      diskSyncMsMax: this.swarm.diskSyncMsMax,
       counters: this.counters,
       serialize: (call) => this.serialize(call),
       onCrashBug: (who, error) => this.fail(`${who.name}: a timer threw ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`),
