@@ -41,6 +41,10 @@ function backendWithKeys(path: string, count: number): void {
   for (let i = 0; i < count; i++) backend.putKv(i + 2, 0, encoder.encode(`key-${i}`), new Uint8Array(300).fill(i % 251), i + 2, 1, 0n, false);
   backend.setConsistentIndex(count, 1);
   backend.close();
+  // Everything into the main file and SQLite's log emptied (bun:sqlite does not checkpoint on close).
+  const db = runtime.sqlite.open(path);
+  db.prepare("PRAGMA wal_checkpoint(TRUNCATE)").get();
+  db.close();
 }
 
 const pageBytes = 4096;
