@@ -1,7 +1,6 @@
 // Test builds only: mutants bring back a known bug class so the reliability
 // suite can show it catches it (scorecard R1). EDGETCD_MUTANT=<name> is read
-// by the composition root; the mutants here live entirely in the ports handed
-// to src/ (no product code path changes):
+// by the composition root. Two live entirely in the ports handed to src/:
 //
 //   ack-before-fsync        the WAL's fdatasync does nothing, so a write is
 //                           acknowledged before it is durable. A kill -9 alone
@@ -12,9 +11,13 @@
 //                           transaction than the data: after a restart the
 //                           last applied entry is applied a second time.
 //
+// progress-notify-ahead, read-index-reused and lock-after-lease-expired live in
+// src/ (src/mutants.ts) and are switched on here.
+//
 // Also EDGETCD_TEST_DISK=lose-unsynced (./lose-unsynced.ts): a kill -9 then
 // loses what a power failure would.
 import type { FileHandle, FileSystem, Runtime, SqliteDatabase, SqliteDriver, SqliteValue } from "../../src/ports.ts";
+import { enableMutant, sourceMutants, type SourceMutant } from "../../src/mutants.ts";
 import { loseUnsyncedFileSystem } from "./lose-unsynced.ts";
 
 export const mutantVariable = "EDGETCD_MUTANT";
@@ -34,6 +37,11 @@ export function runtimeWithTestFaults(runtime: Runtime, env: Record<string, stri
   const mutant = env[mutantVariable];
   if (mutant === "ack-before-fsync") result = { ...result, fs: walWithoutSync(result.fs) };
   if (mutant === "consistent-index-apart") result = { ...result, sqlite: consistentIndexApart(result.sqlite) };
+  // The others live in src/ behind src/mutants.ts.
+  if (sourceMutants.includes(mutant as SourceMutant)) enableMutant(mutant as SourceMutant);
+  else if (mutant !== undefined && mutant !== "" && !portMutants.includes(mutant as PortMutant)) {
+    throw new Error(`${mutantVariable}: unknown mutant ${JSON.stringify(mutant)}; known: ${[...portMutants, ...sourceMutants].join(", ")}`);
+  }
   return result;
 }
 

@@ -38,6 +38,7 @@ import type { EtcdServer } from "../server/etcd-server.ts";
 import { validateDeleteRangeRequest } from "../server/validate-kv.ts";
 import { guarded } from "./errors.ts";
 import { WatchSession } from "./watch-service.ts";
+import { mutant } from "../mutants.ts";
 
 /** The TTL of the lease granted for a request naming none (clientv3's default session TTL). */
 export const sessionTtlSecondsDefault = 60;
@@ -85,7 +86,7 @@ async function lock(server: EtcdServer, name: Uint8Array, leaseId: bigint, signa
   }
   const mine = (await server.range(singleKey(key))).kvs[0];
   const leaseEntry = server.lessor.lookup(lease);
-  const leaseExpired = leaseEntry === undefined || server.lessor.remainingMs(leaseEntry) <= 0;
+  const leaseExpired = (leaseEntry === undefined || server.lessor.remainingMs(leaseEntry) <= 0) && !mutant("lock-after-lease-expired"); // MUTANT
   if (mine === undefined || mine.createRevision !== createRevision || leaseExpired) {
     throw new EtcdError(GrpcCode.Unknown, sessionExpiredMessage);
   }

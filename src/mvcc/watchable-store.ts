@@ -15,6 +15,7 @@ import { rowToEvent } from "./kv.ts";
 import type { MvccStore } from "./store.ts";
 import { WatchGroup, type Watcher } from "./watch-group.ts";
 import { WatchStream, type WatchResponseSink } from "./watch-stream.ts";
+import { mutant } from "../mutants.ts";
 
 /** Unsynced watchers caught up per sync step (etcd's maxWatchersPerSync). */
 export const watchersPerSyncMax = 512;
@@ -119,7 +120,7 @@ export class WatchableStore {
    * progress).
    */
   requestProgressAll(stream: WatchStream): void {
-    if (stream.allSynced()) stream.sendProgress(-1n, this.store.currentRevision);
+    if (stream.allSynced() || mutant("progress-notify-ahead")) stream.sendProgress(-1n, this.store.currentRevision); // MUTANT
     else this.streamsAwaitingProgress.add(stream);
   }
 

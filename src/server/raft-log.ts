@@ -21,6 +21,7 @@ import {
 import type { Clock, Random, Timer } from "../ports.ts";
 import { etcdError } from "../errors.ts";
 import type { ServerLog } from "./server-log.ts";
+import { mutant } from "../mutants.ts";
 
 /** The slice of the WAL the log needs. */
 export interface RaftLogWal {
@@ -76,6 +77,8 @@ export class RaftLog implements ServerLog {
   private readonly pendingReads = new Map<string, PendingRead>();
   private readonly readsWaitingForApply: Array<{ index: number; resolve: () => void }> = [];
   private nextReadId = 1;
+  /** Reads released so far (the read-index-reused mutant serves every later read at once). */
+  private readsServed = 0;
   private snapshotIndexValue: number;
   private snapshotting = false;
 
@@ -194,6 +197,7 @@ export class RaftLog implements ServerLog {
    */
   readBarrier(): Promise<void> {
     this.assertRunning();
+    if (mutant("read-index-reused") && this.readsServed > 0) return Promise.resolve(); // MUTANT: the earlier read's index stands
     const id = `${this.options.id}:${this.nextReadId++}`;
     return new Promise<void>((resolve, reject) => {
       // A read sent while there is no leader is dropped by Raft: time it out.
@@ -220,6 +224,7 @@ export class RaftLog implements ServerLog {
     this.appliedIndexValue = Math.max(this.appliedIndexValue, index);
     while (this.readsWaitingForApply.length > 0 && (this.readsWaitingForApply[0]?.index ?? Infinity) <= this.appliedIndexValue) {
       this.readsWaitingForApply.shift()?.resolve();
+      this.readsServed++;
     }
   }
 

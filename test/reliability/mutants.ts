@@ -1,9 +1,11 @@
 // Test power (scorecard R1): runs the part of the suite that should catch each
 // mutant build (EDGETCD_MUTANT, see runtime/faults/mutants.ts) and prints a
 // detection table. A baseline run without a mutant must pass, or the table
-// means nothing.
+// means nothing (for the probes that run an existing test file, the baseline
+// is that file passing in the normal suite).
 //   node --import tsx test/reliability/mutants.ts [--runtime node|bun] [--runs N] [--only a,b]
 // Exits 1 if the baseline fails or a mutant survives.
+import { spawn } from "node:child_process";
 import { parseArgs } from "node:util";
 import { CrashChain, type CrashStep } from "./crash-run.ts";
 
@@ -47,7 +49,52 @@ function killProbe(mutant: string | undefined): Probe {
   };
 }
 
-const probes: Probe[] = [killProbe(undefined), killProbe("ack-before-fsync"), killProbe("consistent-index-apart")];
+const repoRoot = new URL("../..", import.meta.url).pathname;
+
+/** An existing test file (or test:long) run with the mutant switched on in every server it starts: caught when it fails. */
+function commandProbe(mutant: string, suite: string, command: { node: string[]; bun?: string[] }): Probe {
+  return {
+    mutant,
+    suite,
+    async run() {
+      const args = runtime === "bun" && command.bun !== undefined ? command.bun : command.node;
+      const [program, ...rest] = args as [string, ...string[]];
+      const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve) => {
+        const child = spawn(program, rest, {
+          cwd: repoRoot,
+          env: { ...process.env, EDGETCD_MUTANT: mutant, ...(runtime === undefined ? {} : { EDGETCD_RUNTIME: runtime }) },
+          stdio: ["ignore", "pipe", "pipe"],
+        });
+        let text = "";
+        child.stdout.on("data", (chunk: Buffer) => (text += chunk.toString()));
+        child.stderr.on("data", (chunk: Buffer) => (text += chunk.toString()));
+        child.on("exit", (exitCode) => resolve({ code: exitCode, output: text }));
+      });
+      const failure = /(not ok .*|✖ .*|\| L1 \|.*|AssertionError.*)/.exec(output)?.[0] ?? output.slice(-200);
+      return { caught: code !== 0, detail: code === 0 ? "suite passed" : `exit ${code}: ${failure.replace(/\s+/g, " ").slice(0, 200)}` };
+    },
+  };
+}
+
+const nodeTest = (file: string, pattern?: string) => ["node", "--import", "tsx", "--test", ...(pattern === undefined ? [] : ["--test-name-pattern", pattern]), file];
+const bunTest = (file: string, pattern?: string) => ["node_modules/.bin/bun", "test", "--timeout", "300000", ...(pattern === undefined ? [] : ["-t", pattern]), file];
+
+const probes: Probe[] = [
+  killProbe(undefined),
+  killProbe("ack-before-fsync"),
+  killProbe("consistent-index-apart"),
+  commandProbe("progress-notify-ahead", "test/watch/guarantees.test.ts (bookmarkable, real process)", {
+    node: nodeTest("test/watch/guarantees.test.ts"),
+    bun: bunTest("test/watch/guarantees.test.ts"),
+  }),
+  commandProbe("read-index-reused", "test:long L1 (3 nodes, checker), 1 run", {
+    node: ["node", "--import", "tsx", "test/reliability/long.ts", "--only", "L1", "--runs", "1", "--scale", "0.5", "--operations-max", "800", ...(runtime === undefined ? [] : ["--runtime", runtime])],
+  }),
+  commandProbe("lock-after-lease-expired", "test/lease/lock-election.test.ts (expired waiter)", {
+    node: nodeTest("test/lease/lock-election.test.ts", "lease expired"),
+    bun: bunTest("test/lease/lock-election.test.ts", "lease expired"),
+  }),
+];
 const only = values.only?.split(",");
 const chosen = probes.filter((probe) => probe.mutant === undefined || only === undefined || only.includes(probe.mutant));
 
