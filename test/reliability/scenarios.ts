@@ -15,6 +15,7 @@ import {
 import { connect, definiteError, HistoryRecorder, neverSent, RecordingEtcdClient, type Connection } from "./history.ts";
 import { Traffic } from "./traffic.ts";
 import { FaultCluster, killAllFault, killFault, maintenance, processFaults, sleep, type Fault } from "./faults.ts";
+import { crashPointFaults } from "./crash-faults.ts";
 
 export interface RunOptions {
   kind: "edgetcd" | "etcd";
@@ -210,7 +211,7 @@ function linearizabilityScenario(id: string, title: string, size: number): Scena
         const traffic = new Traffic(random.fork());
         const run = startEtcdTraffic(cluster, history, traffic, size === 1 ? 4 : 6, options.operationsMax);
         await sleep(1000 * options.scale);
-        const faults: Fault[] = size === 1 ? [killFault("random", electionMs)] : processFaults(electionMs);
+        const faults: Fault[] = size === 1 ? [killFault("random", electionMs), ...crashPointFaults()] : processFaults(electionMs);
         const fault = random.pick(faults);
         notes.push(fault.name);
         const before = history.operations.length;

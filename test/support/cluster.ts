@@ -9,6 +9,8 @@ export interface ClusterMember {
   peerPort: number;
   dataDir: string;
   server: RunningServer | undefined;
+  /** More environment for this member's next starts (e.g. EDGETCD_CRASH_POINT). */
+  env?: Record<string, string>;
 }
 
 export interface TestCluster {
@@ -59,7 +61,10 @@ export async function startCluster(size = 3, options: ClusterOptions = {}): Prom
       clientPort: member.clientPort,
       peerPort: member.peerPort,
       readyTimeoutMs: options.readyTimeoutMs,
-      ...(links === undefined ? {} : { env: { EDGETCD_TEST_PEER_DIAL: dialMapFor(links, member.name, members) } }),
+      env: {
+        ...(links === undefined ? {} : { EDGETCD_TEST_PEER_DIAL: dialMapFor(links, member.name, members) }),
+        ...member.env,
+      },
       extraArgs: [
         "--name", member.name,
         "--initial-cluster", initialCluster,
