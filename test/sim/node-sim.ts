@@ -32,6 +32,8 @@ import { Trace } from "./trace.ts";
 
 export const leaderWithinElectionTimeouts = 10;
 const initialMembers = 3;
+/** Longer than the server's own request timeout (5 s + 2 election timeouts). */
+const membershipAnswerMs = 8000;
 
 export interface NodeSimOptions {
   seed: number;
@@ -274,7 +276,7 @@ class NodeCluster {
       const victimId = asker.server?.members().find((member) => member.peerURLs.includes(victim.peerUrl))?.ID;
       if (victimId === undefined || asker.server === undefined) return;
       this.trace.add(`member remove ${victim.name} through ${asker.name}`);
-      await asker.server.memberRemove(Number(victimId));
+      await this.within(asker.server.memberRemove(Number(victimId)), "member remove");
       this.membersRemoved++;
       this.trace.add(`member ${victim.name} removed`);
       if (victim.state !== "removed") {
@@ -287,7 +289,7 @@ class NodeCluster {
       // The next member's name and URL; it exists only once the cluster has accepted it.
       const name = `m${this.members.length + 1}`;
       this.trace.add(`member add ${name}${learner ? " as learner" : ""} through ${adder.name}`);
-      await adder.server.memberAdd([`http://${name}:2380`], learner);
+      await this.within(adder.server.memberAdd([`http://${name}:2380`], learner), "member add");
       const newcomer = this.addMember();
       this.membersAdded++;
       const cluster = this.members
@@ -303,6 +305,26 @@ class NodeCluster {
     }
   }
 
+  /**
+   * A request to a member that then crashed never answers; after
+   * `membershipAnswerMs` its outcome counts as unknown, so later changes can go on.
+   */
+  private within<T>(request: Promise<T>, what: string): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const timer = this.clock.setTimer(membershipAnswerMs, () => reject(new Error(`${what}: no answer within ${membershipAnswerMs} ms`)));
+      request.then(
+        (value) => {
+          timer.cancel();
+          resolve(value);
+        },
+        (error: unknown) => {
+          timer.cancel();
+          reject(error);
+        },
+      );
+    });
+  }
+
   private async promote(learner: SimMember): Promise<void> {
     for (let attempt = 0; attempt < 40; attempt++) {
       await new Promise<void>((resolve) => this.clock.setTimer(250, resolve));
@@ -310,7 +332,7 @@ class NodeCluster {
       const id = leader?.server?.members().find((member) => member.peerURLs.includes(learner.peerUrl))?.ID;
       if (leader?.server === undefined || id === undefined) continue;
       try {
-        await leader.server.memberPromote(Number(id));
+        await this.within(leader.server.memberPromote(Number(id)), "member promote");
         this.learnersPromoted++;
         this.trace.add(`learner ${learner.name} promoted`);
         return;
