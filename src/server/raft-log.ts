@@ -77,7 +77,7 @@ export class RaftLog implements ServerLog {
   private readonly pendingReads = new Map<string, PendingRead>();
   private readonly readsWaitingForApply: Array<{ index: number; resolve: () => void }> = [];
   private nextReadId = 1;
-  /** Reads released so far (the read-index-reused mutant serves every later read at once). */
+  /** Read indexes received so far (the read-index-reused mutant serves every later read at once). */
   private readsServed = 0;
   private snapshotIndexValue: number;
   private snapshotting = false;
@@ -224,7 +224,6 @@ export class RaftLog implements ServerLog {
     this.appliedIndexValue = Math.max(this.appliedIndexValue, index);
     while (this.readsWaitingForApply.length > 0 && (this.readsWaitingForApply[0]?.index ?? Infinity) <= this.appliedIndexValue) {
       this.readsWaitingForApply.shift()?.resolve();
-      this.readsServed++;
     }
   }
 
@@ -349,6 +348,7 @@ export class RaftLog implements ServerLog {
       const read = this.pendingReads.get(id);
       if (read === undefined) continue;
       this.pendingReads.delete(id);
+      this.readsServed++;
       if (state.index <= this.appliedIndexValue) read.resolve();
       else this.readsWaitingForApply.push({ index: state.index, resolve: read.resolve });
     }

@@ -87,8 +87,9 @@ const probes: Probe[] = [
     node: nodeTest("test/watch/guarantees.test.ts"),
     bun: bunTest("test/watch/guarantees.test.ts"),
   }),
-  commandProbe("read-index-reused", "test:long L1 (3 nodes, checker), 1 run", {
-    node: ["node", "--import", "tsx", "test/reliability/long.ts", "--only", "L1", "--runs", "1", "--scale", "0.5", "--operations-max", "800", ...(runtime === undefined ? [] : ["--runtime", runtime])],
+  commandProbe("read-index-reused", "test/reliability/follower-reads.test.ts (3 nodes, read on followers after each acknowledged write)", {
+    node: nodeTest("test/reliability/follower-reads.test.ts"),
+    bun: bunTest("test/reliability/follower-reads.test.ts"),
   }),
   commandProbe("lock-after-lease-expired", "test/lease/lock-election.test.ts (expired waiter)", {
     node: nodeTest("test/lease/lock-election.test.ts", "lease expired"),
