@@ -75,6 +75,9 @@ export class RaftLog implements ServerLog {
   private commitIndexValue = 0;
   private appliedIndexValue: number;
   private readonly pendingReads = new Map<string, PendingRead>();
+  /** Reads waiting for the next ReadIndex round, and the round out now. */
+  private queuedReads: PendingRead[] = [];
+  private readRoundId: string | undefined;
   private readonly readsWaitingForApply: Array<{ index: number; resolve: () => void }> = [];
   private nextReadId = 1;
   /** Read indexes received so far (the read-index-reused mutant serves every later read at once). */
@@ -198,24 +201,51 @@ export class RaftLog implements ServerLog {
   readBarrier(): Promise<void> {
     this.assertRunning();
     if (mutant("read-index-reused") && this.readsServed > 0) return Promise.resolve(); // MUTANT: the earlier read's index stands
-    const id = `${this.options.id}:${this.nextReadId++}`;
     return new Promise<void>((resolve, reject) => {
-      // A read sent while there is no leader is dropped by Raft: time it out.
-      const timer = this.options.clock.setTimer(this.options.requestTimeoutMs, () => {
-        if (this.pendingReads.delete(id)) reject(etcdError("timeout"));
-      });
-      this.pendingReads.set(id, {
-        resolve: () => {
-          timer.cancel();
-          resolve();
-        },
-        reject: (error) => {
-          timer.cancel();
-          reject(error);
-        },
-      });
-      this.node.readIndex(new TextEncoder().encode(id));
-      this.schedule();
+      this.queuedReads.push({ resolve, reject });
+      if (this.readRoundId === undefined) this.startReadRound();
+    });
+  }
+
+  /**
+   * One ReadIndex request for every read queued so far (etcd's read loop):
+   * reads that arrive while a round is out wait for the next one, since the
+   * index must be fixed after they began.
+   */
+  private startReadRound(): void {
+    if (this.queuedReads.length === 0 || this.failed) return;
+    const waiters = this.queuedReads;
+    this.queuedReads = [];
+    const id = `${this.options.id}:${this.nextReadId++}`;
+    this.readRoundId = id;
+    // A read sent while there is no leader is dropped by Raft: time it out.
+    const timer = this.options.clock.setTimer(this.options.requestTimeoutMs, () => {
+      const read = this.pendingReads.get(id);
+      if (read === undefined) return;
+      this.pendingReads.delete(id);
+      this.readRoundEnded(id);
+      read.reject(etcdError("timeout"));
+    });
+    this.pendingReads.set(id, {
+      resolve: () => {
+        timer.cancel();
+        for (const waiter of waiters) waiter.resolve();
+      },
+      reject: (error) => {
+        timer.cancel();
+        for (const waiter of waiters) waiter.reject(error);
+      },
+    });
+    this.node.readIndex(new TextEncoder().encode(id));
+    this.schedule();
+  }
+
+  /** The round `id` has its index (or failed): the reads queued meanwhile go next. */
+  private readRoundEnded(id: string): void {
+    if (this.readRoundId !== id) return;
+    this.readRoundId = undefined;
+    if (this.queuedReads.length > 0) queueMicrotask(() => {
+      if (this.readRoundId === undefined) this.startReadRound();
     });
   }
 
@@ -263,6 +293,9 @@ export class RaftLog implements ServerLog {
     this.failed = true;
     for (const read of this.pendingReads.values()) read.reject(etcdError("stopped"));
     this.pendingReads.clear();
+    for (const read of this.queuedReads) read.reject(etcdError("stopped"));
+    this.queuedReads = [];
+    this.readRoundId = undefined;
   }
 
   status() {
@@ -339,6 +372,7 @@ export class RaftLog implements ServerLog {
     if (lead === 0) {
       for (const read of this.pendingReads.values()) read.reject(etcdError("leaderChanged"));
       this.pendingReads.clear();
+      if (this.readRoundId !== undefined) this.readRoundEnded(this.readRoundId);
     }
   }
 
@@ -348,6 +382,7 @@ export class RaftLog implements ServerLog {
       const read = this.pendingReads.get(id);
       if (read === undefined) continue;
       this.pendingReads.delete(id);
+      this.readRoundEnded(id);
       this.readsServed++;
       if (state.index <= this.appliedIndexValue) read.resolve();
       else this.readsWaitingForApply.push({ index: state.index, resolve: read.resolve });

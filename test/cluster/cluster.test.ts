@@ -137,5 +137,28 @@ describe("a 3-member cluster", () => {
     assert.equal(new Set(hashes).size, 1, `equal HashKV at revision ${target}: ${hashes.join(", ")}`);
     assert.ok(electedAfterMs < 10 * electionMs, `new leader after ${electedAfterMs} ms`);
   });
-});
 
+  test("concurrent linearizable reads on a follower (batched into ReadIndex rounds) each see every write acknowledged before they began", async () => {
+    const leader = await leaderOf(cluster, 10 * electionMs);
+    const follower = cluster.members.find((member) => member !== leader && member.server !== undefined) as ClusterMember;
+    const writer = clientsOf(leader).kv;
+    const reader = clientsOf(follower).kv;
+    let acknowledged = 0n;
+    let writing = true;
+    const writes = (async () => {
+      for (let i = 0; writing; i++) {
+        const put = await writer.put({ key: bytes("batch/counter"), value: bytes(String(i)) });
+        acknowledged = put.header?.revision ?? acknowledged;
+      }
+    })();
+    const reads = Array.from({ length: 200 }, async (_, i) => {
+      await sleep(i * 2);
+      const floor = acknowledged;
+      const range = await reader.range({ key: bytes("batch/counter") });
+      assert.ok((range.kvs[0]?.modRevision ?? 0n) >= floor, `read ${i} saw revision ${range.kvs[0]?.modRevision}, a write at ${floor} was acknowledged before it began`);
+    });
+    await Promise.all(reads);
+    writing = false;
+    await writes;
+  });
+});
