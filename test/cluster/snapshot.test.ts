@@ -68,14 +68,15 @@ describe("snapshots and log compaction", () => {
     await cluster?.stopAll();
   });
 
-  test("a member behind the compacted log catches up by snapshot, restarts from it, and keeps replicating", async () => {
-    const leader = await leaderOf(cluster, 10 * electionMs);
-    const lagging = cluster.members.find((member) => member !== leader) as ClusterMember;
-    const { kv, lease, maintenance } = clientsOf(leader);
-    for (let i = 0; i < 20; i++) await kv.put({ key: bytes(`snap/early/${i}`), value: bytes(`e${i}`) });
+  test("a killed leader that fell behind the compacted log catches up by snapshot, restarts from it, and keeps replicating", async () => {
+    const lagging = await leaderOf(cluster, 10 * electionMs);
+    const early = clientsOf(lagging).kv;
+    for (let i = 0; i < 20; i++) await early.put({ key: bytes(`snap/early/${i}`), value: bytes(`e${i}`) });
 
     await lagging.server?.kill();
     lagging.server = undefined;
+    const leader = await leaderOf(cluster, 20 * electionMs);
+    const { kv, lease, maintenance } = clientsOf(leader);
 
     // While it is down: well past --snapshot-count entries, with deletes, a
     // compaction, and a lease with a key attached.
