@@ -26,16 +26,16 @@ interface Probe {
   run(): Promise<{ caught: boolean; detail: string }>;
 }
 
-/** D1/L2-style: kill -9 twice during concurrent writes on a disk that loses unsynced writes, restart, check every acknowledged write. */
+/** D1/L2-style: kill -9 five times during concurrent writes on a disk that loses unsynced writes, restart, check every acknowledged write. */
 function killProbe(mutant: string | undefined): Probe {
   return {
     mutant,
-    suite: "kill -9 x2 + restart, lose-unsynced disk (crash-run.ts)",
+    suite: "kill -9 x5 + restart, lose-unsynced disk (crash-run.ts)",
     async run() {
       const chain = await CrashChain.create({ runtime, envAlways: { EDGETCD_TEST_DISK: "lose-unsynced" }, killAfterMs: 1500 });
       const step: CrashStep = { point: undefined, hit: 0, env: mutant === undefined ? {} : { EDGETCD_MUTANT: mutant } };
       let started = true;
-      for (let i = 0; i < 2 && started; i++) started = await chain.step(step);
+      for (let i = 0; i < 5 && started; i++) started = await chain.step(step);
       const finalWrite = started && (await chain.finish());
       const acknowledged = chain.steps.reduce((sum, s) => sum + s.acknowledged, 0);
       const problems = [
@@ -91,9 +91,9 @@ const probes: Probe[] = [
     node: nodeTest("test/reliability/follower-reads.test.ts"),
     bun: bunTest("test/reliability/follower-reads.test.ts"),
   }),
-  commandProbe("lock-after-lease-expired", "test/lease/lock-election.test.ts (expired waiter)", {
-    node: nodeTest("test/lease/lock-election.test.ts", "lease expired"),
-    bun: bunTest("test/lease/lock-election.test.ts", "lease expired"),
+  commandProbe("lock-after-lease-expired", "test/reliability/lock-lease.test.ts (unlock just after the waiter's lease expired)", {
+    node: nodeTest("test/reliability/lock-lease.test.ts"),
+    bun: bunTest("test/reliability/lock-lease.test.ts"),
   }),
 ];
 const only = values.only?.split(",");
