@@ -409,13 +409,21 @@ const setScenario: Scenario = {
           try {
             await (connections[memberIndex] as Connection).kv.put({ key: encoder.encode(element), value: encoder.encode(element) }, { timeoutMs: 2000 });
             acknowledged.add(element);
-          } catch {
+          } catch (error) {
+            // A refused connection (the member is down) sent nothing: it does not use up the budget.
+            if (neverSent(error)) {
+              adds--;
+              attempted.delete(element);
+            }
             memberIndex = (memberIndex + 1) % connections.length;
             await sleep(50);
           }
         }
       });
       await sleep(random.between(800, 2000) * options.scale);
+      // The fault comes once adds are being acknowledged, or the run could not tell anything.
+      const warmDeadline = Date.now() + 20_000;
+      while (acknowledged.size < 10 && Date.now() < warmDeadline && adds < options.operationsMax) await sleep(50);
       const fault = killAllFault(electionMs);
       notes.push(fault.name);
       await fault.inject(cluster, random);

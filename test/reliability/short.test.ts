@@ -6,7 +6,8 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { scenarios } from "./scenarios.ts";
 
-const seed = Number(process.env.EDGETCD_RELIABILITY_SEED ?? Date.now() % 100_000);
+// A fixed seed by default, so CI runs the same schedules every time; set EDGETCD_RELIABILITY_SEED to explore.
+const seed = Number(process.env.EDGETCD_RELIABILITY_SEED ?? 72942);
 
 describe(`reliability short tier (seed ${seed}; replay: npm run test:long -- --runs 1 --seed ${seed} --scale 0.3 --operations-max 300)`, () => {
   for (const scenario of scenarios) {
