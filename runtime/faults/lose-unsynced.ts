@@ -7,6 +7,7 @@
 // SQLite does its own IO and is not covered (the WAL, not SQLite, makes a
 // write durable: see src/storage/backend.ts).
 import type { FileHandle, FileSystem } from "../../src/ports.ts";
+import { delegatingFileSystem } from "./wrap-file-system.ts";
 
 type Write =
   | { kind: "append"; data: Uint8Array }
@@ -73,15 +74,13 @@ export function loseUnsyncedFileSystem(inner: FileSystem): FileSystem {
     close: () => file.close(),
   });
   return {
+    ...delegatingFileSystem(inner),
     open: async (path, mode) => wrap(path, await inner.open(path, mode)),
     async readFile(path) {
       const writes = unsynced.get(path);
       const bytes = (await inner.exists(path)) || writes === undefined ? await inner.readFile(path) : new Uint8Array(0);
       return writes === undefined ? bytes : contentAfter(bytes, writes);
     },
-    exists: (path) => inner.exists(path),
-    mkdirp: (path) => inner.mkdirp(path),
-    list: (dir) => inner.list(dir),
     async rename(from, to) {
       await inner.rename(from, to);
       const writes = unsynced.get(from);
@@ -100,8 +99,5 @@ export function loseUnsyncedFileSystem(inner: FileSystem): FileSystem {
     async size(path) {
       return sizeAfter(await inner.size(path), unsynced.get(path) ?? []);
     },
-    syncDir: (path) => inner.syncDir(path),
-    lock: (path) => inner.lock(path),
-    join: (...parts) => inner.join(...parts),
   };
 }

@@ -16,9 +16,10 @@
 //
 // Also EDGETCD_TEST_DISK=lose-unsynced (./lose-unsynced.ts): a kill -9 then
 // loses what a power failure would.
-import type { FileHandle, FileSystem, Runtime, SqliteDatabase, SqliteDriver, SqliteValue } from "../../src/ports.ts";
+import type { FileSystem, Runtime, SqliteDatabase, SqliteDriver, SqliteValue } from "../../src/ports.ts";
 import { enableMutant, sourceMutants, type SourceMutant } from "../../src/mutants.ts";
 import { loseUnsyncedFileSystem } from "./lose-unsynced.ts";
+import { withFileDatasync } from "./wrap-file-system.ts";
 
 export const mutantVariable = "EDGETCD_MUTANT";
 export const testDiskVariable = "EDGETCD_TEST_DISK";
@@ -47,16 +48,7 @@ export function runtimeWithTestFaults(runtime: Runtime, env: Record<string, stri
 
 /** MUTANT ack-before-fsync: datasync of WAL segments is skipped. */
 function walWithoutSync(inner: FileSystem): FileSystem {
-  const wrap = (path: string, file: FileHandle): FileHandle => ({
-    append: (data) => file.append(data),
-    writeAt: (data, position) => file.writeAt(data, position),
-    readAt: (position, length) => file.readAt(position, length),
-    size: () => file.size(),
-    datasync: () => (path.endsWith(".wal") ? Promise.resolve() : file.datasync()),
-    truncate: (size) => file.truncate(size),
-    close: () => file.close(),
-  });
-  return { ...bind(inner), open: async (path, mode) => wrap(path, await inner.open(path, mode)) };
+  return withFileDatasync(inner, (path, file) => (path.endsWith(".wal") ? Promise.resolve() : file.datasync()));
 }
 
 const consistentIndexKey = new TextEncoder().encode("consistent_index");
@@ -95,21 +87,4 @@ function consistentIndexApart(inner: SqliteDriver): SqliteDriver {
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((value, i) => value === b[i]);
-}
-
-function bind(fs: FileSystem): FileSystem {
-  return {
-    open: (path, mode) => fs.open(path, mode),
-    readFile: (path) => fs.readFile(path),
-    exists: (path) => fs.exists(path),
-    mkdirp: (path) => fs.mkdirp(path),
-    list: (dir) => fs.list(dir),
-    rename: (from, to) => fs.rename(from, to),
-    remove: (path) => fs.remove(path),
-    removeAll: (path) => fs.removeAll(path),
-    size: (path) => fs.size(path),
-    syncDir: (path) => fs.syncDir(path),
-    lock: (path) => fs.lock(path),
-    join: (...parts) => fs.join(...parts),
-  };
 }

@@ -10,12 +10,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { PutRequestSchema, RangeRequestSchema } from "../../src/gen/etcdserverpb/rpc_pb.ts";
-import type { FileHandle, FileSystem, Logger } from "../../src/ports.ts";
+import type { FileSystem, Logger } from "../../src/ports.ts";
 import { parseFlags } from "../../src/cli/flags.ts";
 import { serverConfigFromFlags } from "../../src/server/config.ts";
 import { EtcdServer } from "../../src/server/etcd-server.ts";
 import { SnapshotFiles } from "../../src/server/snapshot-files.ts";
 import { Backend, BackendCorruptError } from "../../src/storage/backend.ts";
+import { withFileDatasync } from "../../runtime/faults/wrap-file-system.ts";
 import { testRuntime } from "../support/runtime.ts";
 import { startEdgetcd, tempDir } from "../support/processes.ts";
 import { connect } from "./history.ts";
@@ -183,29 +184,11 @@ const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
 /** A FileSystem whose files' datasync rejects (EIO) while `failing()` says so. */
 function failingSyncFs(inner: FileSystem, failing: () => boolean): FileSystem {
-  const wrap = (file: FileHandle): FileHandle => ({
-    append: (data) => file.append(data),
-    writeAt: (data, position) => file.writeAt(data, position),
-    readAt: (position, length) => file.readAt(position, length),
-    size: () => file.size(),
-    datasync: () => (failing() ? Promise.reject(new Error("EIO: fdatasync failed (injected)")) : file.datasync()),
-    truncate: (size) => file.truncate(size),
-    close: () => file.close(),
-  });
+  const files = withFileDatasync(inner, (_path, file) => (failing() ? Promise.reject(new Error("EIO: fdatasync failed (injected)")) : file.datasync()));
   return {
-    open: async (path, mode) => wrap(await inner.open(path, mode)),
-    readFile: (path) => inner.readFile(path),
-    exists: (path) => inner.exists(path),
-    mkdirp: (path) => inner.mkdirp(path),
-    list: (dir) => inner.list(dir),
-    rename: (from, to) => inner.rename(from, to),
-    remove: (path) => inner.remove(path),
-    removeAll: (path) => inner.removeAll(path),
-    size: (path) => inner.size(path),
+    ...files,
     syncDir: (path) => (failing() ? Promise.reject(new Error("EIO: fsync of a directory failed (injected)")) : inner.syncDir(path)),
-    lock: (path) => inner.lock(path),
-    join: (...parts) => inner.join(...parts),
-  } satisfies FileSystem;
+  };
 }
 
 
