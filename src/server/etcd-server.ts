@@ -82,8 +82,6 @@ export class EtcdServer {
   private readonly waiters = new Map<number, Waiter>();
   private requestCounter = 0;
   private appliedIndex = 0;
-  /** The index of the latest snapshot (the WAL holds nothing older). */
-  private snapshotIndex = 0;
   private snapshotting = false;
   private snapshotFiles!: SnapshotFiles;
   private crashPoints: CrashPoints | undefined;
@@ -215,6 +213,8 @@ export class EtcdServer {
           // Each restart of a single member is a new election: a new term.
           term: (hardState?.term ?? 0) + 1,
           lastIndex,
+          snapshotIndex: walSnapshot?.index ?? 0,
+          ...(crashPoints === undefined ? {} : { crashPoints }),
           apply: (committed) => server?.applyEntries(committed),
           fatal: (error) => server?.fail(error),
         });
@@ -255,6 +255,7 @@ export class EtcdServer {
               : { snapshot: { metadata: { ...walSnapshot, confState: confStateOf(members) }, data: new Uint8Array(0) } }),
           },
           applied,
+          ...(crashPoints === undefined ? {} : { crashPoints }),
           send: (messages) => {
             if (server === undefined) sending.send(messages);
             else server.sendMessages(messages, sending);
@@ -275,7 +276,6 @@ export class EtcdServer {
       );
       server.snapshotFiles = snapshotFiles;
       server.crashPoints = crashPoints;
-      server.snapshotIndex = walSnapshot?.index ?? 0;
       // Replay what the WAL has past the backend's consistent index.
       server.appliedIndex = applied;
       // Request ids must not repeat across restarts: the WAL may still hold entries this member
@@ -623,7 +623,6 @@ export class EtcdServer {
       for (const id of this.transport.peerIds()) if (!known.has(id)) this.transport.removePeer(id);
     }
     this.appliedIndex = Math.max(this.backend.consistentIndex(), snapshot.metadata.index);
-    this.snapshotIndex = snapshot.metadata.index;
     this.log.markApplied(this.appliedIndex);
     this.logger.info("applied snapshot from the leader", {
       "snapshot-index": snapshot.metadata.index,
@@ -638,24 +637,13 @@ export class EtcdServer {
    * records the snapshot and lets go of what precedes it.
    */
   private maybeSnapshot(): void {
-    if (this.snapshotting || this.appliedIndex - this.snapshotIndex <= this.config.snapshotCount) return;
+    if (this.snapshotting || this.appliedIndex - this.log.snapshotIndex <= this.config.snapshotCount) return;
     this.snapshotting = true;
     const run = async () => {
       this.crashPoints?.hit("snapshot-before-save");
       this.backend.checkpoint();
-      const index = this.appliedIndex;
-      if (this.log instanceof RaftLog) {
-        await this.log.snapshot(this.config.snapshotCatchUpEntries);
-        this.crashPoints?.hit("snapshot-after-save");
-        this.snapshotIndex = this.log.snapshotIndex;
-      } else {
-        await this.wal.saveSnapshot({ index, term: this.log.term });
-        this.crashPoints?.hit("snapshot-after-save");
-        await this.wal.releaseTo(index);
-        this.snapshotIndex = index;
-      }
-      this.crashPoints?.hit("snapshot-after-release");
-      this.logger.info("saved snapshot", { "snapshot-index": this.snapshotIndex });
+      await this.log.snapshot(this.config.snapshotCatchUpEntries);
+      this.logger.info("saved snapshot", { "snapshot-index": this.log.snapshotIndex });
     };
     run()
       .catch((error: unknown) => this.fail(error))

@@ -3,11 +3,14 @@
 // apply. This is the seat the Raft core takes in a cluster: the same
 // "persist, then commit, then apply" order, with a quorum of one.
 import { EntryType, type Entry, type HardState } from "../raft/types.ts";
+import type { CrashPoints } from "../storage/crash-points.ts";
 import type { ServerLog } from "./server-log.ts";
 
 /** The slice of the WAL the log needs. */
 export interface LogWal {
   save(hardState: HardState | undefined, entries: Entry[], options: { sync: boolean }): Promise<void>;
+  saveSnapshot(snapshot: { index: number; term: number }): Promise<void>;
+  releaseTo(index: number): Promise<void>;
 }
 
 export interface LocalLogOptions {
@@ -15,6 +18,10 @@ export interface LocalLogOptions {
   memberId: number;
   term: number;
   lastIndex: number;
+  /** The WAL's latest snapshot index (0 when none). */
+  snapshotIndex?: number;
+  /** Fault injection for tests (snapshot-after-save, snapshot-after-release). */
+  crashPoints?: CrashPoints;
   /** Called with entries that are durable, in index order. */
   apply: (entries: Entry[]) => void;
   /** A failed WAL write: the node must stop; nothing after it is acknowledged. */
@@ -28,10 +35,13 @@ export class LocalLog implements ServerLog {
   private flushing = false;
   private failed = false;
   private lastIndexValue: number;
+  private appliedIndex = 0;
+  private snapshotIndexValue: number;
   private readonly batchEntriesMax: number;
 
   constructor(private readonly options: LocalLogOptions) {
     this.lastIndexValue = options.lastIndex;
+    this.snapshotIndexValue = options.snapshotIndex ?? 0;
     this.batchEntriesMax = options.batchEntriesMax ?? 4096;
   }
 
@@ -53,7 +63,24 @@ export class LocalLog implements ServerLog {
     return Promise.resolve();
   }
 
-  markApplied(): void {}
+  markApplied(index: number): void {
+    this.appliedIndex = Math.max(this.appliedIndex, index);
+  }
+
+  get snapshotIndex(): number {
+    return this.snapshotIndexValue;
+  }
+
+  /** A single member keeps no entries in memory: the WAL records the snapshot and drops older segments. */
+  async snapshot(): Promise<void> {
+    const index = this.appliedIndex;
+    if (index <= this.snapshotIndexValue) return;
+    await this.options.wal.saveSnapshot({ index, term: this.options.term });
+    this.options.crashPoints?.hit("snapshot-after-save");
+    this.snapshotIndexValue = index;
+    await this.options.wal.releaseTo(index);
+    this.options.crashPoints?.hit("snapshot-after-release");
+  }
 
   stop(): void {
     this.failed = true;

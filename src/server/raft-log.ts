@@ -21,6 +21,7 @@ import {
 import type { Clock, Random, Timer } from "../ports.ts";
 import { etcdError } from "../errors.ts";
 import type { ServerLog } from "./server-log.ts";
+import type { CrashPoints } from "../storage/crash-points.ts";
 import { mutant } from "../mutants.ts";
 
 /** The slice of the WAL the log needs. */
@@ -42,6 +43,8 @@ export interface RaftLogOptions {
   /** What the WAL held at start: hard state, entries after the snapshot, the snapshot. */
   restored: { hardState?: HardState; entries: Entry[]; snapshot?: Snapshot; confState: ConfState };
   applied: number;
+  /** Fault injection for tests (snapshot-after-save, snapshot-after-release). */
+  crashPoints?: CrashPoints;
   send: (messages: Message[]) => void;
   /**
    * A snapshot received from the leader, made durable before the WAL records
@@ -83,7 +86,6 @@ export class RaftLog implements ServerLog {
   /** Read indexes received so far (the read-index-reused mutant serves every later read at once). */
   private readsServed = 0;
   private snapshotIndexValue: number;
-  private snapshotting = false;
 
   constructor(private readonly options: RaftLogOptions) {
     const { restored } = options;
@@ -268,23 +270,22 @@ export class RaftLog implements ServerLog {
    * it for followers that are a little behind (etcd's snapshot and compaction).
    */
   async snapshot(catchUpEntries: number): Promise<void> {
-    if (this.snapshotting || this.failed) return;
     const index = this.appliedIndexValue;
-    if (index <= this.snapshotIndexValue) return;
-    this.snapshotting = true;
+    if (this.failed || index <= this.snapshotIndexValue) return;
     try {
       const snapshot = this.storage.createSnapshot(index, this.node.confState(), new Uint8Array(0));
       await this.options.wal.saveSnapshot({ index, term: snapshot.metadata.term });
+      this.options.crashPoints?.hit("snapshot-after-save");
       this.snapshotIndexValue = index;
       const compactTo = index - catchUpEntries;
       if (compactTo > this.storage.firstIndex()) this.storage.compact(compactTo);
       await this.options.wal.releaseTo(index);
+      this.options.crashPoints?.hit("snapshot-after-release");
     } catch (error) {
+      // The caller stops the member; Raft stops ticking at once.
       this.failed = true;
       this.ticker.cancel();
-      this.options.fatal(error);
-    } finally {
-      this.snapshotting = false;
+      throw error;
     }
   }
 

@@ -11,5 +11,13 @@ export interface ServerLog {
   readBarrier(): Promise<void>;
   /** The applier finished applying up to `index`. */
   markApplied(index: number): void;
+  /** The index of the latest snapshot: the WAL holds nothing older. */
+  readonly snapshotIndex: number;
+  /**
+   * Records a snapshot at the applied index (the caller made the backend
+   * durable up to it) and lets the WAL drop what precedes it; a cluster's log
+   * keeps `catchUpEntries` entries behind it in memory for slow followers.
+   */
+  snapshot(catchUpEntries: number): Promise<void>;
   stop(): void;
 }

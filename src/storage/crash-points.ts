@@ -12,7 +12,7 @@ export type CrashPointName =
   // Backend (src/storage/backend.ts): around the SQLite COMMIT of a batch.
   | "backend-before-commit"
   | "backend-after-commit"
-  // Snapshot save (EtcdServer.maybeSnapshot): before the backend checkpoint, after the WAL records the snapshot, after old segments go.
+  // Snapshot save (EtcdServer.maybeSnapshot, then the log's snapshot()): before the backend checkpoint, after the WAL records the snapshot, after old segments go.
   | "snapshot-before-save"
   | "snapshot-after-save"
   | "snapshot-after-release"
