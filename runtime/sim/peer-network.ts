@@ -104,14 +104,6 @@ export class SimPeerHub {
     };
   }
 
-  private listenerEndpoint(url: string): number | undefined {
-    try {
-      return this.listeners.get(new URL(url).origin)?.endpoint;
-    } catch {
-      return undefined;
-    }
-  }
-
   private connect(from: number, url: string): SimSession {
     let origin: string;
     try {
@@ -120,7 +112,7 @@ export class SimPeerHub {
       origin = url;
     }
     // Where the packets go is decided at dial time; nobody listening there fails the dial on arrival.
-    const to = this.listenerEndpoint(url) ?? -1;
+    const to = this.listeners.get(origin)?.endpoint ?? -1;
     const connection = new SimConnection(this, from, to);
     this.connections.add(connection);
     void connection.closed.then(() => this.connections.delete(connection));
