@@ -5,15 +5,15 @@
 import { writeSync } from "node:fs";
 import { crashPointNames, type CrashPointName, type CrashPoints } from "../../src/storage/crash-points.ts";
 
-export const crashPointVariable = "EDGETCD_CRASH_POINT";
+const crashPointVariable = "EDGETCD_CRASH_POINT";
 
-export interface CrashPointSetting {
+interface CrashPointSetting {
   name: CrashPointName;
   /** Which hit crashes, counted from 1. */
   hit: number;
 }
 
-export function parseCrashPoint(text: string): CrashPointSetting {
+function parseCrashPoint(text: string): CrashPointSetting {
   const [name, count] = text.split(":");
   if (!crashPointNames.includes(name as CrashPointName)) {
     throw new Error(`${crashPointVariable}: unknown crash point ${JSON.stringify(name)}; known: ${crashPointNames.join(", ")}`);

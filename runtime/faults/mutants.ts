@@ -21,11 +21,11 @@ import { enableMutant, sourceMutants, type SourceMutant } from "../../src/mutant
 import { loseUnsyncedFileSystem } from "./lose-unsynced.ts";
 import { withFileDatasync } from "./wrap-file-system.ts";
 
-export const mutantVariable = "EDGETCD_MUTANT";
-export const testDiskVariable = "EDGETCD_TEST_DISK";
+const mutantVariable = "EDGETCD_MUTANT";
+const testDiskVariable = "EDGETCD_TEST_DISK";
 
-export const portMutants = ["ack-before-fsync", "consistent-index-apart"] as const;
-export type PortMutant = (typeof portMutants)[number];
+const portMutants = ["ack-before-fsync", "consistent-index-apart"] as const;
+type PortMutant = (typeof portMutants)[number];
 
 /** The runtime with the test-only disk and mutant the environment names; the same runtime when it names none. */
 export function runtimeWithTestFaults(runtime: Runtime, env: Record<string, string | undefined>): Runtime {

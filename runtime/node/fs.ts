@@ -76,7 +76,7 @@ export function processAlive(pid: number): boolean {
  * Takes the lock file at `path`: created exclusively, holding our pid. A lock
  * left by a dead process is stale and taken over. Shared by the Node and Bun ports.
  */
-export async function takeLock(path: string): Promise<{ release(): Promise<void> }> {
+async function takeLock(path: string): Promise<{ release(): Promise<void> }> {
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       await writeFile(path, `${process.pid}\n`, { flag: "wx" });
@@ -104,7 +104,7 @@ export async function takeLock(path: string): Promise<{ release(): Promise<void>
   throw new Error(`lock ${path}: could not take over a stale lock`);
 }
 
-export async function syncDirectory(path: string): Promise<void> {
+async function syncDirectory(path: string): Promise<void> {
   const handle = await open(path, constants.O_RDONLY);
   try {
     await handle.sync();

@@ -230,7 +230,7 @@ export class AuthorityFrameRewriter {
 }
 
 /** A header block as HEADERS then CONTINUATION frames of at most the default frame size, without padding. */
-export function encodeHeaderFrames(streamId: number, endStream: number, priority: Buffer | null, block: Uint8Array): Buffer {
+function encodeHeaderFrames(streamId: number, endStream: number, priority: Buffer | null, block: Uint8Array): Buffer {
   const firstCapacity = frameBytesMaxDefault - (priority === null ? 0 : priorityBytes);
   const continuationCount = Math.max(0, Math.ceil((block.length - firstCapacity) / frameBytesMaxDefault));
   const frames = Buffer.allocUnsafe((1 + continuationCount) * frameHeaderBytes + block.length + (priority?.length ?? 0));

@@ -25,7 +25,7 @@
 import { huffmanDecode, huffmanDecodedLengthMax } from "./hpack-huffman.ts";
 
 /** SETTINGS_HEADER_TABLE_SIZE's initial value (RFC 7540 §6.5.2). */
-export const headerTableBytesDefault = 4096;
+const headerTableBytesDefault = 4096;
 /** A client announcing a larger table than this is not followed (servers advertise far less). */
 const headerTableBytesMax = 1 << 20;
 /** RFC 7541 §4.1: every entry costs 32 bytes on top of its name and value. */
@@ -345,7 +345,7 @@ export class AuthorityHeaderRewriter {
 }
 
 /** Bytes an HPACK integer takes with the given prefix. */
-export function integerBytes(value: number, prefixBits: number): number {
+function integerBytes(value: number, prefixBits: number): number {
   const prefixMax = (1 << prefixBits) - 1;
   if (value < prefixMax) return 1;
   let bytes = 2;
