@@ -20,6 +20,14 @@ export class ExpiryQueue {
     return this.heap[0];
   }
 
+  /** Removes and returns the earliest id if it is due at `nowMs`; undefined when none is. */
+  popDue(nowMs: number): bigint | undefined {
+    const first = this.heap[0];
+    if (first === undefined || first.dueMs > nowMs) return undefined;
+    this.delete(first.id);
+    return first.id;
+  }
+
   /** Inserts `id` due at `dueMs`, or moves it there if it is queued. */
   set(id: bigint, dueMs: number): void {
     const position = this.positions.get(id);

@@ -192,8 +192,7 @@ export class Lessor {
   reload(restored: readonly { key: Uint8Array; lease: bigint }[]): void {
     this.table.clear();
     this.owners.clear();
-    this.expiries.clear();
-    this.primary = false;
+    this.demote();
     this.recover();
     this.attachRestored(restored);
   }
@@ -279,15 +278,12 @@ export class Lessor {
     const expired: bigint[] = [];
     const now = this.options.clock.nowMs();
     while (expired.length < limit) {
-      const next = this.expiries.peek();
-      if (next === undefined || next.dueMs > now) break;
-      const lease = this.table.get(next.id);
-      if (lease === undefined) {
-        this.expiries.delete(next.id);
-        continue;
-      }
-      this.expiries.set(next.id, now + this.options.expiredRetryMs);
-      if (lease.expiryMs <= now) expired.push(lease.id);
+      const id = this.expiries.popDue(now);
+      if (id === undefined) break;
+      const lease = this.table.get(id);
+      if (lease === undefined) continue;
+      this.expiries.set(id, now + this.options.expiredRetryMs);
+      if (lease.expiryMs <= now) expired.push(id);
     }
     return expired;
   }
@@ -301,10 +297,9 @@ export class Lessor {
     const due: LeaseCheckpoint[] = [];
     const now = this.options.clock.nowMs();
     while (due.length < limit) {
-      const next = this.checkpoints.peek();
-      if (next === undefined || next.dueMs > now) break;
-      this.checkpoints.delete(next.id);
-      const lease = this.table.get(next.id);
+      const id = this.checkpoints.popDue(now);
+      if (id === undefined) break;
+      const lease = this.table.get(id);
       if (lease === undefined || lease.expiryMs <= now) continue;
       const remainingTtlSeconds = Math.ceil((lease.expiryMs - now) / 1000);
       if (remainingTtlSeconds >= lease.ttlSeconds) continue;
