@@ -81,9 +81,18 @@ export class PeerTransport {
     link.updateUrls(urls);
   }
 
-  /** The members this transport sends to. */
-  peerIds(): NodeId[] {
-    return [...this.links.keys()];
+  /**
+   * Makes the peers exactly `members` (this member left out): new ones are
+   * added, moved ones get their URLs, and those no longer listed go.
+   */
+  setPeers(members: readonly { id: NodeId; peerUrls: string[] }[]): void {
+    const listed = new Set<NodeId>();
+    for (const member of members) {
+      if (member.id === this.options.localId) continue;
+      listed.add(member.id);
+      this.updatePeer(member.id, member.peerUrls);
+    }
+    for (const id of [...this.links.keys()]) if (!listed.has(id)) this.removePeer(id);
   }
 
   removePeer(id: NodeId): void {

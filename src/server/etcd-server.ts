@@ -83,8 +83,6 @@ export class EtcdServer {
   private requestCounter = 0;
   private appliedIndex = 0;
   private snapshotting = false;
-  private snapshotFiles!: SnapshotFiles;
-  private crashPoints: CrashPoints | undefined;
   private backendTimer: Timer | undefined;
   private stoppedReason: string | undefined;
   /** Watchers over the store; the Watch services open streams on it. */
@@ -108,6 +106,8 @@ export class EtcdServer {
     private readonly log: ServerLog,
     private readonly memberStore: MemberStore,
     private readonly transport: PeerTransport | undefined,
+    private readonly snapshotFiles: SnapshotFiles,
+    private readonly crashPoints: CrashPoints | undefined,
     private readonly releaseLock: () => Promise<void>,
   ) {
     this.watchHub = new WatchableStore(store);
@@ -267,15 +267,24 @@ export class EtcdServer {
         });
         log = raftLog;
         await transport.start(config.listenPeerUrls);
-        for (const member of members.all()) {
-          if (member.id !== identity.memberId) transport.addPeer(member.id, member.peerUrls);
-        }
+        transport.setPeers(members.all());
       }
-      server = new EtcdServer(config, runtime, logger, identity, wal, backend, store, applier, log, members, transport, () =>
-        lock.release(),
+      server = new EtcdServer(
+        config,
+        runtime,
+        logger,
+        identity,
+        wal,
+        backend,
+        store,
+        applier,
+        log,
+        members,
+        transport,
+        snapshotFiles,
+        crashPoints,
+        () => lock.release(),
       );
-      server.snapshotFiles = snapshotFiles;
-      server.crashPoints = crashPoints;
       // Replay what the WAL has past the backend's consistent index.
       server.appliedIndex = applied;
       // Request ids must not repeat across restarts: the WAL may still hold entries this member
@@ -614,14 +623,7 @@ export class EtcdServer {
     this.watchHub.storeReplaced();
     this.lessor.reload(this.store.restoredLeases);
     this.memberStore.reload();
-    if (this.transport !== undefined) {
-      const known = new Set<number>();
-      for (const member of this.memberStore.all()) {
-        known.add(member.id);
-        if (member.id !== this.identity.memberId) this.transport.updatePeer(member.id, member.peerUrls);
-      }
-      for (const id of this.transport.peerIds()) if (!known.has(id)) this.transport.removePeer(id);
-    }
+    this.transport?.setPeers(this.memberStore.all());
     this.appliedIndex = Math.max(this.backend.consistentIndex(), snapshot.metadata.index);
     this.log.markApplied(this.appliedIndex);
     this.logger.info("applied snapshot from the leader", {
