@@ -5,17 +5,20 @@ import { collectDefaultMetrics, Registry } from "prom-client";
 import type { Host } from "../../src/cli/edgetcd.ts";
 import type { Logger, Runtime } from "../../src/ports.ts";
 import { serveClientApi } from "./client-server.ts";
-import { nodePeerNetwork } from "./peer-network.ts";
+import { nodePeerNetwork, nodePeerNetworkDialing } from "./peer-network.ts";
 import { crashPointsFromEnv } from "../faults/crash-points.ts";
 import { runtimeWithTestFaults } from "../faults/mutants.ts";
+import { peerDialerFromEnv } from "../faults/peer-dial.ts";
 
 export function createHost(runtime: Runtime): Host {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  // Test builds: EDGETCD_TEST_PEER_DIAL=<origin map> (absent in production: every peer at its own URL).
+  const peerDialer = peerDialerFromEnv(process.env);
   return {
     // Test builds: EDGETCD_TEST_DISK=lose-unsynced, EDGETCD_MUTANT=<name> (absent in production: the runtime as is).
     runtime: runtimeWithTestFaults(runtime, process.env),
-    peerNetwork: nodePeerNetwork,
+    peerNetwork: peerDialer === undefined ? nodePeerNetwork : nodePeerNetworkDialing(peerDialer),
     // Test builds: EDGETCD_CRASH_POINT=<name>:<n> (absent in production).
     crashPoints: crashPointsFromEnv(process.env),
     createLogger: (level) => createLogger(level),

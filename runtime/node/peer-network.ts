@@ -27,45 +27,6 @@ const sessionSettings: http2.Settings = { initialWindowSize: streamWindowBytes }
 
 const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
 
-/**
- * Test-only knob: EDGETCD_TEST_PEER_DIAL may hold a JSON object mapping peer
- * URL origins to other origins ({"http://127.0.0.1:40001": "http://127.0.0.1:41001"}).
- * A session to a mapped peer then dials the other origin (a fault-injecting
- * proxy in test/support/peer-proxy.ts), while its :authority and headers stay
- * those of the real peer URL. Read once, when this module loads; unset, every
- * peer is dialled at its own URL.
- */
-const dialOverrides = parseDialOverrides(process.env.EDGETCD_TEST_PEER_DIAL);
-
-function parseDialOverrides(text: string | undefined): Map<string, URL> {
-  const overrides = new Map<string, URL>();
-  if (text === undefined || text === "") return overrides;
-  const parsed: unknown = JSON.parse(text);
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
-    throw new Error("EDGETCD_TEST_PEER_DIAL must be a JSON object of origin to origin");
-  }
-  for (const [from, to] of Object.entries(parsed)) {
-    if (typeof to !== "string") throw new Error(`EDGETCD_TEST_PEER_DIAL: ${from} must map to a string`);
-    overrides.set(new URL(from).origin, new URL(to));
-  }
-  return overrides;
-}
-
-/** A socket to the overriding origin for `url`, or undefined to dial `url` itself. */
-function dialOverride(url: string): (() => net.Socket) | undefined {
-  if (dialOverrides.size === 0) return undefined;
-  let origin: string;
-  try {
-    origin = new URL(url).origin;
-  } catch {
-    return undefined; // http2.connect reports the bad URL itself
-  }
-  const target = dialOverrides.get(origin);
-  if (target === undefined) return undefined;
-  const host = target.hostname.replace(/^\[|\]$/g, "");
-  return () => net.connect(Number(target.port || 80), host);
-}
-
 export const nodePeerNetwork: PeerNetwork = {
   async listen(url, handler) {
     const host = url.hostname === "localhost" ? "127.0.0.1" : url.hostname.replace(/^\[|\]$/g, "");
@@ -84,6 +45,17 @@ export const nodePeerNetwork: PeerNetwork = {
     return new NodePeerSession(url);
   },
 };
+
+/**
+ * Opens the socket of a session to `url`, or returns undefined to let
+ * http2.connect dial `url` itself.
+ */
+export type PeerDialer = (url: string) => (() => net.Socket) | undefined;
+
+/** nodePeerNetwork with sessions dialled through `dialer` (tests route peers through proxies: runtime/faults/peer-dial.ts). */
+export function nodePeerNetworkDialing(dialer: PeerDialer): PeerNetwork {
+  return { ...nodePeerNetwork, connect: (url) => new NodePeerSession(url, dialer(url)) };
+}
 
 function widenWindow(session: http2.Http2Session | undefined): void {
   // Bun 1.4's setLocalWindowSize stalls the session's streams (checked: a
@@ -141,8 +113,7 @@ class NodePeerSession implements PeerSession {
   private readonly session: http2.ClientHttp2Session;
   readonly closed: Promise<void>;
 
-  constructor(url: string) {
-    const createConnection = dialOverride(url);
+  constructor(url: string, createConnection?: () => net.Socket) {
     this.session = http2.connect(url, createConnection === undefined ? { settings: sessionSettings } : { settings: sessionSettings, createConnection });
     this.session.on("error", () => this.session.destroy());
     this.session.once("connect", () => widenWindow(this.session));

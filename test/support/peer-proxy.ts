@@ -2,7 +2,7 @@
 // proxy per directed link (member i dials member j through proxy i→j, which
 // forwards to j's real peer port), and controls that lose, delay or reset the
 // bytes of a link, per direction. Members learn the proxies through the
-// EDGETCD_TEST_PEER_DIAL map (runtime/node/peer-network.ts), so they still
+// EDGETCD_TEST_PEER_DIAL map (runtime/faults/peer-dial.ts), so they still
 // advertise, and are identified by, their real peer URLs.
 //
 // Directions: "forward" is what the dialling member sends (its Raft messages,
