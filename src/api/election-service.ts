@@ -20,11 +20,10 @@ import {
   type LeaderResponse,
 } from "../gen/v3electionpb/v3election_pb.ts";
 import { EtcdError, GrpcCode } from "../errors.ts";
-import { leaseIdHex } from "../lease/lease-id.ts";
+import { equalBytes } from "../mvcc/key-bytes.ts";
 import type { EtcdServer } from "../server/etcd-server.ts";
 import { guarded } from "./errors.ts";
 import {
-  concat,
   createRevisionIs,
   deleteOp,
   firstCreate,
@@ -32,6 +31,8 @@ import {
   putOp,
   rangeKvs,
   rangeOp,
+  recipeKey,
+  recipePrefix,
   sessionLease,
   singleKey,
   waitDeletes,
@@ -43,8 +44,6 @@ const notLeaderMessage = "election: not leader";
 const noLeaderMessage = "election: no leader";
 const missingLeaderKeyMessage = '"leader" field must be provided';
 
-const encoder = new TextEncoder();
-
 export function electionService(server: EtcdServer): ServiceImpl<typeof Election> {
   return {
     campaign: (request, context) => guarded(() => campaign(server, request, context.signal)),
@@ -55,7 +54,7 @@ export function electionService(server: EtcdServer): ServiceImpl<typeof Election
       }),
     leader: (request) =>
       guarded(async () => {
-        const response = await server.range(firstCreate(prefixOf(request.name)));
+        const response = await server.range(firstCreate(recipePrefix(request.name)));
         const kv = response.kvs[0];
         if (kv === undefined) throw new EtcdError(GrpcCode.Unknown, noLeaderMessage);
         return { $typeName: "v3electionpb.LeaderResponse", header: response.header, kv };
@@ -65,12 +64,8 @@ export function electionService(server: EtcdServer): ServiceImpl<typeof Election
         const header = await resign(server, leaderOf(request.leader));
         return { $typeName: "v3electionpb.ResignResponse", header };
       }),
-    observe: (request, context) => observe(server, prefixOf(request.name), context.signal),
+    observe: (request, context) => observe(server, recipePrefix(request.name), context.signal),
   };
-}
-
-function prefixOf(name: Uint8Array): Uint8Array {
-  return concat(name, encoder.encode("/"));
 }
 
 function leaderOf(leader: LeaderKey | undefined): LeaderKey {
@@ -80,8 +75,8 @@ function leaderOf(leader: LeaderKey | undefined): LeaderKey {
 
 async function campaign(server: EtcdServer, request: CampaignRequest, signal: AbortSignal): Promise<CampaignResponse> {
   const lease = request.lease !== 0n ? request.lease : await sessionLease(server);
-  const prefix = prefixOf(request.name);
-  const key = concat(prefix, encoder.encode(leaseIdHex(lease)));
+  const prefix = recipePrefix(request.name);
+  const key = recipeKey(prefix, lease);
   const response = await server.txn(
     create(TxnRequestSchema, {
       compare: [createRevisionIs(key, 0n)],
@@ -164,10 +159,4 @@ async function* observe(server: EtcdServer, prefix: Uint8Array, signal: AbortSig
     if (signal.aborted || error instanceof EtcdError) return;
     throw error;
   }
-}
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }

@@ -63,8 +63,8 @@ export function lockService(server: EtcdServer): ServiceImpl<typeof Lock> {
 
 async function lock(server: EtcdServer, name: Uint8Array, leaseId: bigint, signal: AbortSignal): Promise<LockResponse> {
   const lease = leaseId !== 0n ? leaseId : await sessionLease(server);
-  const prefix = concat(name, encoder.encode("/"));
-  const key = concat(prefix, encoder.encode(leaseIdHex(lease)));
+  const prefix = recipePrefix(name);
+  const key = recipeKey(prefix, lease);
   const response = await server.txn(
     create(TxnRequestSchema, {
       compare: [createRevisionIs(key, 0n)],
@@ -157,7 +157,17 @@ export async function* watchResponses(
 
 // --- request builders (clientv3's op options) ---------------------------------
 
-export function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+/** The prefix under which a lock's waiters or an election's candidates put their keys: `<name>/`. */
+export function recipePrefix(name: Uint8Array): Uint8Array {
+  return concat(name, encoder.encode("/"));
+}
+
+/** A waiter's or candidate's key: the prefix, then its lease id as Go's `%x` prints it (clientv3's session key). */
+export function recipeKey(prefix: Uint8Array, lease: bigint): Uint8Array {
+  return concat(prefix, encoder.encode(leaseIdHex(lease)));
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   const joined = new Uint8Array(a.length + b.length);
   joined.set(a, 0);
   joined.set(b, a.length);
