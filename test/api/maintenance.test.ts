@@ -7,20 +7,11 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
-import { KV, Maintenance } from "../../src/gen/etcdserverpb/rpc_pb.ts";
 import { etcdctlAsync, startEdgetcd, startEtcd, tempDir, type RunningServer } from "../support/processes.ts";
-import { startCluster, type ClusterMember, type TestCluster } from "../support/cluster.ts";
+import { clientsOf, sleep, startCluster, type ClusterMember, type TestCluster } from "../support/cluster.ts";
 import { testRuntime } from "../support/runtime.ts";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-function clientsOf(port: number) {
-  const transport = createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}` });
-  return { kv: createClient(KV, transport), maintenance: createClient(Maintenance, transport) };
-}
 
 describe("Maintenance on one member, beside etcd 3.4", () => {
   let edgetcd: RunningServer;
@@ -84,7 +75,7 @@ describe("Maintenance.Hash across a cluster", () => {
   async function hashesAt(revision: bigint): Promise<number[]> {
     const hashes: number[] = [];
     for (const member of cluster.members as ClusterMember[]) {
-      const { kv, maintenance } = clientsOf(member.clientPort);
+      const { kv, maintenance } = clientsOf(member);
       const deadline = Date.now() + 10_000;
       for (;;) {
         const range = await kv.range({ key: bytes("h"), serializable: true, countOnly: true });
@@ -97,7 +88,7 @@ describe("Maintenance.Hash across a cluster", () => {
   }
 
   test("equal on every member at the same revision, different after a write", async () => {
-    const { kv } = clientsOf(cluster.members[0]?.clientPort as number);
+    const { kv } = clientsOf(cluster.members[0] as ClusterMember);
     let last = 0n;
     for (let i = 0; i < 30; i++) last = (await kv.put({ key: bytes(`hash/${i}`), value: bytes(`${i}`) })).header?.revision ?? 0n;
     // Settle background commits of leases/members before comparing.

@@ -3,37 +3,11 @@
 // whole cluster, and a SIGKILL of the leader in the middle of writes.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
-import { KV, Maintenance } from "../../src/gen/etcdserverpb/rpc_pb.ts";
 import { etcdctlAsync } from "../support/processes.ts";
-import { electionMs, startCluster, type ClusterMember, type TestCluster } from "../support/cluster.ts";
+import { clientsOf, electionMs, leaderOf, sleep, startCluster, type ClusterMember, type TestCluster } from "../support/cluster.ts";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 const text = (value: Uint8Array) => new TextDecoder().decode(value);
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-function clientsOf(member: ClusterMember) {
-  const transport = createGrpcTransport({ baseUrl: `http://127.0.0.1:${member.clientPort}` });
-  return { kv: createClient(KV, transport), maintenance: createClient(Maintenance, transport) };
-}
-
-async function leaderOf(cluster: TestCluster, deadlineMs: number): Promise<ClusterMember> {
-  const deadline = Date.now() + deadlineMs;
-  while (Date.now() < deadline) {
-    for (const member of cluster.members) {
-      if (member.server === undefined) continue;
-      try {
-        const status = await clientsOf(member).maintenance.status({}, { timeoutMs: 500 });
-        if (status.leader !== 0n && status.leader === status.header?.memberId) return member;
-      } catch {
-        // not up, or no leader yet
-      }
-    }
-    await sleep(50);
-  }
-  throw new Error(`no leader within ${deadlineMs} ms`);
-}
 
 describe("a 3-member cluster", () => {
   let cluster: TestCluster;

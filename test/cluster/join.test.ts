@@ -6,20 +6,11 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
-import { KV, Maintenance } from "../../src/gen/etcdserverpb/rpc_pb.ts";
 import { etcdctlAsync, freePort, startEdgetcd, tempDir, type RunningServer } from "../support/processes.ts";
-import { electionMs, heartbeatMs, startCluster, type TestCluster } from "../support/cluster.ts";
+import { clientsOf, electionMs, heartbeatMs, sleep, startCluster, type ClusterMember, type TestCluster } from "../support/cluster.ts";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const snapshotFlags = ["--snapshot-count", "40", "--experimental-snapshot-catchup-entries", "10"];
-
-function clientsOf(port: number) {
-  const transport = createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}` });
-  return { kv: createClient(KV, transport), maintenance: createClient(Maintenance, transport) };
-}
 
 interface MemberListJson {
   members: Array<{ ID: number | string; name: string; peerURLs: string[]; clientURLs?: string[]; isLearner?: boolean }>;
@@ -80,7 +71,7 @@ describe("joining a running cluster", () => {
 
   test("member add, then a member started with --initial-cluster-state existing catches up and serves", async () => {
     const endpoints = cluster.endpoints().join(",");
-    const { kv } = clientsOf(cluster.members[0]?.clientPort as number);
+    const { kv } = clientsOf(cluster.members[0] as ClusterMember);
     // Enough writes that the log is compacted: the new member needs a snapshot.
     for (let i = 0; i < 120; i++) await kv.put({ key: bytes(`join/${i}`), value: bytes(`v${i}`) });
 
@@ -93,7 +84,7 @@ describe("joining a running cluster", () => {
 
     const server = await startJoiner("m4", peerPort, clientPort);
     const target = (await kv.put({ key: bytes("join/last"), value: bytes("z") })).header?.revision ?? 0n;
-    const joiner = clientsOf(clientPort);
+    const joiner = clientsOf(server);
     await eventually("the new member applied every write", async () => {
       const range = await joiner.kv.range({ key: bytes("join/"), rangeEnd: bytes("join0"), serializable: true });
       return range.count === 121n && (range.header?.revision ?? 0n) >= target;
@@ -102,7 +93,7 @@ describe("joining a running cluster", () => {
 
     // Same cluster id, its own member id, its name and client URL published through the log.
     const status = await joiner.maintenance.status({});
-    const leaderStatus = await clientsOf(cluster.members[0]?.clientPort as number).maintenance.status({});
+    const leaderStatus = await clientsOf(cluster.members[0] as ClusterMember).maintenance.status({});
     assert.equal(status.header?.clusterId, leaderStatus.header?.clusterId);
     await eventually("m4 published its name and client URL", async () => {
       const list = await memberList(endpoints);
@@ -111,19 +102,19 @@ describe("joining a running cluster", () => {
     });
     // It is a voter taking part: linearizable reads and writes through it work.
     const put = await joiner.kv.put({ key: bytes("join/from-m4"), value: bytes("4") });
-    const read = await clientsOf(cluster.members[1]?.clientPort as number).kv.range({ key: bytes("join/from-m4") });
+    const read = await clientsOf(cluster.members[1] as ClusterMember).kv.range({ key: bytes("join/from-m4") });
     assert.equal(read.count, 1n);
     assert.ok((read.header?.revision ?? 0n) >= (put.header?.revision ?? 0n));
     // Every member applies the write (a follower may be a moment behind), then all hash alike.
-    const ports = [...cluster.members.map((member) => member.clientPort), clientPort];
+    const servers = [...cluster.members, server];
     const revision = put.header?.revision ?? 0n;
-    for (const port of ports) {
-      await eventually(`member on ${port} applied revision ${revision}`, async () => {
-        const range = await clientsOf(port).kv.range({ key: bytes("join/from-m4"), serializable: true });
+    for (const member of servers) {
+      await eventually(`member on ${member.clientPort} applied revision ${revision}`, async () => {
+        const range = await clientsOf(member).kv.range({ key: bytes("join/from-m4"), serializable: true });
         return (range.header?.revision ?? 0n) >= revision;
       });
     }
-    const hashes = await Promise.all(ports.map(async (port) => (await clientsOf(port).maintenance.hashKV({ revision })).hash));
+    const hashes = await Promise.all(servers.map(async (member) => (await clientsOf(member).maintenance.hashKV({ revision })).hash));
     assert.equal(new Set(hashes).size, 1, `equal HashKV: ${hashes.join(", ")}`);
   });
 
@@ -135,9 +126,9 @@ describe("joining a running cluster", () => {
     assert.equal(added.status, 0, added.stderr);
     assert.match(added.stdout, /Member +[0-9a-f]+ added to cluster +[0-9a-f]+/);
     const id = /Member +([0-9a-f]+) added/.exec(added.stdout)?.[1] as string;
-    await startJoiner("m5", peerPort, clientPort);
-    const learner = clientsOf(clientPort);
-    const target = (await clientsOf(cluster.members[0]?.clientPort as number).kv.put({ key: bytes("learner/x"), value: bytes("1") })).header
+    const server = await startJoiner("m5", peerPort, clientPort);
+    const learner = clientsOf(server);
+    const target = (await clientsOf(cluster.members[0] as ClusterMember).kv.put({ key: bytes("learner/x"), value: bytes("1") })).header
       ?.revision ?? 0n;
     await eventually("the learner caught up", async () => {
       const range = await learner.kv.range({ key: bytes("learner/x"), serializable: true });

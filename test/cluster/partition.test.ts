@@ -18,31 +18,15 @@
 // - a serializable read is answered from local state.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
-import { KV, Maintenance } from "../../src/gen/etcdserverpb/rpc_pb.ts";
-import { electionMs, heartbeatMs, startCluster, type ClusterMember, type TestCluster } from "../support/cluster.ts";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { clientsOf, electionMs, heartbeatMs, sleep, startCluster, type ClusterMember, type TestCluster } from "../support/cluster.ts";
 import type { Links } from "../support/peer-proxy.ts";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 const text = (value: Uint8Array) => new TextDecoder().decode(value);
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** etcd's request timeout for these timings: 5 s plus two election timeouts. */
 const requestTimeoutMs = 5000 + 2 * electionMs;
-
-type Clients = { kv: ReturnType<typeof createClient<typeof KV>>; maintenance: ReturnType<typeof createClient<typeof Maintenance>> };
-const clientCache = new Map<number, Clients>();
-
-function clientsOf(member: ClusterMember): Clients {
-  let clients = clientCache.get(member.clientPort);
-  if (clients === undefined) {
-    const transport = createGrpcTransport({ baseUrl: `http://127.0.0.1:${member.clientPort}` });
-    clients = { kv: createClient(KV, transport), maintenance: createClient(Maintenance, transport) };
-    clientCache.set(member.clientPort, clients);
-  }
-  return clients;
-}
 
 /** The member that a member of `among` reports as leader and that agrees it leads. */
 async function leaderAmong(among: readonly ClusterMember[], deadlineMs: number): Promise<ClusterMember> {

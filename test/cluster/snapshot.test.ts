@@ -6,39 +6,13 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
-import { KV, Lease, Maintenance } from "../../src/gen/etcdserverpb/rpc_pb.ts";
-import { electionMs, startCluster, type ClusterMember, type TestCluster } from "../support/cluster.ts";
+import { clientsOf, electionMs, leaderOf, sleep, startCluster, type ClusterMember, type TestCluster } from "../support/cluster.ts";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 const text = (value: Uint8Array) => new TextDecoder().decode(value);
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** The member's process now (a function, so TypeScript does not keep an earlier narrowing). */
 const serverOf = (member: ClusterMember) => member.server;
-
-function clientsOf(member: ClusterMember) {
-  const transport = createGrpcTransport({ baseUrl: `http://127.0.0.1:${member.clientPort}` });
-  return { kv: createClient(KV, transport), maintenance: createClient(Maintenance, transport), lease: createClient(Lease, transport) };
-}
-
-async function leaderOf(cluster: TestCluster, deadlineMs: number): Promise<ClusterMember> {
-  const deadline = Date.now() + deadlineMs;
-  while (Date.now() < deadline) {
-    for (const member of cluster.members) {
-      if (member.server === undefined) continue;
-      try {
-        const status = await clientsOf(member).maintenance.status({}, { timeoutMs: 500 });
-        if (status.leader !== 0n && status.leader === status.header?.memberId) return member;
-      } catch {
-        // not up, or no leader yet
-      }
-    }
-    await sleep(50);
-  }
-  throw new Error(`no leader within ${deadlineMs} ms`);
-}
 
 /** Waits until `member` has applied up to `revision` (serializable reads are local). */
 async function caughtUp(member: ClusterMember, revision: bigint, timeoutMs = 15_000): Promise<void> {
@@ -155,9 +129,7 @@ describe("snapshots and log compaction", () => {
     await caughtUp(lagging, written[written.length - 1] as bigint);
 
     // Watching from before the snapshot's data replays every revision in order.
-    const transport = createGrpcTransport({ baseUrl: `http://127.0.0.1:${lagging.clientPort}` });
-    const { Watch } = await import("../../src/gen/etcdserverpb/rpc_pb.ts");
-    const watch = createClient(Watch, transport);
+    const { watch } = clientsOf(lagging);
     const abort = new AbortController();
     const requests = (async function* () {
       yield {

@@ -6,8 +6,8 @@
 // taking over (etcd's promote extends every lease by an election timeout).
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { startCluster, type ClusterMember, type TestCluster } from "../support/cluster.ts";
-import { bytes, clientsOf, killMember, leaderOf, sleep, until, type MemberClients } from "./cluster-support.ts";
+import { clientsOf, leaderOf, sleep, startCluster, type ClusterMember, type MemberClients, type TestCluster } from "../support/cluster.ts";
+import { bytes, killMember, until } from "./cluster-support.ts";
 
 const electionMs = 500;
 

@@ -7,22 +7,11 @@
 // alive across a leader kill: cluster-lease-failover.test.ts.)
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
-import { etcdctlAsync } from "../support/processes.ts";
-import { startCluster, type ClusterMember, type TestCluster } from "../support/cluster.ts";
-import { bytes, clientsOf, killMember, leaderOf, sleep, text, until } from "./cluster-support.ts";
+import { etcdctlAsync, etcdctlProcess } from "../support/processes.ts";
+import { clientsOf, leaderOf, sleep, startCluster, type ClusterMember, type TestCluster } from "../support/cluster.ts";
+import { bytes, killMember, text, until } from "./cluster-support.ts";
 
 const electionMs = 500;
-
-/** A long-running etcdctl whose output the test reads as it comes. */
-function etcdctlProcess(endpoint: string, args: string[]): { child: ChildProcess; output: () => string; exited: Promise<number> } {
-  const child = spawn("etcdctl", [`--endpoints=${endpoint}`, ...args], { env: { ...process.env, ETCDCTL_API: "3" }, stdio: ["ignore", "pipe", "pipe"] });
-  let output = "";
-  child.stdout?.on("data", (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr?.on("data", (chunk: Buffer) => (output += chunk.toString()));
-  const exited = new Promise<number>((resolve) => child.once("exit", (code) => resolve(code ?? -1)));
-  return { child, output: () => output, exited };
-}
 
 const endpointOf = (member: ClusterMember) => `127.0.0.1:${member.clientPort}`;
 

@@ -8,8 +8,8 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Etcd3, EtcdLockFailedError } from "etcd3";
-import { startCluster, type ClusterMember, type TestCluster } from "../support/cluster.ts";
-import { leaderOf, sleep, until } from "./cluster-support.ts";
+import { leaderOf, sleep, startCluster, type ClusterMember, type TestCluster } from "../support/cluster.ts";
+import { until } from "./cluster-support.ts";
 
 describe("the etcd3 npm client against a follower of a 3-member cluster", () => {
   let cluster: TestCluster;

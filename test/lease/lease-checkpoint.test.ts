@@ -4,8 +4,8 @@
 // granting the full TTL again; a renewal clears the checkpoint.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { startCluster, type TestCluster } from "../support/cluster.ts";
-import { clientsOf, killMember, leaderOf, sleep } from "./cluster-support.ts";
+import { clientsOf, leaderOf, sleep, startCluster, type TestCluster } from "../support/cluster.ts";
+import { killMember } from "./cluster-support.ts";
 
 const checkpointIntervalMs = 1000;
 const electionMs = 500;

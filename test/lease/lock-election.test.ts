@@ -6,28 +6,17 @@
 // update; a waiter whose lease expired is not handed the lock.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { KV, Lease } from "../../src/gen/etcdserverpb/rpc_pb.ts";
 import { Election } from "../../src/gen/v3electionpb/v3election_pb.ts";
 import { Lock } from "../../src/gen/v3lockpb/v3lock_pb.ts";
-import { etcdctlAsync, startEdgetcd, startEtcd, type RunningServer } from "../support/processes.ts";
+import { etcdctlAsync, etcdctlProcess, startEdgetcd, startEtcd, type RunningServer } from "../support/processes.ts";
 
 const timing = ["--heartbeat-interval", "100", "--election-timeout", "1000"];
 const bytes = (text: string) => new TextEncoder().encode(text);
 const text = (value: Uint8Array | undefined) => new TextDecoder().decode(value);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** A long-running etcdctl whose output the test reads as it comes. */
-function etcdctlProcess(endpoint: string, args: string[]): { child: ChildProcess; output: () => string; exited: Promise<number> } {
-  const child = spawn("etcdctl", [`--endpoints=${endpoint}`, ...args], { env: { ...process.env, ETCDCTL_API: "3" }, stdio: ["ignore", "pipe", "pipe"] });
-  let output = "";
-  child.stdout?.on("data", (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr?.on("data", (chunk: Buffer) => (output += chunk.toString()));
-  const exited = new Promise<number>((resolve) => child.once("exit", (code) => resolve(code ?? -1)));
-  return { child, output: () => output, exited };
-}
 
 async function until(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

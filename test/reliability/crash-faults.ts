@@ -7,7 +7,7 @@ import type { CrashPointName } from "../../src/storage/crash-points.ts";
 import type { ClusterMember } from "../support/cluster.ts";
 import { sleep, type Fault, type FaultCluster } from "./faults.ts";
 
-/** Points the default flags reach under L2 traffic (snapshot points need a small --snapshot-count: crash-points.test.ts). */
+/** Points the default flags reach under L2 traffic (snapshot points need a small --snapshot-count: crash-points-snapshot.test.ts). */
 const points: ReadonlyArray<{ point: CrashPointName; hitMax: number }> = [
   { point: "wal-before-save", hitMax: 200 },
   { point: "wal-after-write-before-sync", hitMax: 200 },

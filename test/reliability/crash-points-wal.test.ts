@@ -5,27 +5,9 @@
 // the last one (no crash point set) a new write succeeds. The points run as
 // two chains on one data directory each, one process start per point; this
 // file runs the WAL and backend chain (two files keep each under the runner's limit).
-import { describe, test } from "node:test";
-import assert from "node:assert/strict";
-import { CrashChain, singleNodeCrashPoints } from "./crash-run.ts";
+import { crashPointChainSuite, singleNodeCrashPoints } from "./crash-run.ts";
 
-const chains = [
+crashPointChainSuite(
+  "crash points on the write path: WAL and backend (single node, real processes)",
   singleNodeCrashPoints.filter(({ point }) => point.startsWith("wal-") || point.startsWith("backend-")),
-];
-
-describe("crash points on the write path: WAL and backend (single node, real processes)", () => {
-  for (const points of chains) {
-    test(points.map(({ point, hit }) => `${point}:${hit}`).join(", "), { timeout: 240_000 }, async () => {
-      const chain = await CrashChain.create();
-      for (const point of points) assert.ok(await chain.step(point), chain.describe());
-      const finalWrite = await chain.finish();
-      const summary = chain.describe();
-      for (const step of chain.steps) assert.equal(step.crashed, "point", `${step.label} did not crash at its point: ${summary}`);
-      assert.ok(chain.steps.some((step) => step.acknowledged > 0), summary);
-      assert.equal(chain.check.restartError, undefined, summary);
-      assert.deepEqual(chain.check.lost, [], summary);
-      assert.equal(chain.check.wentBack, undefined, summary);
-      assert.ok(finalWrite, `the final write failed: ${summary}`);
-    });
-  }
-});
+);

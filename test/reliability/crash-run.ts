@@ -5,10 +5,12 @@
 // until the process kills itself at the point, restart it unattended, and
 // check: every acknowledged write is present (the key holds that write or a
 // later attempted one of the same writer), no revision went back, and a final
-// write succeeds. Shared by crash-points.test.ts, the L2 scenario and the
+// write succeeds. Shared by crash-points-*.test.ts, the L2 scenario and the
 // mutant runner. Steps chain on one data directory so each costs one process
 // start (starts dominate on a loaded 2-core machine).
 import type { ChildProcess } from "node:child_process";
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
 import { connect, type Connection } from "./history.ts";
 import { startEdgetcd, tempDir, freePort, type RunningServer } from "../support/processes.ts";
 import { join } from "node:path";
@@ -246,3 +248,25 @@ export const singleNodeCrashPoints: ReadonlyArray<{ point: CrashPointName; hit: 
   { point: "compaction-after-schedule", hit: 2 },
   { point: "compaction-before-batch-commit", hit: 3 },
 ];
+
+/**
+ * One chain of single-node crash points as a test suite: after every restart
+ * every acknowledged write is present and the revision has not gone back, and
+ * after the last one a new write succeeds.
+ */
+export function crashPointChainSuite(name: string, points: ReadonlyArray<{ point: CrashPointName; hit: number }>): void {
+  describe(name, () => {
+    test(points.map(({ point, hit }) => `${point}:${hit}`).join(", "), { timeout: 240_000 }, async () => {
+      const chain = await CrashChain.create();
+      for (const point of points) assert.ok(await chain.step(point), chain.describe());
+      const finalWrite = await chain.finish();
+      const summary = chain.describe();
+      for (const step of chain.steps) assert.equal(step.crashed, "point", `${step.label} did not crash at its point: ${summary}`);
+      assert.ok(chain.steps.some((step) => step.acknowledged > 0), summary);
+      assert.equal(chain.check.restartError, undefined, summary);
+      assert.deepEqual(chain.check.lost, [], summary);
+      assert.equal(chain.check.wentBack, undefined, summary);
+      assert.ok(finalWrite, `the final write failed: ${summary}`);
+    });
+  });
+}

@@ -1,5 +1,10 @@
 // A real 3-member edgetcd cluster on loopback, for cluster tests.
 import { join } from "node:path";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { KV, Lease, Maintenance, Watch } from "../../src/gen/etcdserverpb/rpc_pb.ts";
+import { Election } from "../../src/gen/v3electionpb/v3election_pb.ts";
+import { Lock } from "../../src/gen/v3lockpb/v3lock_pb.ts";
 import { dialMapFor, startLinks, type Links } from "./peer-proxy.ts";
 import { freePort, startEdgetcd, startEtcd, tempDir, type RunningServer, type StartOptions } from "./processes.ts";
 
@@ -93,4 +98,54 @@ export async function startCluster(size = 3, options: ClusterOptions = {}): Prom
     },
     links,
   };
+}
+
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+function clientsAt(clientPort: number) {
+  const transport = createGrpcTransport({ baseUrl: `http://127.0.0.1:${clientPort}` });
+  return {
+    kv: createClient(KV, transport),
+    lease: createClient(Lease, transport),
+    lock: createClient(Lock, transport),
+    election: createClient(Election, transport),
+    maintenance: createClient(Maintenance, transport),
+    watch: createClient(Watch, transport),
+  };
+}
+
+export type MemberClients = ReturnType<typeof clientsAt>;
+
+// One HTTP/2 connection per server process, not one per call: leaderOf and the
+// catch-up loops poll. A restarted member is a new process, so it gets a new one.
+const clientsByServer = new WeakMap<RunningServer, MemberClients>();
+
+/** gRPC clients of a cluster member (or of a lone server). */
+export function clientsOf(target: ClusterMember | RunningServer): MemberClients {
+  const server = "server" in target ? target.server : target;
+  if (server === undefined) return clientsAt(target.clientPort);
+  let clients = clientsByServer.get(server);
+  if (clients === undefined) {
+    clients = clientsAt(target.clientPort);
+    clientsByServer.set(server, clients);
+  }
+  return clients;
+}
+
+/** The member that reports itself leader, polling every running member. */
+export async function leaderOf(cluster: TestCluster, timeoutMs = 10_000): Promise<ClusterMember> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    for (const member of cluster.members) {
+      if (member.server === undefined) continue;
+      try {
+        const status = await clientsOf(member).maintenance.status({}, { timeoutMs: 500 });
+        if (status.leader !== 0n && status.leader === status.header?.memberId) return member;
+      } catch {
+        // down, or no leader yet
+      }
+    }
+    await sleep(50);
+  }
+  throw new Error(`no leader within ${timeoutMs} ms`);
 }

@@ -173,3 +173,13 @@ export function etcdctlAsync(endpoint: string, args: string[], input?: string): 
     child.stdin.end(input ?? "");
   });
 }
+
+/** A long-running etcdctl whose output the test reads as it comes. */
+export function etcdctlProcess(endpoint: string, args: string[]): { child: ChildProcess; output: () => string; exited: Promise<number> } {
+  const child = spawn("etcdctl", [`--endpoints=${endpoint}`, ...args], { env: { ...process.env, ETCDCTL_API: "3" }, stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  child.stdout?.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr?.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<number>((resolve) => child.once("exit", (code) => resolve(code ?? -1)));
+  return { child, output: () => output, exited };
+}

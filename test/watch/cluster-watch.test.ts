@@ -11,10 +11,9 @@
 // bookmarkable, filters, IsCreate and prev_kv.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { createClient, type Client, type Transport } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
-import { KV, Maintenance, Watch, type WatchResponse } from "../../src/gen/etcdserverpb/rpc_pb.ts";
-import { startCluster, type ClusterMember, type TestCluster } from "../support/cluster.ts";
+import type { Client } from "@connectrpc/connect";
+import { KV, type WatchResponse } from "../../src/gen/etcdserverpb/rpc_pb.ts";
+import { clientsOf, startCluster, type ClusterMember, type TestCluster } from "../support/cluster.ts";
 import { checkProgress, checkWatcher, Model, type CheckedWatcher, type WatcherSpec } from "./checker.ts";
 import { bytes, openWatcher, seeded, sleep, WatchStream, writeRandom } from "./watch-client.ts";
 
@@ -93,27 +92,14 @@ describe("watch guarantees on a 3-member cluster with kill -9 and SIGSTOP", () =
   const seed = Number(process.env.WATCH_SEED ?? Date.now() % 100_000);
   test(`every watcher, across reconnects, gets exactly the model's events (seed ${seed})`, { timeout: 120_000 }, async () => {
     const random = seeded(seed);
-    const transports = new Map<ClusterMember, Transport>();
-    const transportOf = (member: ClusterMember) => {
-      let transport = transports.get(member);
-      if (transport === undefined) {
-        transport = createGrpcTransport({ baseUrl: `http://127.0.0.1:${member.clientPort}` });
-        transports.set(member, transport);
-      }
-      return transport;
-    };
-    // A restarted member is a new server: drop the old HTTP/2 session with it.
-    const forget = (member: ClusterMember) => transports.delete(member);
-    const watchClient = (member: ClusterMember) => createClient(Watch, transportOf(member));
-
     /** The member the others agree leads (asking every member that is up, until one is elected). */
     const leaderOf = async (): Promise<ClusterMember> => {
       const deadline = Date.now() + 20_000;
       for (;;) {
         const statuses = await Promise.all(
           cluster.members.map((member) =>
-            createClient(Maintenance, transportOf(member))
-              .status({}, { timeoutMs: 1_000 })
+            clientsOf(member)
+              .maintenance.status({}, { timeoutMs: 1_000 })
               .catch(() => undefined),
           ),
         );
@@ -127,7 +113,7 @@ describe("watch guarantees on a 3-member cluster with kill -9 and SIGSTOP", () =
     const leader = await leaderOf();
     const writerMember = cluster.members.find((m) => m !== leader)!;
     const others = cluster.members.filter((m) => m !== writerMember);
-    const kv: Client<typeof KV> = createClient(KV, createGrpcTransport({ baseUrl: `http://127.0.0.1:${writerMember.clientPort}` }));
+    const { kv } = clientsOf(writerMember);
     const model = new Model();
     const memberStreams: MemberStream[] = [];
     const deadStreams: WatchStream[] = [];
@@ -157,7 +143,7 @@ describe("watch guarantees on a 3-member cluster with kill -9 and SIGSTOP", () =
         for (const [index, offset] of offsets.entries()) {
           let target = memberStreams.filter((s) => s.member === member)[index % 2];
           if (target === undefined) {
-            target = { member, stream: new WatchStream(watchClient(member)), watchers: [] };
+            target = { member, stream: new WatchStream(clientsOf(member).watch), watchers: [] };
             memberStreams.push(target);
           }
           for (const spec of specs) {
@@ -174,7 +160,7 @@ describe("watch guarantees on a 3-member cluster with kill -9 and SIGSTOP", () =
       assert.ok(error !== undefined, "the stream to a killed member broke");
       deadStreams.push(old.stream);
       old.member = member;
-      old.stream = new WatchStream(watchClient(member));
+      old.stream = new WatchStream(clientsOf(member).watch);
       for (const watcher of old.watchers) {
         const resumeAt = lastRevision(watcher) + 1;
         assert.ok(resumeAt > model.compactRevision, "the test never compacts past a watcher's resume point");
@@ -185,7 +171,6 @@ describe("watch guarantees on a 3-member cluster with kill -9 and SIGSTOP", () =
     /** SIGKILL, reconnect half the member's streams elsewhere at once, restart it, reconnect the rest to it. */
     const killAndRestart = async (victim: ClusterMember) => {
       await victim.server!.kill();
-      forget(victim);
       const streams = memberStreams.filter((s) => s.member === victim);
       const elsewhere = cluster.members.find((m) => m !== victim && m !== writerMember) ?? writerMember;
       await waitForLeader();
