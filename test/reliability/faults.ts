@@ -1,14 +1,18 @@
 // Faults on real processes, behind one small interface so scenarios can draw
-// any of them. Process faults live here (SIGKILL of a random member or of the
-// leader, then restart; SIGSTOP longer than the election timeout, then
-// SIGCONT). Network faults (blackhole, delay, drop through a peer proxy per
-// member) plug in through the same interface from test/support/peer-proxy.ts
-// once it exists: implement Fault and add it to a scenario's list.
+// any of them: process faults (SIGKILL of a random member or of the leader,
+// then restart; SIGSTOP longer than the election timeout, then SIGCONT);
+// member replace (remove, kill, wipe, re-add, start empty); and network
+// faults through the peer proxies of test/support/peer-proxy.ts (isolation,
+// one-way loss, a lossy slow network, isolation until a snapshot is needed).
+// Network faults need members that dial through the proxies, which only
+// edgetcd can (EDGETCD_TEST_PEER_DIAL): the real etcd gets the others.
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import type { Prng } from "../../runtime/sim/prng.ts";
-import { Maintenance } from "../../src/gen/etcdserverpb/rpc_pb.ts";
+import { Cluster, Maintenance } from "../../src/gen/etcdserverpb/rpc_pb.ts";
 import { startCluster, type ClusterMember, type ClusterOptions, type TestCluster } from "../support/cluster.ts";
+import type { Links } from "../support/peer-proxy.ts";
+import { rmSync } from "node:fs";
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -93,6 +97,10 @@ export function maintenance(endpoint: string) {
   return createClient(Maintenance, createGrpcTransport({ baseUrl: `http://${endpoint}` }));
 }
 
+function clusterService(endpoint: string) {
+  return createClient(Cluster, createGrpcTransport({ baseUrl: `http://${endpoint}` }));
+}
+
 /**
  * One fault: `inject` breaks something and returns once it is in place;
  * `heal` undoes it (restarts, resumes, reconnects). Both may be awaited while
@@ -159,5 +167,156 @@ export function processFaults(electionMs: number): Fault[] {
     killFault("leader", electionMs),
     pauseFault("random", 2 * electionMs),
     pauseFault("leader", 2 * electionMs),
+  ];
+}
+
+/** Picks the victim of a one-member fault: the leader, or any live member. */
+async function chooseVictim(cluster: FaultCluster, which: "random" | "leader", random: Prng): Promise<ClusterMember> {
+  const chosen = which === "leader" ? await cluster.leader() : random.pick(cluster.members.filter((m) => cluster.alive(m)));
+  return chosen ?? random.pick(cluster.members);
+}
+
+function linksOf(cluster: FaultCluster): Links {
+  const links = cluster.cluster.links;
+  if (links === undefined) throw new Error("network faults need a cluster started with peer proxies");
+  return links;
+}
+
+/** The member cannot send to or hear from any peer, for `ms`; clients still reach it. */
+export function isolateFault(which: "random" | "leader", ms: number): Fault {
+  return {
+    name: which === "leader" ? "isolate-leader" : "isolate-random",
+    async inject(cluster, random) {
+      const victim = await chooseVictim(cluster, which, random);
+      linksOf(cluster).isolate(victim.name);
+      await sleep(ms);
+    },
+    async heal(cluster) {
+      linksOf(cluster).heal();
+    },
+  };
+}
+
+/**
+ * Asymmetric: the leader still hears its followers but nothing it sends
+ * arrives, so they elect another leader while it keeps receiving their votes
+ * and answers (check-quorum must make it step down).
+ */
+export function leaderMuteFault(ms: number): Fault {
+  return {
+    name: "mute-leader",
+    async inject(cluster, random) {
+      const leader = await chooseVictim(cluster, "leader", random);
+      const links = linksOf(cluster);
+      for (const other of cluster.members) if (other !== leader) links.cut(leader.name, other.name);
+      await sleep(ms);
+    },
+    async heal(cluster) {
+      linksOf(cluster).heal();
+    },
+  };
+}
+
+/** Every peer link delays (with jitter) and loses chunks, which breaks connections mid-message. */
+export function lossyNetworkFault(ms: number): Fault {
+  return {
+    name: "lossy-network",
+    async inject(cluster, random) {
+      const delayMs = random.between(10, 60);
+      const dropProbability = random.between(2, 10) / 100;
+      for (const proxy of linksOf(cluster).all()) {
+        proxy.delay(delayMs, delayMs);
+        proxy.dropRate(dropProbability);
+      }
+      await sleep(ms);
+    },
+    async heal(cluster) {
+      linksOf(cluster).heal();
+    },
+  };
+}
+
+/**
+ * A follower is cut off while writes go on, long enough that (with the small
+ * --snapshot-count the scenarios give edgetcd) the leader compacts its log
+ * past the follower's position, so the follower catches up by snapshot.
+ */
+export function isolateUntilSnapshotFault(ms: number): Fault {
+  return {
+    name: "isolate-until-snapshot",
+    async inject(cluster, random) {
+      const leader = await cluster.leader();
+      const followers = cluster.members.filter((m) => m !== leader && cluster.alive(m));
+      const victim = followers.length > 0 ? random.pick(followers) : random.pick(cluster.members);
+      linksOf(cluster).isolate(victim.name);
+      await sleep(ms);
+    },
+    async heal(cluster) {
+      linksOf(cluster).heal();
+    },
+  };
+}
+
+/**
+ * Member replace, as etcd's robustness suite does it: remove a member from
+ * the cluster (through another member), kill it, wipe its data dir, add it
+ * back under the same name and peer URL (a new member id), and start it
+ * empty with --initial-cluster-state existing, so it catches up from the
+ * others.
+ */
+export function memberReplaceFault(downMs: number): Fault {
+  let victim: ClusterMember | undefined;
+  return {
+    name: "member-replace",
+    async inject(cluster, random) {
+      victim = random.pick(cluster.members.filter((m) => cluster.alive(m)));
+      const target = victim;
+      const others = cluster.members.filter((m) => m !== target && cluster.alive(m));
+      const id = (await maintenance(cluster.endpoint(target)).status({}, { timeoutMs: 3000 })).header?.memberId;
+      if (id === undefined) throw new Error("member-replace: no member id");
+      await retry(`remove ${target.name}`, 20 * cluster.electionMs, async (attempt) => {
+        const through = others[attempt % others.length] as ClusterMember;
+        await clusterService(cluster.endpoint(through)).memberRemove({ ID: id }, { timeoutMs: 3000 });
+      });
+      await cluster.kill(target);
+      rmSync(target.dataDir, { recursive: true, force: true });
+      await sleep(downMs);
+      await retry(`add ${target.name} back`, 20 * cluster.electionMs, async (attempt) => {
+        const through = others[attempt % others.length] as ClusterMember;
+        const members = await clusterService(cluster.endpoint(through)).memberList({ linearizable: true }, { timeoutMs: 3000 });
+        const peerURL = `http://127.0.0.1:${target.peerPort}`;
+        // A retried add whose first attempt did commit must not add it twice.
+        if (members.members.some((m) => m.peerURLs.includes(peerURL))) return;
+        await clusterService(cluster.endpoint(through)).memberAdd({ peerURLs: [peerURL] }, { timeoutMs: 3000 });
+      });
+      target.extraArgs = ["--initial-cluster-state", "existing"];
+    },
+    async heal(cluster) {
+      if (victim !== undefined) await cluster.restart(victim);
+    },
+  };
+}
+
+async function retry(what: string, deadlineMs: number, body: (attempt: number) => Promise<void>): Promise<void> {
+  const deadline = Date.now() + deadlineMs;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await body(attempt);
+      return;
+    } catch (error) {
+      if (Date.now() > deadline) throw new Error(`${what}: ${String(error)}`);
+      await sleep(200);
+    }
+  }
+}
+
+/** The peer network faults L1 and J1 draw from on edgetcd clusters with proxies. */
+export function networkFaults(electionMs: number): Fault[] {
+  return [
+    isolateFault("random", 3 * electionMs),
+    isolateFault("leader", 3 * electionMs),
+    leaderMuteFault(3 * electionMs),
+    lossyNetworkFault(6 * electionMs),
+    isolateUntilSnapshotFault(6 * electionMs),
   ];
 }

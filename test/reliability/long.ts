@@ -1,6 +1,7 @@
 // The long tier of the reliability scorecard against real processes:
 //   npm run test:long -- --runs N --seed S [--only L1,J2,...] [--kind edgetcd|etcd] [--runtime node|bun]
 //   [--minutes M]: start no new run after M minutes.
+//   [--faults a,b]: L1, L2 and J1 draw only these faults (names as printed in a run's notes).
 // Runs each chosen scenario N times (seeds S, S+1, ...), prints one line per
 // run and a table per scenario at the end. Exits 1 if any run was illegal,
 // lost an acknowledged write, or failed its end checks.
@@ -19,6 +20,7 @@ const { values } = parseArgs({
     "check-timeout-ms": { type: "string", default: "60000" },
     /** Start no new run after this many minutes; the table covers the runs done. */
     minutes: { type: "string" },
+    faults: { type: "string" },
   },
 });
 
@@ -36,6 +38,7 @@ const options = {
   scale: Number(values.scale),
   operationsMax: Number(values["operations-max"]),
   checkTimeoutMs: Number(values["check-timeout-ms"]),
+  faults: values.faults?.split(",").map((name) => name.trim()),
   log: (line: string) => console.log(line),
 } as const;
 

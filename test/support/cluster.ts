@@ -16,6 +16,8 @@ export interface ClusterMember {
   server: RunningServer | undefined;
   /** More environment for this member's next starts (e.g. EDGETCD_CRASH_POINT). */
   env?: Record<string, string>;
+  /** More flags for this member's next starts (e.g. --initial-cluster-state existing after a member replace). */
+  extraArgs?: string[];
 }
 
 export interface TestCluster {
@@ -77,6 +79,7 @@ export async function startCluster(size = 3, options: ClusterOptions = {}): Prom
         "--heartbeat-interval", String(options.heartbeatMs ?? heartbeatMs),
         "--election-timeout", String(options.electionMs ?? electionMs),
         ...(options.extraArgs ?? []),
+        ...(member.extraArgs ?? []),
       ],
     });
   };
