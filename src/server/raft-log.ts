@@ -24,6 +24,9 @@ import type { ServerLog } from "./server-log.ts";
 import type { CrashPoints } from "../storage/crash-points.ts";
 import { mutant } from "../mutants.ts";
 
+/** How long a ReadIndex round waits for its answer before asking again (etcd's readIndexRetryTime). */
+const readIndexRetryMs = 500;
+
 /** The slice of the WAL the log needs. */
 export interface RaftLogWal {
   save(hardState: HardState | undefined, entries: Entry[], options: { sync: boolean }): Promise<void>;
@@ -220,7 +223,19 @@ export class RaftLog implements ServerLog {
     this.queuedReads = [];
     const id = `${this.options.id}:${this.nextReadId++}`;
     this.readRoundId = id;
-    // A read sent while there is no leader is dropped by Raft: time it out.
+    const context = new TextEncoder().encode(id);
+    // A request sent while there is no leader is dropped by Raft, and one on
+    // its way to the leader can be lost with a connection: as etcd's read loop
+    // does, ask again every readIndexRetryMs with the same context (a late
+    // answer to an earlier copy is as good), and give up after the request timeout.
+    let retry: Timer | undefined;
+    const resend = () => {
+      if (!this.pendingReads.has(id) || this.failed) return;
+      this.node.readIndex(context);
+      this.schedule();
+      retry = this.options.clock.setTimer(readIndexRetryMs, resend);
+    };
+    retry = this.options.clock.setTimer(readIndexRetryMs, resend);
     const timer = this.options.clock.setTimer(this.options.requestTimeoutMs, () => {
       const read = this.pendingReads.get(id);
       if (read === undefined) return;
@@ -228,17 +243,21 @@ export class RaftLog implements ServerLog {
       this.readRoundEnded(id);
       read.reject(etcdError("timeout"));
     });
+    const settle = () => {
+      timer.cancel();
+      retry?.cancel();
+    };
     this.pendingReads.set(id, {
       resolve: () => {
-        timer.cancel();
+        settle();
         for (const waiter of waiters) waiter.resolve();
       },
       reject: (error) => {
-        timer.cancel();
+        settle();
         for (const waiter of waiters) waiter.reject(error);
       },
     });
-    this.node.readIndex(new TextEncoder().encode(id));
+    this.node.readIndex(context);
     this.schedule();
   }
 

@@ -228,6 +228,23 @@ describe("peer network partitions (3 members, proxied peer links)", () => {
     await assertConverged(cluster, "b", acknowledged);
   });
 
+  // Found by the reliability runs (L1 seed 12): a ReadIndex lost on its way to
+  // the leader stalled every linearizable read on that member until the
+  // request timeout. etcd's read loop sends it again every 500 ms.
+  test("a ReadIndex request lost on its way to the leader is sent again: the read is answered once the link heals", { timeout: 120_000 }, async () => {
+    const leader = await leaderAmong(members, 60 * electionMs);
+    const follower = members.find((m) => m !== leader) as ClusterMember;
+    await finalWrite(members, "r/before", 40 * electionMs);
+    // The follower still hears the leader (no election), but what it sends is lost.
+    links.cut(follower.name, leader.name);
+    const read = clientsOf(follower).kv.range({ key: bytes("r/before") }, { timeoutMs: 3 * requestTimeoutMs });
+    await sleep(3 * heartbeatMs);
+    links.heal();
+    // Without a resend this fails with "etcdserver: request timed out" at the request timeout.
+    const response = await read;
+    assert.equal(response.kvs.map((kv) => text(kv.value)).join(), "final");
+  });
+
   test("asymmetric links: a leader that can send but not receive, then one that can receive but not send", { timeout: 120_000 }, async () => {
     for (const [phase, cutLeader] of [
       ["deaf", (leader: string, other: string) => links.oneWay(leader, other)],
