@@ -140,6 +140,12 @@ function chosenFaults(faults: Fault[], options: RunOptions): Fault[] {
   return chosen;
 }
 
+/** Notes which members caught up by a snapshot from the leader (so a run shows the snapshot path ran). */
+function noteSnapshotInstalls(cluster: FaultCluster, notes: string[]): void {
+  const installed = cluster.members.filter((member) => member.server?.output().includes("applied snapshot from the leader"));
+  if (installed.length > 0) notes.push(`snapshot installed on ${installed.map((member) => member.name).join(",")}`);
+}
+
 /** A final write must succeed (retried on every member for a while); it is part of the history. */
 async function finalWrite(cluster: FaultCluster, history: HistoryRecorder<EtcdRequest, EtcdResponse>, deadlineMs: number): Promise<number | undefined> {
   const deadline = Date.now() + deadlineMs;
@@ -266,6 +272,7 @@ function linearizabilityScenario(id: string, title: string, size: number): Scena
         phase(`hashes ${hashes.hashes.join(" ")}`);
         const final = await finalKeys(cluster, 10_000);
         if (final === undefined) notes.push("the final read did not succeed");
+        noteSnapshotInstalls(cluster, notes);
         // The same end checks through etcdctl: equal HashKV, and the acknowledged writes it sees.
         const independent = await independentCheck(cluster);
         const independentProblem = describeIndependent(independent);
@@ -413,6 +420,7 @@ const registerScenario: Scenario = {
         if (!read) unread++;
       }
       if (unread > 0) notes.push(`${unread} final reads did not succeed within 30 s`);
+      noteSnapshotInstalls(cluster, notes);
       // etcdctl sees, on every member, equal hashes and the registers' final values.
       const finalValues = new Map<string, string | null>();
       for (const op of history.operations) {
