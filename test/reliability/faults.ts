@@ -182,19 +182,29 @@ function linksOf(cluster: FaultCluster): Links {
   return links;
 }
 
-/** The member cannot send to or hear from any peer, for `ms`; clients still reach it. */
-export function isolateFault(which: "random" | "leader", ms: number): Fault {
+/** A peer network fault: `breakLinks` sets the proxies, `ms` pass, then every link heals. */
+function networkFault(
+  name: string,
+  ms: number,
+  breakLinks: (links: Links, cluster: FaultCluster, random: Prng) => Promise<void>,
+): Fault {
   return {
-    name: which === "leader" ? "isolate-leader" : "isolate-random",
+    name,
     async inject(cluster, random) {
-      const victim = await chooseVictim(cluster, which, random);
-      linksOf(cluster).isolate(victim.name);
+      await breakLinks(linksOf(cluster), cluster, random);
       await sleep(ms);
     },
     async heal(cluster) {
       linksOf(cluster).heal();
     },
   };
+}
+
+/** The member cannot send to or hear from any peer, for `ms`; clients still reach it. */
+export function isolateFault(which: "random" | "leader", ms: number): Fault {
+  return networkFault(which === "leader" ? "isolate-leader" : "isolate-random", ms, async (links, cluster, random) => {
+    links.isolate((await chooseVictim(cluster, which, random)).name);
+  });
 }
 
 /**
@@ -203,37 +213,22 @@ export function isolateFault(which: "random" | "leader", ms: number): Fault {
  * and answers (check-quorum must make it step down).
  */
 export function leaderMuteFault(ms: number): Fault {
-  return {
-    name: "mute-leader",
-    async inject(cluster, random) {
-      const leader = await chooseVictim(cluster, "leader", random);
-      const links = linksOf(cluster);
-      for (const other of cluster.members) if (other !== leader) links.cut(leader.name, other.name);
-      await sleep(ms);
-    },
-    async heal(cluster) {
-      linksOf(cluster).heal();
-    },
-  };
+  return networkFault("mute-leader", ms, async (links, cluster, random) => {
+    const leader = await chooseVictim(cluster, "leader", random);
+    for (const other of cluster.members) if (other !== leader) links.cut(leader.name, other.name);
+  });
 }
 
 /** Every peer link delays (with jitter) and loses chunks, which breaks connections mid-message. */
 export function lossyNetworkFault(ms: number): Fault {
-  return {
-    name: "lossy-network",
-    async inject(cluster, random) {
-      const delayMs = random.between(10, 60);
-      const dropProbability = random.between(2, 10) / 100;
-      for (const proxy of linksOf(cluster).all()) {
-        proxy.delay(delayMs, delayMs);
-        proxy.dropRate(dropProbability);
-      }
-      await sleep(ms);
-    },
-    async heal(cluster) {
-      linksOf(cluster).heal();
-    },
-  };
+  return networkFault("lossy-network", ms, async (links, _cluster, random) => {
+    const delayMs = random.between(10, 60);
+    const dropProbability = random.between(2, 10) / 100;
+    for (const proxy of links.all()) {
+      proxy.delay(delayMs, delayMs);
+      proxy.dropRate(dropProbability);
+    }
+  });
 }
 
 /**
@@ -242,19 +237,11 @@ export function lossyNetworkFault(ms: number): Fault {
  * past the follower's position, so the follower catches up by snapshot.
  */
 export function isolateUntilSnapshotFault(ms: number): Fault {
-  return {
-    name: "isolate-until-snapshot",
-    async inject(cluster, random) {
-      const leader = await cluster.leader();
-      const followers = cluster.members.filter((m) => m !== leader && cluster.alive(m));
-      const victim = followers.length > 0 ? random.pick(followers) : random.pick(cluster.members);
-      linksOf(cluster).isolate(victim.name);
-      await sleep(ms);
-    },
-    async heal(cluster) {
-      linksOf(cluster).heal();
-    },
-  };
+  return networkFault("isolate-until-snapshot", ms, async (links, cluster, random) => {
+    const leader = await cluster.leader();
+    const followers = cluster.members.filter((m) => m !== leader && cluster.alive(m));
+    links.isolate((followers.length > 0 ? random.pick(followers) : random.pick(cluster.members)).name);
+  });
 }
 
 /**
