@@ -12,6 +12,7 @@ import type { Prng } from "../../runtime/sim/prng.ts";
 import { Cluster, Maintenance } from "../../src/gen/etcdserverpb/rpc_pb.ts";
 import { startCluster, type ClusterMember, type ClusterOptions, type TestCluster } from "../support/cluster.ts";
 import type { Links } from "../support/peer-proxy.ts";
+import type { RunOptions } from "./scenarios.ts";
 import { rmSync } from "node:fs";
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -307,3 +308,51 @@ export function networkFaults(electionMs: number): Fault[] {
     isolateUntilSnapshotFault(6 * electionMs),
   ];
 }
+
+// ---------------------------------------------------------------------------
+// Clusters and fault lists for the scenarios (scenarios.ts and the W1 and D files).
+
+/** The timing every scenario's cluster runs with (etcd's defaults are 100 ms / 1000 ms). */
+export const heartbeatMs = 50;
+export const electionMs = 500;
+
+/**
+ * edgetcd clusters of several members dial each other through peer proxies
+ * (for the network faults) and snapshot often, so a member cut off for a few
+ * seconds catches up by snapshot. The real etcd cannot dial through the
+ * proxies and 3.4 has no catch-up-entries flag: it runs as configured.
+ */
+function proxied(size: number, options: RunOptions): boolean {
+  return options.kind === "edgetcd" && size > 1;
+}
+
+/** Starts a cluster for one run, and stops it (and its proxies) however the run ends. */
+export async function withCluster<T>(size: number, options: RunOptions, body: (cluster: FaultCluster) => Promise<T>): Promise<T> {
+  const cluster = await FaultCluster.start(size, {
+    kind: options.kind,
+    runtime: options.runtime,
+    heartbeatMs,
+    electionMs,
+    readyTimeoutMs: 120_000,
+    proxies: proxied(size, options),
+    extraArgs: proxied(size, options) ? ["--snapshot-count", "200", "--experimental-snapshot-catchup-entries", "50"] : [],
+  });
+  try {
+    return await body(cluster);
+  } finally {
+    await cluster.stopAll();
+  }
+}
+
+/** The faults a multi-member scenario draws from: process faults, member replace, and network faults where the cluster has proxies. */
+export function clusterFaults(size: number, options: RunOptions): Fault[] {
+  return chosenFaults([...processFaults(electionMs), memberReplaceFault(electionMs), ...(proxied(size, options) ? networkFaults(electionMs) : [])], options);
+}
+
+export function chosenFaults(faults: Fault[], options: RunOptions): Fault[] {
+  if (options.faults === undefined) return faults;
+  const chosen = faults.filter((fault) => options.faults?.includes(fault.name));
+  if (chosen.length === 0) throw new Error(`--faults ${options.faults.join(",")} matches none of ${faults.map((f) => f.name).join(", ")}`);
+  return chosen;
+}
+

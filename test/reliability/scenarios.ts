@@ -14,7 +14,7 @@ import {
 } from "./models.ts";
 import { connect, definiteError, HistoryRecorder, neverSent, RecordingEtcdClient, type Connection } from "./history.ts";
 import { Traffic } from "./traffic.ts";
-import { FaultCluster, killAllFault, killFault, maintenance, memberReplaceFault, networkFaults, processFaults, sleep, type Fault } from "./faults.ts";
+import { chosenFaults, clusterFaults, electionMs, killAllFault, killFault, maintenance, sleep, withCluster, type Fault, type FaultCluster } from "./faults.ts";
 import { crashPointFaults } from "./crash-faults.ts";
 import { describeIndependent, independentCheck } from "./independent.ts";
 
@@ -48,36 +48,6 @@ export interface Scenario {
   id: string;
   title: string;
   run(seed: number, options: RunOptions): Promise<RunResult>;
-}
-
-const heartbeatMs = 50;
-const electionMs = 500;
-
-/**
- * edgetcd clusters of several members dial each other through peer proxies
- * (for the network faults) and snapshot often, so a member cut off for a few
- * seconds catches up by snapshot. The real etcd cannot dial through the
- * proxies and 3.4 has no catch-up-entries flag: it runs as configured.
- */
-function proxied(size: number, options: RunOptions): boolean {
-  return options.kind === "edgetcd" && size > 1;
-}
-
-async function withCluster<T>(size: number, options: RunOptions, body: (cluster: FaultCluster) => Promise<T>): Promise<T> {
-  const cluster = await FaultCluster.start(size, {
-    kind: options.kind,
-    runtime: options.runtime,
-    heartbeatMs,
-    electionMs,
-    readyTimeoutMs: 120_000,
-    proxies: proxied(size, options),
-    extraArgs: proxied(size, options) ? ["--snapshot-count", "200", "--experimental-snapshot-catchup-entries", "50"] : [],
-  });
-  try {
-    return await body(cluster);
-  } finally {
-    await cluster.stopAll();
-  }
 }
 
 /** Writes a history that failed its check where it can be inspected again. */
@@ -126,18 +96,6 @@ function startEtcdTraffic(
       await Promise.all(loops);
     },
   };
-}
-
-/** The faults a multi-member scenario draws from: process faults, member replace, and network faults where the cluster has proxies. */
-function clusterFaults(size: number, options: RunOptions): Fault[] {
-  return chosenFaults([...processFaults(electionMs), memberReplaceFault(electionMs), ...(proxied(size, options) ? networkFaults(electionMs) : [])], options);
-}
-
-function chosenFaults(faults: Fault[], options: RunOptions): Fault[] {
-  if (options.faults === undefined) return faults;
-  const chosen = faults.filter((fault) => options.faults?.includes(fault.name));
-  if (chosen.length === 0) throw new Error(`--faults ${options.faults.join(",")} matches none of ${faults.map((f) => f.name).join(", ")}`);
-  return chosen;
 }
 
 /** Notes which members caught up by a snapshot from the leader (so a run shows the snapshot path ran). */
