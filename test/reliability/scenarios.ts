@@ -17,6 +17,7 @@ import { Traffic } from "./traffic.ts";
 import { chosenFaults, clusterFaults, electionMs, killAllFault, killFault, maintenance, sleep, withCluster, type Fault, type FaultCluster } from "./faults.ts";
 import { crashPointFaults } from "./crash-faults.ts";
 import { describeIndependent, independentCheck } from "./independent.ts";
+import { watchScenario } from "./watch-scenario.ts";
 
 export interface RunOptions {
   kind: "edgetcd" | "etcd";
@@ -603,6 +604,7 @@ export const scenarios: Scenario[] = [
   linearizabilityScenario("L2", "linearizability, 1 node, kill -9 and restart", 1),
   registerScenario,
   setScenario,
+  watchScenario,
   durabilityScenario,
 ];
 
