@@ -7,9 +7,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { FileHandle, FileSystem } from "../../src/ports.ts";
 import { EntryType, type Entry } from "../../src/raft/types.ts";
-import { decodeRecord, RecordType } from "../../src/storage/wal/record.ts";
 import { Wal, WalCorruptError } from "../../src/storage/wal/wal.ts";
 import { testRuntime } from "../support/runtime.ts";
+import { recordEnds } from "../reliability/disk-scenarios.ts";
 
 const { fs } = await testRuntime();
 const root = mkdtempSync(join(tmpdir(), "edgetcd-wal-"));
@@ -206,6 +206,42 @@ describe("WAL", () => {
     await assert.rejects(Wal.open(fs, dir), WalCorruptError);
   });
 
+  // Found by the D4 scenario of test:long: a flipped length or CRC field mid-log
+  // was taken for a torn tail, and the log was cut there with no error.
+  test("a byte flipped anywhere before the last record never truncates the log: refused, or opened whole", async () => {
+    const source = freshDir();
+    const wal = await Wal.create(fs, source, metadata);
+    for (let index = 1; index <= 12; index += 3) {
+      const batch = [index, index + 1, index + 2].map((i) => entry(i, 1, `e${i}-${"x".repeat(i * 7)}`));
+      await wal.save({ term: 1, vote: 1, commit: index + 2 }, batch, { sync: true });
+    }
+    await wal.close();
+    const [segment] = await segmentsOf(source);
+    const full = await fs.readFile(join(source, segment as string));
+    const ends = recordEnds(full);
+    const lastStart = ends.at(-2)?.[0] as number;
+    const truncatedAt: number[] = [];
+    for (let at = 0; at < lastStart; at++) {
+      const dir = freshDir();
+      await fs.mkdirp(dir);
+      const copy = full.slice();
+      copy[at] = (copy[at] as number) ^ 0xff;
+      const file = await fs.open(join(dir, segment as string), "readwrite");
+      await file.writeAt(copy, 0);
+      await file.close();
+      try {
+        const opened = await Wal.open(fs, dir);
+        await opened.wal.close();
+        // Reserved header bytes and padding carry nothing: then every entry is there.
+        if (opened.entries.length !== 12) truncatedAt.push(at);
+      } catch (error) {
+        assert.ok(error instanceof WalCorruptError, String(error));
+      }
+      await fs.removeAll(dir);
+    }
+    assert.deepEqual(truncatedAt, [], "offsets whose flip silently cut the log");
+  });
+
   test("damage in an earlier segment refuses to open", async () => {
     const dir = freshDir();
     await writeLog(dir, 30, { segmentBytesMax: 400 });
@@ -218,19 +254,6 @@ describe("WAL", () => {
     await assert.rejects(Wal.open(fs, dir), WalCorruptError);
   });
 });
-
-/** End offsets of the records in a segment, and whether each holds an entry. */
-function recordEnds(bytes: Uint8Array): Array<[number, boolean]> {
-  const ends: Array<[number, boolean]> = [];
-  let offset = 0;
-  let crc = 0;
-  for (;;) {
-    const result = decodeRecord(bytes, offset, crc);
-    if (result.kind !== "record") return ends;
-    ends.push([result.record.end, result.record.type === RecordType.Entry]);
-    ({ crc, end: offset } = result.record);
-  }
-}
 
 function findText(bytes: Uint8Array, text: string): number {
   const needle = new TextEncoder().encode(text);

@@ -22,6 +22,7 @@ import {
   encodeRecordInto,
   entryPayload,
   hardStatePayload,
+  recordCrc,
   recordHeaderBytes,
   RecordType,
   recordSize,
@@ -133,7 +134,7 @@ export class Wal {
         const result = decodeRecord(bytes, offset, crc);
         if (result.kind === "end") break;
         if (result.kind === "damaged") {
-          if (!isLast || followedByValidRecord(bytes, offset)) throw new WalCorruptError(path, offset, result.reason);
+          if (!isLast || followedByValidRecord(bytes, offset, crc)) throw new WalCorruptError(path, offset, result.reason);
           repairedFrom = await repairTail(fs, dir, path, bytes, offset);
           break;
         }
@@ -304,15 +305,50 @@ function chainSeed(bytes: Uint8Array): number | undefined {
 }
 
 /**
- * Whether valid records follow a damaged one. The damaged record's stored CRC
- * seeds the next record's check, so a flipped bit in a record's payload is
- * told apart from a torn tail: in the first case the next record still checks.
+ * Whether valid records follow a damaged one anywhere after it: then the
+ * damage is in the middle of the log, never a torn tail to cut off. Records
+ * are 8-byte aligned, so every aligned offset after the damage is tried: a
+ * record there counts if it continues the chain from the damaged record (by
+ * that record's stored CRC, or by the CRC its contents should have had, when
+ * the stored one was hit) or if the record after it checks against its
+ * stored CRC (two chained records are no accident). As etcd does, a damaged
+ * stretch holding a whole zeroed sector is still a torn write (a sector that
+ * never reached the disk), whatever follows it.
  */
-function followedByValidRecord(bytes: Uint8Array, offset: number): boolean {
-  const stored = storedCrcAndEnd(bytes, offset);
-  if (stored === undefined) return false;
-  const next = decodeRecord(bytes, stored.end, stored.crc);
-  return next.kind === "record";
+function followedByValidRecord(bytes: Uint8Array, offset: number, seed: number): boolean {
+  const seeds: number[] = [];
+  if (offset + recordHeaderBytes <= bytes.length) seeds.push(crcField(bytes, offset));
+  const damaged = storedCrcAndEnd(bytes, offset);
+  if (damaged !== undefined && (bytes[offset + 8] as number) in RecordType) {
+    const length = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(offset, true);
+    seeds.push(recordCrc(seed, bytes[offset + 8] as RecordType, bytes.subarray(offset + recordHeaderBytes, offset + recordHeaderBytes + length)));
+  }
+  for (let at = offset + recordAlignment; at + recordHeaderBytes <= bytes.length; at += recordAlignment) {
+    const candidate = storedCrcAndEnd(bytes, at);
+    if (candidate === undefined) continue;
+    const chained =
+      seeds.some((crc) => decodeRecord(bytes, at, crc).kind === "record") ||
+      (candidate.end < bytes.length && decodeRecord(bytes, candidate.end, candidate.crc).kind === "record");
+    if (chained) return !zeroedSectorBetween(bytes, offset, at);
+  }
+  return false;
+}
+
+const recordAlignment = 8;
+const sectorBytes = 512;
+
+function crcField(bytes: Uint8Array, offset: number): number {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(offset + 4, true);
+}
+
+/** Whether a whole, aligned sector between `from` and `to` holds only zeros. */
+function zeroedSectorBetween(bytes: Uint8Array, from: number, to: number): boolean {
+  for (let sector = Math.ceil(from / sectorBytes) * sectorBytes; sector + sectorBytes <= to; sector += sectorBytes) {
+    let zero = true;
+    for (let i = sector; i < sector + sectorBytes && zero; i++) zero = bytes[i] === 0;
+    if (zero) return true;
+  }
+  return false;
 }
 
 async function repairTail(fs: FileSystem, dir: string, path: string, bytes: Uint8Array, goodLength: number): Promise<string> {
