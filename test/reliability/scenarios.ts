@@ -1,5 +1,6 @@
-// The scorecard scenarios that run against real processes (see
-// ../shared/reliability.md): L1, L2, J1, J2, D1. Each run starts a fresh
+// The scorecard scenarios of test:long (see ../shared/reliability.md): L1,
+// L2, J1, J2 and D1 here, W1 in watch-scenario.ts, D2-D5 in
+// disk-scenarios.ts. Each run starts a fresh
 // cluster, drives recorded client traffic while one or more faults happen,
 // heals, checks, and returns counts; nothing here asserts, so the long runner
 // can tabulate and the short tier can assert on the counts.
@@ -18,6 +19,7 @@ import { chosenFaults, clusterFaults, electionMs, killAllFault, killFault, maint
 import { crashPointFaults } from "./crash-faults.ts";
 import { describeIndependent, independentCheck } from "./independent.ts";
 import { watchScenario } from "./watch-scenario.ts";
+import { diskScenarios } from "./disk-scenarios.ts";
 
 export interface RunOptions {
   kind: "edgetcd" | "etcd";
@@ -606,5 +608,6 @@ export const scenarios: Scenario[] = [
   setScenario,
   watchScenario,
   durabilityScenario,
+  ...diskScenarios,
 ];
 
