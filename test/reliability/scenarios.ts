@@ -247,6 +247,12 @@ function linearizabilityScenario(id: string, title: string, size: number): Scena
         const report = checkOperationsVerbose(etcdModelAppliedLast, prepared, { timeoutMs: options.checkTimeoutMs });
         if (report.result === "illegal") {
           notes.push(`saved ${saveHistory(id, seed, history.operations)}`);
+          // The members' logs (of their current processes), to find what served the offending answers.
+          for (const member of cluster.members) {
+            const path = join(tmpdir(), `edgetcd-${id}-seed-${seed}-${member.name}-${Date.now()}.log`);
+            writeFileSync(path, member.server?.output() ?? "(not running)");
+            notes.push(`log ${path}`);
+          }
           options.log(describeReport(etcdModelAppliedLast, report, 12));
         }
         const verdict =
