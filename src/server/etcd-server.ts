@@ -256,6 +256,7 @@ export class EtcdServer {
           },
           applied,
           ...(crashPoints === undefined ? {} : { crashPoints }),
+          logger,
           send: (messages) => {
             if (server === undefined) sending.send(messages);
             else server.sendMessages(messages, sending);

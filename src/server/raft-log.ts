@@ -18,7 +18,7 @@ import {
   type Ready,
   type Snapshot,
 } from "../raft/types.ts";
-import type { Clock, Random, Timer } from "../ports.ts";
+import type { Clock, Logger, Random, Timer } from "../ports.ts";
 import { etcdError } from "../errors.ts";
 import type { ServerLog } from "./server-log.ts";
 import type { CrashPoints } from "../storage/crash-points.ts";
@@ -48,6 +48,8 @@ export interface RaftLogOptions {
   applied: number;
   /** Fault injection for tests (snapshot-after-save, snapshot-after-release). */
   crashPoints?: CrashPoints;
+  /** Debug lines for each linearizable-read round (--log-level debug). */
+  logger?: Logger;
   send: (messages: Message[]) => void;
   /**
    * A snapshot received from the leader, made durable before the WAL records
@@ -224,6 +226,7 @@ export class RaftLog implements ServerLog {
     const id = `${this.options.id}:${this.nextReadId++}`;
     this.readRoundId = id;
     const context = new TextEncoder().encode(id);
+    this.options.logger?.debug("read round", { id, reads: waiters.length, leader: this.leaderId.toString(16), term: this.termValue, commit: this.commitIndexValue, applied: this.appliedIndexValue });
     // A request sent while there is no leader is dropped by Raft, and one on
     // its way to the leader can be lost with a connection: as etcd's read loop
     // does, ask again every readIndexRetryMs with the same context (a late
@@ -231,6 +234,7 @@ export class RaftLog implements ServerLog {
     let retry: Timer | undefined;
     const resend = () => {
       if (!this.pendingReads.has(id) || this.failed) return;
+      this.options.logger?.debug("read round resent", { id, leader: this.leaderId.toString(16), term: this.termValue });
       this.node.readIndex(context);
       this.schedule();
       retry = this.options.clock.setTimer(readIndexRetryMs, resend);
@@ -388,18 +392,21 @@ export class RaftLog implements ServerLog {
     if (lead === this.leaderId) return;
     this.leaderId = lead;
     this.options.onLeaderChange?.(lead, state === StateType.Leader);
-    // Reads waiting on an old leader may never be answered: fail them so clients retry.
-    if (lead === 0) {
-      for (const read of this.pendingReads.values()) read.reject(etcdError("leaderChanged"));
-      this.pendingReads.clear();
-      if (this.readRoundId !== undefined) this.readRoundEnded(this.readRoundId);
-    }
+    // A read round out when the leader changes fails, as etcd's read loop
+    // fails it: the old leader may never answer, and an answer it gives
+    // while stepping down may be from before the new leader's writes (L1 seed
+    // 1036: a leader resumed from SIGSTOP served a read from its own stale
+    // commit index in the batch that made it a follower). Clients retry.
+    for (const read of this.pendingReads.values()) read.reject(etcdError("leaderChanged"));
+    this.pendingReads.clear();
+    if (this.readRoundId !== undefined) this.readRoundEnded(this.readRoundId);
   }
 
   private releaseReadStates(ready: Ready): void {
     for (const state of ready.readStates) {
       const id = new TextDecoder().decode(state.requestCtx);
       const read = this.pendingReads.get(id);
+      this.options.logger?.debug("read index", { id, index: state.index, pending: read !== undefined, applied: this.appliedIndexValue, leader: this.leaderId.toString(16), term: this.termValue });
       if (read === undefined) continue;
       this.pendingReads.delete(id);
       this.readRoundEnded(id);

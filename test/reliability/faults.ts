@@ -335,7 +335,11 @@ export async function withCluster<T>(size: number, options: RunOptions, body: (c
     electionMs,
     readyTimeoutMs: 120_000,
     proxies: proxied(size, options),
-    extraArgs: proxied(size, options) ? ["--snapshot-count", "200", "--experimental-snapshot-catchup-entries", "50"] : [],
+    extraArgs: [
+      ...(proxied(size, options) ? ["--snapshot-count", "200", "--experimental-snapshot-catchup-entries", "50"] : []),
+      // Each linearizable-read round in the members' logs (saved with an illegal history).
+      ...(options.kind === "edgetcd" && process.env.EDGETCD_RELIABILITY_DEBUG !== undefined ? ["--log-level", "debug"] : []),
+    ],
   });
   try {
     return await body(cluster);

@@ -2,6 +2,8 @@
 //   npm run test:long -- --runs N --seed S [--only L1,J2,...] [--kind edgetcd|etcd] [--runtime node|bun]
 //   [--minutes M]: start no new run after M minutes.
 //   [--faults a,b]: L1, L2 and J1 draw only these faults (names as printed in a run's notes).
+// EDGETCD_RELIABILITY_DEBUG=1 runs edgetcd members with --log-level debug (each
+// linearizable-read round is logged); an illegal L1/L2 run saves the members' logs.
 // Runs each chosen scenario N times (seeds S, S+1, ...), prints one line per
 // run and a table per scenario at the end. Exits 1 if any run was illegal,
 // lost an acknowledged write, or failed its end checks.
