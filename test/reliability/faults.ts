@@ -353,7 +353,8 @@ export function clusterFaults(size: number, options: RunOptions): Fault[] {
   return chosenFaults([...processFaults(electionMs), memberReplaceFault(electionMs), ...(proxied(size, options) ? networkFaults(electionMs) : [])], options);
 }
 
-export function chosenFaults(faults: Fault[], options: RunOptions): Fault[] {
+export function chosenFaults(all: Fault[], options: RunOptions): Fault[] {
+  const faults = all.filter((fault) => !(options.skipFaults ?? []).includes(fault.name));
   if (options.faults === undefined) return faults;
   const chosen = faults.filter((fault) => options.faults?.includes(fault.name));
   if (chosen.length === 0) throw new Error(`--faults ${options.faults.join(",")} matches none of ${faults.map((f) => f.name).join(", ")}`);

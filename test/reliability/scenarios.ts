@@ -31,6 +31,8 @@ export interface RunOptions {
   checkTimeoutMs: number;
   /** Draw only faults with these names (e.g. member-replace, isolate-leader); all by default. */
   faults?: readonly string[];
+  /** Never draw faults with these names. */
+  skipFaults?: readonly string[];
   log: (line: string) => void;
 }
 
