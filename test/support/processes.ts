@@ -167,7 +167,8 @@ export function etcdctlAsync(endpoint: string, args: string[], input?: string): 
     let stderr = "";
     child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
     child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on("exit", (code) => resolve({ status: code ?? -1, stdout, stderr }));
+    // "close", not "exit": the process can exit before its last output has been read.
+    child.on("close", (code) => resolve({ status: code ?? -1, stdout, stderr }));
     // etcdctl may exit before reading its input: that EPIPE is not a failure.
     child.stdin.on("error", () => {});
     child.stdin.end(input ?? "");
