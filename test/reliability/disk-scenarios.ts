@@ -7,16 +7,20 @@
 //   data, as kill -9 does). Nothing acknowledged may be lost.
 // - D3 torn WAL tail: a WAL of random records cut inside its last records,
 //   zeroed from a point on, or followed by garbage or zeros; it must open to
-//   exactly its whole records, keep the damaged copy, and take appends.
+//   exactly its whole records, keep the damaged copy, and take appends. Then
+//   once per run on a real node: its WAL damaged past what its backend had
+//   applied (cut, a zeroed sector, garbage or zeros appended); it must start
+//   with exactly the keys of the whole records and keep the damaged copy.
 // - D4 damage that is not a torn tail: a byte flipped in a WAL record that has
 //   records after it, a damaged b-tree page of the SQLite backend, a damaged
 //   received snapshot; each must be refused, never silently truncated.
 // - D5 fdatasync fails: the server stops before acknowledging anything that
 //   was not synced, and after a restart on a good disk has every acknowledged
 //   write and keeps going.
-// D3–D5 run in this process on real files (the WAL, backend and server code
-// of edgetcd itself); D2 runs real processes. All are edgetcd-only.
-import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+// D4 and D5 run in this process on real files (the WAL, backend and server
+// code of edgetcd itself); D2 and part of D3 run real processes. All are
+// edgetcd-only.
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { Prng } from "../../runtime/sim/prng.ts";
@@ -32,7 +36,7 @@ import { Backend, BackendCorruptError } from "../../src/storage/backend.ts";
 import { decodeRecord, RecordType } from "../../src/storage/wal/record.ts";
 import { Wal, WalCorruptError } from "../../src/storage/wal/wal.ts";
 import { testRuntime } from "../support/runtime.ts";
-import { tempDir } from "../support/processes.ts";
+import { startEdgetcd, tempDir, type RunningServer } from "../support/processes.ts";
 import { CrashChain } from "./crash-run.ts";
 import { electionMs, sleep, withCluster } from "./faults.ts";
 import { connect, type Connection } from "./history.ts";
@@ -246,6 +250,130 @@ async function writeRandomWal(fs: FileSystem, dir: string, random: Prng, count: 
   return texts;
 }
 
+/**
+ * One torn tail on a real node: the WAL a real edgetcd process wrote, damaged
+ * only past the point its backend had applied (as after a crash mid-write,
+ * the backend is restored to a copy taken at that point), then a real start.
+ * It must start, hold exactly the keys of the whole records, keep the damaged
+ * copy, and keep a write made after the repair across one more restart.
+ */
+async function tornTailOfARealNode(random: Prng, options: RunOptions): Promise<{ broken: string[]; unfinished: string[]; note: string; writes: number }> {
+  const root = tempDir("edgetcd-d3-node");
+  const dataDir = join(root, "data");
+  const walDir = join(dataDir, "member/wal");
+  const snapDir = join(dataDir, "member/snap");
+  const written = new Map<string, string>();
+  const broken: string[] = [];
+  const unfinished: string[] = [];
+  let note = "real node: not started";
+  let server: RunningServer | undefined;
+  const start = async () => (server = await startEdgetcd({ dataDir, runtime: options.runtime, readyTimeoutMs: 60_000 }));
+  const stop = async () => {
+    await server?.stop();
+    server = undefined;
+  };
+  const put = async (key: string, value: string) => {
+    await connect((server as RunningServer).endpoint).kv.put({ key: encoder.encode(key), value: encoder.encode(value) }, { timeoutMs: 5000 });
+    written.set(key, value);
+  };
+  const keysHeld = async () => {
+    const range = await connect((server as RunningServer).endpoint).kv.range({ key: encoder.encode("d3/"), rangeEnd: encoder.encode("d30") }, { timeoutMs: 5000 });
+    return new Map(range.kvs.map((kv) => [decoder.decode(kv.key), decoder.decode(kv.value)]));
+  };
+  const compare = (label: string, held: Map<string, string>, expected: Map<string, string>) => {
+    const missing = [...expected.keys()].filter((key) => held.get(key) !== expected.get(key));
+    const extra = [...held.keys()].filter((key) => !expected.has(key));
+    if (missing.length > 0) broken.push(`${label}: ${missing.length} keys of whole records missing or changed, e.g. ${missing[0]}`);
+    if (extra.length > 0) broken.push(`${label}: ${extra.length} keys of damaged records present, e.g. ${extra[0]}`);
+  };
+  const segmentPath = () => join(walDir, readdirSync(walDir).filter((name) => name.endsWith(".wal")).sort().at(-1) as string);
+  try {
+    // Applied and settled: these records stay intact, and the backend copy holds them.
+    await start();
+    for (let i = 0, count = 10 + random.int(30); i < count; i++) await put(`d3/a/${String(i).padStart(4, "0")}`, `a${i}-${"s".repeat(random.int(300))}`);
+    await stop();
+    const settledPath = segmentPath();
+    const settled = statSync(settledPath).size;
+    const backendCopy = join(root, "snap-copy");
+    cpSync(snapDir, backendCopy, { recursive: true });
+    // The last records: a restart and a few more writes, then the backend goes back to the copy (it had not applied them).
+    await start();
+    const tailKeys: string[] = [];
+    for (let i = 0, count = 3 + random.int(8); i < count; i++) {
+      const key = `d3/b/${String(i).padStart(4, "0")}`;
+      await put(key, `b${i}-${"t".repeat(random.int(600))}`);
+      tailKeys.push(key);
+    }
+    await stop();
+    if (segmentPath() !== settledPath) {
+      unfinished.push("real node: the WAL moved to a new segment");
+      return { broken, unfinished, note, writes: written.size };
+    }
+    rmSync(snapDir, { recursive: true, force: true });
+    cpSync(backendCopy, snapDir, { recursive: true });
+
+    const full = readFileSync(settledPath);
+    const ends = recordEnds(full);
+    if (ends.at(-1)?.[0] !== full.length) unfinished.push(`real node: the WAL's records end at ${ends.at(-1)?.[0]}, the file at ${full.length}`);
+    const kind = random.pick(["truncate", "zero-sector", "append-garbage", "append-zeros"] as const);
+    let damaged: Buffer;
+    let drawn: string = kind;
+    const firstSector = Math.ceil(settled / 512) * 512;
+    if (kind === "zero-sector" && firstSector + 512 <= full.length) {
+      const sector = firstSector + 512 * random.int(Math.floor((full.length - firstSector) / 512));
+      damaged = Buffer.from(full);
+      damaged.fill(0, sector, sector + 512);
+    } else if (kind === "append-garbage" || kind === "append-zeros") {
+      const length = 1 + random.int(3000);
+      damaged = Buffer.concat([full, kind === "append-zeros" ? Buffer.alloc(length) : Buffer.from(random.bytes(length))]);
+    } else {
+      drawn = "truncate";
+      damaged = full.subarray(0, settled + random.int(full.length - settled + 1));
+    }
+    writeFileSync(settledPath, damaged);
+    // The damage starts at the first byte that differs; the records ending before it are whole.
+    let intactUpTo = 0;
+    while (intactUpTo < Math.min(full.length, damaged.length) && full[intactUpTo] === damaged[intactUpTo]) intactUpTo++;
+    const good = Math.max(0, ...ends.map(([end]) => end).filter((end) => end <= intactUpTo));
+    const mustKeepCopy = damaged.subarray(good).some((byte) => byte !== 0);
+    note = `real node: ${drawn} at ${intactUpTo} of ${full.length} (settled ${settled}, ${tailKeys.length} writes after)`;
+    const expected = new Map([...written].filter(([key]) => !key.startsWith("d3/b/")));
+    for (const key of tailKeys) {
+      const at = full.indexOf(Buffer.from(key));
+      const end = ends.find(([recordEnd]) => recordEnd > at)?.[0];
+      if (at < settled || end === undefined) {
+        unfinished.push(`real node: the record of ${key} not found past the settled part`);
+        return { broken, unfinished, note, writes: written.size };
+      }
+      if (end <= intactUpTo) expected.set(key, written.get(key) as string);
+    }
+
+    try {
+      await start();
+    } catch (error) {
+      const lines = String(error).split("\n");
+      broken.push(`${note}: refused to start: ${(lines.find((line) => line.includes('"level":"error"')) ?? lines[0] ?? "").slice(0, 400)}`);
+      return { broken, unfinished, note, writes: written.size };
+    }
+    compare(note, await keysHeld(), expected);
+    const brokenCopy = `${settledPath}.broken`;
+    if (mustKeepCopy && !(existsSync(brokenCopy) && readFileSync(brokenCopy).equals(damaged))) broken.push(`${note}: the damaged copy was not kept`);
+    // The repair holds: a write after it survives a restart, next to exactly the same keys.
+    await put("d3/c/after", "after");
+    expected.set("d3/c/after", "after");
+    await stop();
+    await start();
+    compare(`${note}, after one more restart`, await keysHeld(), expected);
+    await stop();
+  } catch (error) {
+    unfinished.push(`real node: ${String(error).split("\n")[0]?.slice(0, 300)}`);
+  } finally {
+    await server?.kill();
+    rmSync(root, { recursive: true, force: true });
+  }
+  return { broken, unfinished, note, writes: written.size };
+}
+
 const tornTailScenario: Scenario = {
   id: "D3",
   title: "torn WAL tail: cut inside the last records, zeroed from a point on, garbage or zeros appended",
@@ -304,7 +432,10 @@ const tornTailScenario: Scenario = {
       if (i < 3) notes.push(label);
       await fs.removeAll(dir);
     }
-    return result(broken, [], { checkMs: performance.now() - started, operations: cases, notes });
+    const node = await tornTailOfARealNode(random, options);
+    notes.push(node.note);
+    broken.push(...node.broken);
+    return result(broken, node.unfinished, { checkMs: performance.now() - started, operations: cases + node.writes, notes });
   },
 };
 

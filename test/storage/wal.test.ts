@@ -192,6 +192,39 @@ describe("WAL", () => {
     }
   });
 
+  // Found by the D3 scenario of test:long (seed 10): a lost sector whose first
+  // bytes were the last (zero) bytes of the last whole record was not counted.
+  test("a zeroed sector starting inside the last whole record (its bytes there zeros) is a torn write, whatever follows", async () => {
+    const source = freshDir();
+    const wal = await Wal.create(fs, source, metadata);
+    // Entries whose data ends in zeros, so some record boundaries have zeros before them in their sector.
+    for (let index = 1; index <= 120; index++) await wal.save(undefined, [entry(index, 1, `e${index}-${"x".repeat((index * 13) % 61)}${"\0".repeat(index % 24)}`)], { sync: false });
+    await wal.close();
+    const [segment] = await segmentsOf(source);
+    const full = await fs.readFile(join(source, segment as string));
+    const ends = recordEnds(full);
+    let tried = 0;
+    for (const [index, [end]] of ends.entries()) {
+      const sector = Math.floor(end / 512) * 512;
+      // A record boundary inside a sector whose bytes before it are zeros, with records after the sector.
+      if (end === sector || sector + 1024 > full.length || !full.subarray(sector, end).every((byte) => byte === 0)) continue;
+      tried++;
+      const dir = freshDir();
+      await fs.mkdirp(dir);
+      const copy = full.slice();
+      copy.fill(0, end, sector + 512);
+      const file = await fs.open(join(dir, segment as string), "readwrite");
+      await file.writeAt(copy, 0);
+      await file.close();
+      const opened = await Wal.open(fs, dir);
+      await opened.wal.close();
+      assert.equal(opened.entries.length, ends.slice(0, index + 1).filter(([, isEntry]) => isEntry).length, `sector at ${sector}, record end ${end}`);
+      assert.ok(opened.repairedFrom !== undefined, `sector at ${sector}: damaged copy kept`);
+      await fs.removeAll(dir);
+    }
+    assert.ok(tried > 0, "the log has a record ending in zero padding inside a sector");
+  });
+
   test("a bit flip in a middle record refuses to open", async () => {
     const dir = freshDir();
     await writeLog(dir, 6);
