@@ -56,11 +56,14 @@ const sameUrls = (a: readonly string[], b: readonly string[]) => [...a].sort().j
 /**
  * The identity of a member joining a running cluster. Asks each other member
  * of --initial-cluster in turn, for up to `timeoutMs`, and fails with etcd's
- * message when none answers.
+ * message when none answers. A member that answers without us may not have
+ * applied our `member add` yet (the add is applied first by the member that
+ * took it): the others are asked too, and the list is asked again for
+ * `notListedGraceMs` before the join fails as not added.
  */
 export async function joinIdentity(
   config: ServerConfig,
-  options: { timeoutMs: number; fetch?: typeof globalThis.fetch; sleep: (ms: number) => Promise<void>; nowMs: () => number },
+  options: { timeoutMs: number; notListedGraceMs?: number; fetch?: typeof globalThis.fetch; sleep: (ms: number) => Promise<void>; nowMs: () => number },
 ): Promise<MemberIdentity> {
   const fetchFn = options.fetch ?? globalThis.fetch;
   const remotes = [...config.initialCluster.entries()]
@@ -68,24 +71,15 @@ export async function joinIdentity(
     .flatMap(([, urls]) => urls);
   if (remotes.length === 0) throw new ConfigError("cannot fetch cluster info from peer urls: no peer urls given");
   const deadline = options.nowMs() + options.timeoutMs;
+  let firstNotListedMs: number | undefined;
   for (;;) {
     for (const url of remotes) {
-      let answer: { members: MemberJson[]; clusterId: bigint } | undefined;
-      try {
-        const response = await fetchFn(new URL(membersPath, url), { signal: AbortSignal.timeout(2000) });
-        const clusterIdHex = response.headers.get(clusterIdHeader);
-        if (response.ok && clusterIdHex !== null && /^[0-9a-f]{1,16}$/i.test(clusterIdHex)) {
-          answer = { members: (await response.json()) as MemberJson[], clusterId: BigInt(`0x${clusterIdHex}`) };
-        }
-      } catch {
-        // That member is down or not ready; try the next.
-      }
+      const answer = await fetchMembers(fetchFn, url);
       if (answer === undefined) continue;
       const self = answer.members.find((member) => sameUrls(member.peerURLs, config.initialAdvertisePeerUrls));
       if (self === undefined) {
-        throw new ConfigError(
-          `member with peer URLs ${config.initialAdvertisePeerUrls.join(",")} is not in the cluster's member list; add it first with 'etcdctl member add'`,
-        );
+        firstNotListedMs ??= options.nowMs();
+        continue;
       }
       return {
         name: config.name,
@@ -100,9 +94,27 @@ export async function joinIdentity(
         })),
       };
     }
-    if (options.nowMs() >= deadline) {
+    const now = options.nowMs();
+    if (firstNotListedMs !== undefined && (now - firstNotListedMs >= (options.notListedGraceMs ?? 3000) || now >= deadline)) {
+      throw new ConfigError(
+        `member with peer URLs ${config.initialAdvertisePeerUrls.join(",")} is not in the cluster's member list; add it first with 'etcdctl member add'`,
+      );
+    }
+    if (now >= deadline) {
       throw new ConfigError("cannot fetch cluster info from peer urls: could not retrieve cluster information from the given URLs");
     }
     await options.sleep(500);
+  }
+}
+
+/** One member's `GET /members` answer, or undefined when it is down, not ready or not a member. */
+async function fetchMembers(fetchFn: typeof globalThis.fetch, url: string): Promise<{ members: MemberJson[]; clusterId: bigint } | undefined> {
+  try {
+    const response = await fetchFn(new URL(membersPath, url), { signal: AbortSignal.timeout(2000) });
+    const clusterIdHex = response.headers.get(clusterIdHeader);
+    if (!response.ok || clusterIdHex === null || !/^[0-9a-f]{1,16}$/i.test(clusterIdHex)) return undefined;
+    return { members: (await response.json()) as MemberJson[], clusterId: BigInt(`0x${clusterIdHex}`) };
+  } catch {
+    return undefined; // that member is down or not ready; the next is asked
   }
 }
