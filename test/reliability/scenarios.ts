@@ -130,9 +130,11 @@ async function hashesEqual(cluster: FaultCluster, revision: number, deadlineMs: 
   for (const member of cluster.members) {
     const { kv } = connect(cluster.endpoint(member));
     let hash = "unavailable";
+    let reached = "no answer";
     while (Date.now() < deadline) {
       try {
         const range = await kv.range({ key: new TextEncoder().encode("final"), serializable: true }, { timeoutMs: 1000 });
+        reached = `at ${range.header?.revision}`;
         if (Number(range.header?.revision) >= revision) {
           hash = String((await maintenance(cluster.endpoint(member)).hashKV({ revision: BigInt(revision) }, { timeoutMs: 3000 })).hash);
           break;
@@ -142,10 +144,10 @@ async function hashesEqual(cluster: FaultCluster, revision: number, deadlineMs: 
       }
       await sleep(100);
     }
-    hashes.push(`${member.name}:${hash}`);
+    hashes.push(`${member.name}:${hash === "unavailable" ? `unavailable (${reached})` : hash}`);
   }
   const values = hashes.map((entry) => entry.split(":")[1]);
-  return { equal: new Set(values).size === 1 && !values.includes("unavailable"), hashes };
+  return { equal: new Set(values).size === 1 && !values.some((value) => value?.startsWith("unavailable")), hashes };
 }
 
 /** Reads every key once, linearizably, from any member that answers. */
@@ -247,26 +249,30 @@ function linearizabilityScenario(id: string, title: string, size: number): Scena
 
         const prepared = prepareEtcdHistory(history.operations);
         const report = checkOperationsVerbose(etcdModelAppliedLast, prepared, { timeoutMs: options.checkTimeoutMs });
-        if (report.result === "illegal") {
-          notes.push(`saved ${saveHistory(id, seed, history.operations)}`);
-          // The members' logs (of their current processes), to find what served the offending answers.
-          for (const member of cluster.members) {
-            const path = join(tmpdir(), `edgetcd-${id}-seed-${seed}-${member.name}-${Date.now()}.log`);
-            writeFileSync(path, member.server?.output() ?? "(not running)");
-            notes.push(`log ${path}`);
-          }
-          options.log(describeReport(etcdModelAppliedLast, report, 12));
-        }
+        if (report.result === "illegal") options.log(describeReport(etcdModelAppliedLast, report, 12));
         const verdict =
           report.result === "illegal" ? "illegal"
           : lost > 0 ? "illegal"
           : !hashes.equal || final === undefined || independentProblem !== undefined ? "failed"
           : report.result === "unknown" ? "undecided"
           : "valid";
+        if (verdict === "illegal" || verdict === "failed") {
+          notes.push(`saved ${saveHistory(id, seed, history.operations)}`);
+          notes.push(...saveMemberLogs(cluster, id, seed));
+        }
         return { verdict, lost, watchViolations: undefined, checkMs: report.elapsedMs, operations: prepared.length, notes };
       });
     },
   };
+}
+
+/** Each member's log (of its current process) in tmpdir, to find what served an offending answer or stalled; returns notes naming the files. */
+function saveMemberLogs(cluster: FaultCluster, id: string, seed: number): string[] {
+  return cluster.members.map((member) => {
+    const path = join(tmpdir(), `edgetcd-${id}-seed-${seed}-${member.name}-${Date.now()}.log`);
+    writeFileSync(path, member.server?.output() ?? "(not running)");
+    return `log ${path}`;
+  });
 }
 
 /** Timestamped progress lines, shown when EDGETCD_RELIABILITY_VERBOSE is set. */
@@ -403,15 +409,16 @@ const registerScenario: Scenario = {
       }
       if (independentProblem !== undefined) notes.push(independentProblem);
       const report = checkOperationsVerbose(registerModel, history.operations, { timeoutMs: options.checkTimeoutMs });
-      if (report.result === "illegal") {
-        notes.push(`saved ${saveHistory("J1", seed, history.operations)}`);
-        options.log(describeReport(registerModel, report, 12));
-      }
+      if (report.result === "illegal") options.log(describeReport(registerModel, report, 12));
       const verdict =
         report.result === "illegal" ? "illegal"
         : unread > 0 || independentProblem !== undefined ? "failed"
         : report.result === "unknown" ? "undecided"
         : "valid";
+      if (verdict === "illegal" || verdict === "failed") {
+        notes.push(`saved ${saveHistory("J1", seed, history.operations)}`);
+        notes.push(...saveMemberLogs(cluster, "J1", seed));
+      }
       return { verdict, lost: 0, watchViolations: undefined, checkMs: report.elapsedMs, operations: history.operations.length, notes };
     });
   },
