@@ -10,13 +10,30 @@ interface PendingRead {
   acks: Set<NodeId>;
 }
 
+/** How many answered contexts a leader remembers in its term. */
+const answeredLimit = 4096;
+
 export class ReadOnlyQueue {
   private readonly pending = new Map<string, PendingRead>();
   private readonly queue: string[] = [];
+  /**
+   * Contexts answered in this term, with the index they were answered with.
+   * A request re-sent with one of them (its answer was lost or is late) gets
+   * that index again instead of being queued anew: acknowledgements of older
+   * heartbeats that carried the context may still be on their way, and they
+   * would confirm the new entry, and every entry queued before it, with a
+   * leadership that may have ended since (a stale read).
+   */
+  private readonly answered = new Map<string, number>();
+
+  /** The index a context was answered with in this term, if it was. */
+  answeredIndex(context: Uint8Array): number | undefined {
+    return this.answered.get(contextKey(context));
+  }
 
   add(index: number, request: Message): void {
     const key = contextKey(request.context);
-    if (this.pending.has(key)) return;
+    if (this.pending.has(key) || this.answered.has(key)) return;
     this.pending.set(key, { index, request, acks: new Set() });
     this.queue.push(key);
   }
@@ -42,6 +59,8 @@ export class ReadOnlyQueue {
     return released.map((released) => {
       const read = this.pending.get(released) as PendingRead;
       this.pending.delete(released);
+      this.answered.set(released, read.index);
+      if (this.answered.size > answeredLimit) this.answered.delete(this.answered.keys().next().value as string);
       return { index: read.index, request: read.request };
     });
   }
@@ -55,6 +74,7 @@ export class ReadOnlyQueue {
   clear(): void {
     this.pending.clear();
     this.queue.length = 0;
+    this.answered.clear();
   }
 }
 

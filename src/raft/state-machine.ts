@@ -468,6 +468,12 @@ export class RaftStateMachine {
       this.answerRead(from, this.log.committed, m.context);
       return;
     }
+    // A re-sent request already answered in this term gets the same answer (see ReadOnlyQueue.answered).
+    const answered = this.readOnly.answeredIndex(m.context);
+    if (answered !== undefined) {
+      this.answerRead(from, answered, m.context);
+      return;
+    }
     // Until an entry of this term is committed, the commit index may be stale (§6.4).
     if (this.log.term(this.log.committed) !== this.term) {
       this.pendingReadIndexMessages.push(m);
