@@ -71,6 +71,12 @@ interface PendingRead {
   reject: (error: unknown) => void;
 }
 
+/** A ReadIndex round out: every context it was sent with (one per attempt) answers it. */
+interface ReadRound extends PendingRead {
+  id: string;
+  contexts: string[];
+}
+
 export class RaftLog implements ServerLog {
   readonly storage = new MemoryStorage();
   private readonly node: RawNode;
@@ -82,7 +88,8 @@ export class RaftLog implements ServerLog {
   private termValue = 0;
   private commitIndexValue = 0;
   private appliedIndexValue: number;
-  private readonly pendingReads = new Map<string, PendingRead>();
+  /** The round out, by each context it was sent with. */
+  private readonly pendingReads = new Map<string, ReadRound>();
   /** Reads waiting for the next ReadIndex round, and the round out now. */
   private queuedReads: PendingRead[] = [];
   private readRoundId: string | undefined;
@@ -225,33 +232,16 @@ export class RaftLog implements ServerLog {
     this.queuedReads = [];
     const id = `${this.options.id}:${this.nextReadId++}`;
     this.readRoundId = id;
-    const context = new TextEncoder().encode(id);
     this.options.logger?.debug("read round", { id, reads: waiters.length, leader: this.leaderId.toString(16), term: this.termValue, commit: this.commitIndexValue, applied: this.appliedIndexValue });
-    // A request sent while there is no leader is dropped by Raft, and one on
-    // its way to the leader can be lost with a connection: as etcd's read loop
-    // does, ask again every readIndexRetryMs with the same context (a late
-    // answer to an earlier copy is as good), and give up after the request timeout.
     let retry: Timer | undefined;
-    const resend = () => {
-      if (!this.pendingReads.has(id) || this.failed) return;
-      this.options.logger?.debug("read round resent", { id, leader: this.leaderId.toString(16), term: this.termValue });
-      this.node.readIndex(context);
-      this.schedule();
-      retry = this.options.clock.setTimer(readIndexRetryMs, resend);
-    };
-    retry = this.options.clock.setTimer(readIndexRetryMs, resend);
-    const timer = this.options.clock.setTimer(this.options.requestTimeoutMs, () => {
-      const read = this.pendingReads.get(id);
-      if (read === undefined) return;
-      this.pendingReads.delete(id);
-      this.readRoundEnded(id);
-      read.reject(etcdError("timeout"));
-    });
     const settle = () => {
       timer.cancel();
       retry?.cancel();
+      for (const context of round.contexts) this.pendingReads.delete(context);
     };
-    this.pendingReads.set(id, {
+    const round: ReadRound = {
+      id,
+      contexts: [],
       resolve: () => {
         settle();
         for (const waiter of waiters) waiter.resolve();
@@ -260,9 +250,35 @@ export class RaftLog implements ServerLog {
         settle();
         for (const waiter of waiters) waiter.reject(error);
       },
+    };
+    // A request sent while there is no leader is dropped by Raft, and one on
+    // its way to the leader can be lost with a connection: as etcd's read loop
+    // does, ask again every readIndexRetryMs (a late answer to an earlier copy
+    // is as good), and give up after the request timeout. Each copy has a new
+    // context: a leader confirms a context with acknowledgements of
+    // heartbeats that carried it, and those of an earlier copy (late in a
+    // socket, say of a leader resumed from SIGSTOP) would confirm a copy sent
+    // after the leadership they prove may have ended (L1 seeds 1036, 3038).
+    const send = () => {
+      const context = round.contexts.length === 0 ? id : `${id}.${round.contexts.length}`;
+      round.contexts.push(context);
+      this.pendingReads.set(context, round);
+      this.node.readIndex(new TextEncoder().encode(context));
+      this.schedule();
+    };
+    const resend = () => {
+      if (!this.pendingReads.has(id) || this.failed) return;
+      this.options.logger?.debug("read round resent", { id, copy: round.contexts.length, leader: this.leaderId.toString(16), term: this.termValue });
+      send();
+      retry = this.options.clock.setTimer(readIndexRetryMs, resend);
+    };
+    retry = this.options.clock.setTimer(readIndexRetryMs, resend);
+    const timer = this.options.clock.setTimer(this.options.requestTimeoutMs, () => {
+      if (!this.pendingReads.has(id)) return;
+      round.reject(etcdError("timeout"));
+      this.readRoundEnded(id);
     });
-    this.node.readIndex(context);
-    this.schedule();
+    send();
   }
 
   /** The round `id` has its index (or failed): the reads queued meanwhile go next. */
@@ -315,7 +331,7 @@ export class RaftLog implements ServerLog {
   stop(): void {
     this.ticker.cancel();
     this.failed = true;
-    for (const read of this.pendingReads.values()) read.reject(etcdError("stopped"));
+    for (const round of new Set(this.pendingReads.values())) round.reject(etcdError("stopped"));
     this.pendingReads.clear();
     for (const read of this.queuedReads) read.reject(etcdError("stopped"));
     this.queuedReads = [];
@@ -397,19 +413,20 @@ export class RaftLog implements ServerLog {
     // while stepping down may be from before the new leader's writes (L1 seed
     // 1036: a leader resumed from SIGSTOP served a read from its own stale
     // commit index in the batch that made it a follower). Clients retry.
-    for (const read of this.pendingReads.values()) read.reject(etcdError("leaderChanged"));
+    for (const round of new Set(this.pendingReads.values())) round.reject(etcdError("leaderChanged"));
     this.pendingReads.clear();
     if (this.readRoundId !== undefined) this.readRoundEnded(this.readRoundId);
   }
 
   private releaseReadStates(ready: Ready): void {
     for (const state of ready.readStates) {
-      const id = new TextDecoder().decode(state.requestCtx);
-      const read = this.pendingReads.get(id);
-      this.options.logger?.debug("read index", { id, index: state.index, pending: read !== undefined, applied: this.appliedIndexValue, leader: this.leaderId.toString(16), term: this.termValue });
+      const context = new TextDecoder().decode(state.requestCtx);
+      const read = this.pendingReads.get(context);
+      this.options.logger?.debug("read index", { id: context, index: state.index, pending: read !== undefined, applied: this.appliedIndexValue, leader: this.leaderId.toString(16), term: this.termValue });
       if (read === undefined) continue;
-      this.pendingReads.delete(id);
-      this.readRoundEnded(id);
+      // Answered: no more copies, and no timeout while it waits for the apply.
+      for (const sent of read.contexts) this.pendingReads.delete(sent);
+      this.readRoundEnded(read.id);
       this.readsServed++;
       if (state.index <= this.appliedIndexValue) read.resolve();
       else this.readsWaitingForApply.push({ index: state.index, resolve: read.resolve });

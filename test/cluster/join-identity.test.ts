@@ -52,7 +52,7 @@ describe("joinIdentity", () => {
     assert.equal(identity.memberId, 33);
     assert.equal(identity.clusterId, 0xabc123n);
     assert.deepEqual(asked, ["10.0.0.1", "10.0.0.2"]);
-    assert.deepEqual(identity.initialMembers.map((member) => member.name), ["m1", "m2", "m3"]);
+    assert.deepEqual((identity.initialMembers ?? []).map((member) => member.name), ["m1", "m2", "m3"]);
   });
 
   test("every member lags at first: the list is asked again until one lists us", async () => {
