@@ -61,7 +61,7 @@ import { WatchableStore } from "../mvcc/watchable-store.ts";
 import { WatchScheduler } from "../mvcc/watch-scheduler.ts";
 import { isTxnReadOnly, KvApplier } from "./apply-kv.ts";
 import type { ServerConfig } from "./config.ts";
-import { clusterIdOf, decodeMemberMetadata, encodeMemberMetadata, memberIdOf, type MemberIdentity } from "./identity.ts";
+import { addedMemberIdOf, clusterIdOf, decodeMemberMetadata, encodeMemberMetadata, memberIdOf, type MemberIdentity } from "./identity.ts";
 import { initialClusterOf } from "./cluster-bootstrap.ts";
 import { joinIdentity, withMembersRoute } from "./join.ts";
 import { LocalLog } from "./local-log.ts";
@@ -788,8 +788,11 @@ export class EtcdServer {
     if (peerUrls.length === 0 || !peerUrls.every(isHttpUrl)) throw etcdError("memberBadUrls");
     const taken = new Set(this.memberStore.all().flatMap((member) => member.peerUrls));
     if (peerUrls.some((url) => taken.has(url))) throw etcdError("peerUrlExists");
-    // The id a member started with these peer URLs and token computes for itself.
-    const id = await memberIdOf(peerUrls, this.config.initialClusterToken);
+    // A new id from the URLs and the time, as etcd's; never one a removed
+    // member had: re-added under the same URLs, a member replaying the log
+    // would otherwise apply its predecessor's removal to itself and stop.
+    let id = 0;
+    for (let nowMs = this.runtime.clock.nowMs(); id === 0 || this.memberStore.isRemoved(id); nowMs++) id = await addedMemberIdOf(peerUrls, nowMs);
     if (this.memberStore.get(id) !== undefined) throw etcdError("memberExists");
     await this.proposeConfChange(raftLog, isLearner ? ConfChangeType.AddLearnerNode : ConfChangeType.AddNode, id, { peerUrls });
     return this.memberStore.get(id) ?? { id, name: "", peerUrls, clientUrls: [], isLearner };

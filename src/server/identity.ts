@@ -29,6 +29,15 @@ export async function memberIdOf(peerUrls: readonly string[], clusterToken: stri
   return leading53Bits(await sha1([...peerUrls].sort().join("") + clusterToken));
 }
 
+/**
+ * The id of a member added at runtime (`member add`): like etcd's, from its
+ * peer URLs and the time of the add, so a member removed and added again
+ * under the same URLs gets a new id (its old one stays removed).
+ */
+export async function addedMemberIdOf(peerUrls: readonly string[], nowMs: number): Promise<number> {
+  return leading53Bits(await sha1([...peerUrls].sort().join("") + String(nowMs)));
+}
+
 export async function clusterIdOf(memberIds: readonly number[]): Promise<bigint> {
   const digest = await sha1([...memberIds].sort((a, b) => a - b).map((id) => id.toString(16)).join(","));
   return new DataView(digest.buffer).getBigUint64(0);

@@ -12,6 +12,8 @@ export interface MemberRecord {
 }
 
 const bucket = "members";
+/** Ids of removed members, as etcd's members_removed bucket: an id is never used again. */
+const removedBucket = "members_removed";
 
 function keyOf(id: number): Uint8Array {
   const key = new Uint8Array(8);
@@ -21,6 +23,7 @@ function keyOf(id: number): Uint8Array {
 
 export class MemberStore {
   private readonly members = new Map<number, MemberRecord>();
+  private readonly removed = new Set<number>();
 
   constructor(private readonly backend: Backend) {
     this.reload();
@@ -33,6 +36,13 @@ export class MemberStore {
       const record = decode(value) as MemberRecord;
       this.members.set(record.id, record);
     }
+    this.removed.clear();
+    for (const [key] of this.backend.bucketEntries(removedBucket)) this.removed.add(Number(new DataView(key.buffer, key.byteOffset).getBigUint64(0)));
+  }
+
+  /** Whether `id` belonged to a member that was removed. */
+  isRemoved(id: number): boolean {
+    return this.removed.has(id);
   }
 
   get size(): number {
@@ -55,5 +65,7 @@ export class MemberStore {
   remove(id: number): void {
     this.members.delete(id);
     this.backend.bucketDelete(bucket, keyOf(id));
+    this.removed.add(id);
+    this.backend.bucketPut(removedBucket, keyOf(id), new Uint8Array([1]));
   }
 }
