@@ -91,6 +91,11 @@ const probes: Probe[] = [
     node: nodeTest("test/reliability/follower-reads.test.ts"),
     bun: bunTest("test/reliability/follower-reads.test.ts"),
   }),
+  // The same mutant against the L1 scenario alone (3 real members, random process, network and membership faults).
+  commandProbe("read-index-reused", "test:long L1, 3 runs (linearizability checker on real members under faults)", {
+    node: ["node", "--import", "tsx", "test/reliability/long.ts", "--runs", "3", "--seed", "500", "--only", "L1"],
+    bun: ["node", "--import", "tsx", "test/reliability/long.ts", "--runs", "3", "--seed", "500", "--only", "L1", "--runtime", "bun"],
+  }),
   commandProbe("lock-after-lease-expired", "test/reliability/lock-lease.test.ts (unlock just after the waiter's lease expired)", {
     node: nodeTest("test/reliability/lock-lease.test.ts"),
     bun: bunTest("test/reliability/lock-lease.test.ts"),

@@ -18,11 +18,6 @@ describe(`reliability short tier (seed ${seed}; replay: npm run test:long -- --r
         scale: 0.3,
         operationsMax: 300,
         checkTimeoutMs: 20_000,
-        // Open bug (issue 7's note): after a member replace, the new member
-        // sometimes does not reach the final revision within 20 s (L1 seed
-        // 2027 in test:long; this seed under Bun once). It stays in test:long,
-        // where it shows as a failed end check, until it is fixed.
-        skipFaults: ["member-replace"],
         log: (line) => logs.push(line),
       });
       const summary = `${scenario.id} seed ${seed}: ${result.verdict}, ${result.operations} ops, lost ${result.lost} [${result.notes.join("; ")}]\n${logs.join("\n")}`;
