@@ -123,29 +123,29 @@ async function finalWrite(cluster: FaultCluster, history: HistoryRecorder<EtcdRe
   return undefined;
 }
 
-/** Every member reaches `revision` and reports the same HashKV at it. */
+/** Every member reaches `revision` and reports the same HashKV at it (members are asked in parallel, so one stuck member does not use up the others' time). */
 async function hashesEqual(cluster: FaultCluster, revision: number, deadlineMs: number): Promise<{ equal: boolean; hashes: string[] }> {
   const deadline = Date.now() + deadlineMs;
-  const hashes: string[] = [];
-  for (const member of cluster.members) {
-    const { kv } = connect(cluster.endpoint(member));
-    let hash = "unavailable";
-    let reached = "no answer";
-    while (Date.now() < deadline) {
-      try {
-        const range = await kv.range({ key: new TextEncoder().encode("final"), serializable: true }, { timeoutMs: 1000 });
-        reached = `at ${range.header?.revision}`;
-        if (Number(range.header?.revision) >= revision) {
-          hash = String((await maintenance(cluster.endpoint(member)).hashKV({ revision: BigInt(revision) }, { timeoutMs: 3000 })).hash);
-          break;
+  const hashes = await Promise.all(
+    cluster.members.map(async (member) => {
+      const { kv } = connect(cluster.endpoint(member));
+      let reached = "no answer";
+      while (Date.now() < deadline) {
+        try {
+          const range = await kv.range({ key: new TextEncoder().encode("final"), serializable: true }, { timeoutMs: 1000 });
+          reached = `at ${range.header?.revision}`;
+          if (Number(range.header?.revision) >= revision) {
+            const hash = (await maintenance(cluster.endpoint(member)).hashKV({ revision: BigInt(revision) }, { timeoutMs: 3000 })).hash;
+            return `${member.name}:${hash}`;
+          }
+        } catch {
+          // not caught up or not answering yet
         }
-      } catch {
-        // not caught up or not answering yet
+        await sleep(100);
       }
-      await sleep(100);
-    }
-    hashes.push(`${member.name}:${hash === "unavailable" ? `unavailable (${reached})` : hash}`);
-  }
+      return `${member.name}:unavailable (${reached})`;
+    }),
+  );
   const values = hashes.map((entry) => entry.split(":")[1]);
   return { equal: new Set(values).size === 1 && !values.some((value) => value?.startsWith("unavailable")), hashes };
 }
