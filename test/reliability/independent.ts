@@ -80,3 +80,38 @@ export function describeIndependent(check: IndependentCheck): string | undefined
   if (check.keys === undefined) return "etcdctl: the final read did not succeed";
   return undefined;
 }
+
+export interface EtcdctlRegister {
+  value: string | null;
+  version: number;
+  modRevision: number;
+}
+
+/**
+ * One linearizable etcdctl read of the keys [from, to) on one member, with
+ * the time it was called and returned on `now`'s clock, for a scenario to
+ * put in its history (so the checker holds etcdctl's view, taken under the
+ * same faults, to the same rules); undefined when etcdctl failed.
+ */
+export async function etcdctlRead(
+  endpoint: string,
+  from: string,
+  to: string,
+  now: () => number,
+): Promise<{ call: number; return: number; keys: Map<string, EtcdctlRegister> } | undefined> {
+  const call = now();
+  const result = await etcdctlAsync(endpoint, ["--command-timeout=2s", "get", from, to, "-w", "json"]);
+  const returned = now();
+  if (result.status !== 0) return undefined;
+  let got: GetJson & { kvs?: Array<{ version?: number }> };
+  try {
+    got = JSON.parse(result.stdout) as GetJson & { kvs?: Array<{ version?: number }> };
+  } catch {
+    return undefined;
+  }
+  const keys = new Map<string, EtcdctlRegister>();
+  for (const kv of got.kvs ?? []) {
+    keys.set(fromBase64(kv.key), { value: fromBase64(kv.value), version: Number(kv.version ?? 0), modRevision: Number(kv.mod_revision ?? 0) });
+  }
+  return { call, return: returned, keys };
+}

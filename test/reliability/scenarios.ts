@@ -17,7 +17,7 @@ import { connect, definiteError, HistoryRecorder, neverSent, RecordingEtcdClient
 import { Traffic } from "./traffic.ts";
 import { chosenFaults, clusterFaults, electionMs, killAllFault, killFault, maintenance, sleep, withCluster, type Fault, type FaultCluster } from "./faults.ts";
 import { crashPointFaults } from "./crash-faults.ts";
-import { describeIndependent, independentCheck } from "./independent.ts";
+import { describeIndependent, etcdctlRead, independentCheck } from "./independent.ts";
 import { watchScenario } from "./watch-scenario.ts";
 import { diskScenarios } from "./disk-scenarios.ts";
 
@@ -371,13 +371,31 @@ const registerScenario: Scenario = {
       });
       const faults = clusterFaults(3, options);
       const rounds = Math.max(1, Math.round(2 * options.scale));
+      let etcdctlReads = 0;
       for (let round = 0; round < rounds; round++) {
         await sleep(random.between(1500, 3500) * options.scale);
         const fault = random.pick(faults);
         notes.push(fault.name);
         await fault.inject(cluster, random);
         await fault.heal(cluster);
+        // After each fault, etcdctl (another client, Go clientv3) reads every
+        // register on one member; its answers join the history the checker judges.
+        const read = await etcdctlRead(cluster.endpoint(cluster.members[round % cluster.members.length]!), "r0", "r5", () => history.now());
+        if (read !== undefined) {
+          etcdctlReads++;
+          for (const key of keys) {
+            const kv = read.keys.get(key);
+            history.record({
+              clientId: history.newClientId(),
+              input: { type: "read", key },
+              output: kv === undefined ? { type: "read", value: null, version: 0, modRevision: 0 } : { type: "read", ...kv },
+              call: read.call,
+              return: read.return,
+            });
+          }
+        }
       }
+      notes.push(`etcdctl read the registers after ${etcdctlReads} of ${rounds} faults`);
       await sleep(1500 * options.scale);
       stopping = true;
       await Promise.all(loops);
