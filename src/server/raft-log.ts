@@ -71,11 +71,14 @@ interface PendingRead {
   reject: (error: unknown) => void;
 }
 
-/** A ReadIndex round out: every context it was sent with (one per attempt) answers it. */
+/** A ReadIndex round out: an answer to any context it was sent with (one per copy) settles it. */
 interface ReadRound extends PendingRead {
   id: string;
   contexts: string[];
 }
+
+const textEncoder = new TextEncoder();
+const textDecoder = new TextDecoder();
 
 export class RaftLog implements ServerLog {
   readonly storage = new MemoryStorage();
@@ -88,11 +91,9 @@ export class RaftLog implements ServerLog {
   private termValue = 0;
   private commitIndexValue = 0;
   private appliedIndexValue: number;
-  /** The round out, by each context it was sent with. */
-  private readonly pendingReads = new Map<string, ReadRound>();
-  /** Reads waiting for the next ReadIndex round, and the round out now. */
+  /** Reads waiting for the next ReadIndex round, and the round out now (at most one). */
   private queuedReads: PendingRead[] = [];
-  private readRoundId: string | undefined;
+  private readRound: ReadRound | undefined;
   private readonly readsWaitingForApply: Array<{ index: number; resolve: () => void }> = [];
   private nextReadId = 1;
   /** Read indexes received so far (the read-index-reused mutant serves every later read at once). */
@@ -217,7 +218,7 @@ export class RaftLog implements ServerLog {
     if (mutant("read-index-reused") && this.readsServed > 0) return Promise.resolve(); // MUTANT: the earlier read's index stands
     return new Promise<void>((resolve, reject) => {
       this.queuedReads.push({ resolve, reject });
-      if (this.readRoundId === undefined) this.startReadRound();
+      if (this.readRound === undefined) this.startReadRound();
     });
   }
 
@@ -231,13 +232,11 @@ export class RaftLog implements ServerLog {
     const waiters = this.queuedReads;
     this.queuedReads = [];
     const id = `${this.options.id}:${this.nextReadId++}`;
-    this.readRoundId = id;
     this.options.logger?.debug("read round", { id, reads: waiters.length, leader: this.leaderId.toString(16), term: this.termValue, commit: this.commitIndexValue, applied: this.appliedIndexValue });
     let retry: Timer | undefined;
     const settle = () => {
       timer.cancel();
       retry?.cancel();
-      for (const context of round.contexts) this.pendingReads.delete(context);
     };
     const round: ReadRound = {
       id,
@@ -251,6 +250,7 @@ export class RaftLog implements ServerLog {
         for (const waiter of waiters) waiter.reject(error);
       },
     };
+    this.readRound = round;
     // A request sent while there is no leader is dropped by Raft, and one on
     // its way to the leader can be lost with a connection: as etcd's read loop
     // does, ask again every readIndexRetryMs (a late answer to an earlier copy
@@ -262,32 +262,33 @@ export class RaftLog implements ServerLog {
     const send = () => {
       const context = round.contexts.length === 0 ? id : `${id}.${round.contexts.length}`;
       round.contexts.push(context);
-      this.pendingReads.set(context, round);
-      this.node.readIndex(new TextEncoder().encode(context));
+      this.node.readIndex(textEncoder.encode(context));
       this.schedule();
     };
     const resend = () => {
-      if (!this.pendingReads.has(id) || this.failed) return;
+      if (this.readRound !== round || this.failed) return;
       this.options.logger?.debug("read round resent", { id, copy: round.contexts.length, leader: this.leaderId.toString(16), term: this.termValue });
       send();
       retry = this.options.clock.setTimer(readIndexRetryMs, resend);
     };
     retry = this.options.clock.setTimer(readIndexRetryMs, resend);
     const timer = this.options.clock.setTimer(this.options.requestTimeoutMs, () => {
-      if (!this.pendingReads.has(id)) return;
-      round.reject(etcdError("timeout"));
-      this.readRoundEnded(id);
+      if (this.readRound === round) this.endReadRound()?.reject(etcdError("timeout"));
     });
     send();
   }
 
-  /** The round `id` has its index (or failed): the reads queued meanwhile go next. */
-  private readRoundEnded(id: string): void {
-    if (this.readRoundId !== id) return;
-    this.readRoundId = undefined;
+  /**
+   * The round out has its index or failed: it is out no longer, and the reads
+   * queued meanwhile go in the next one. Returns it, for the caller to settle.
+   */
+  private endReadRound(): ReadRound | undefined {
+    const round = this.readRound;
+    this.readRound = undefined;
     if (this.queuedReads.length > 0) queueMicrotask(() => {
-      if (this.readRoundId === undefined) this.startReadRound();
+      if (this.readRound === undefined) this.startReadRound();
     });
+    return round;
   }
 
   /** Called by the applier after it applied entries up to `index`. */
@@ -331,11 +332,11 @@ export class RaftLog implements ServerLog {
   stop(): void {
     this.ticker.cancel();
     this.failed = true;
-    for (const round of new Set(this.pendingReads.values())) round.reject(etcdError("stopped"));
-    this.pendingReads.clear();
+    const round = this.readRound;
+    this.readRound = undefined;
+    round?.reject(etcdError("stopped"));
     for (const read of this.queuedReads) read.reject(etcdError("stopped"));
     this.queuedReads = [];
-    this.readRoundId = undefined;
   }
 
   status() {
@@ -413,20 +414,17 @@ export class RaftLog implements ServerLog {
     // while stepping down may be from before the new leader's writes (L1 seed
     // 1036: a leader resumed from SIGSTOP served a read from its own stale
     // commit index in the batch that made it a follower). Clients retry.
-    for (const round of new Set(this.pendingReads.values())) round.reject(etcdError("leaderChanged"));
-    this.pendingReads.clear();
-    if (this.readRoundId !== undefined) this.readRoundEnded(this.readRoundId);
+    this.endReadRound()?.reject(etcdError("leaderChanged"));
   }
 
   private releaseReadStates(ready: Ready): void {
     for (const state of ready.readStates) {
-      const context = new TextDecoder().decode(state.requestCtx);
-      const read = this.pendingReads.get(context);
-      this.options.logger?.debug("read index", { id: context, index: state.index, pending: read !== undefined, applied: this.appliedIndexValue, leader: this.leaderId.toString(16), term: this.termValue });
-      if (read === undefined) continue;
-      // Answered: no more copies, and no timeout while it waits for the apply.
-      for (const sent of read.contexts) this.pendingReads.delete(sent);
-      this.readRoundEnded(read.id);
+      const context = textDecoder.decode(state.requestCtx);
+      const answers = this.readRound?.contexts.includes(context) === true;
+      this.options.logger?.debug("read index", { id: context, index: state.index, pending: answers, applied: this.appliedIndexValue, leader: this.leaderId.toString(16), term: this.termValue });
+      if (!answers) continue;
+      // Answered: no more copies (its timers stop when it settles, after the apply if need be).
+      const read = this.endReadRound() as ReadRound;
       this.readsServed++;
       if (state.index <= this.appliedIndexValue) read.resolve();
       else this.readsWaitingForApply.push({ index: state.index, resolve: read.resolve });
