@@ -18,8 +18,8 @@ export class ReadOnlyQueue {
   private readonly queue: string[] = [];
   /**
    * Contexts answered in this term, with the index they were answered with.
-   * A request re-sent with one of them (its answer was lost or is late) gets
-   * that index again instead of being queued anew: acknowledgements of older
+   * A request re-sent with one of them (its answer was lost or is late) is
+   * answered from here (see answeredIndex), not queued anew: acknowledgements of older
    * heartbeats that carried the context may still be on their way, and they
    * would confirm the new entry, and every entry queued before it, with a
    * leadership that may have ended since (a stale read).
@@ -33,7 +33,7 @@ export class ReadOnlyQueue {
 
   add(index: number, request: Message): void {
     const key = contextKey(request.context);
-    if (this.pending.has(key) || this.answered.has(key)) return;
+    if (this.pending.has(key)) return;
     this.pending.set(key, { index, request, acks: new Set() });
     this.queue.push(key);
   }
