@@ -791,8 +791,9 @@ export class EtcdServer {
     // A new id from the URLs and the time, as etcd's; never one a removed
     // member had: re-added under the same URLs, a member replaying the log
     // would otherwise apply its predecessor's removal to itself and stop.
-    let id = 0;
-    for (let nowMs = this.runtime.clock.nowMs(); id === 0 || this.memberStore.isRemoved(id); nowMs++) id = await addedMemberIdOf(peerUrls, nowMs);
+    let nowMs = this.runtime.clock.nowMs();
+    let id = await addedMemberIdOf(peerUrls, nowMs);
+    while (this.memberStore.isRemoved(id)) id = await addedMemberIdOf(peerUrls, ++nowMs);
     if (this.memberStore.get(id) !== undefined) throw etcdError("memberExists");
     await this.proposeConfChange(raftLog, isLearner ? ConfChangeType.AddLearnerNode : ConfChangeType.AddNode, id, { peerUrls });
     return this.memberStore.get(id) ?? { id, name: "", peerUrls, clientUrls: [], isLearner };

@@ -34,8 +34,8 @@ export async function memberIdOf(peerUrls: readonly string[], clusterToken: stri
  * peer URLs and the time of the add, so a member removed and added again
  * under the same URLs gets a new id (its old one stays removed).
  */
-export async function addedMemberIdOf(peerUrls: readonly string[], nowMs: number): Promise<number> {
-  return leading53Bits(await sha1([...peerUrls].sort().join("") + String(nowMs)));
+export function addedMemberIdOf(peerUrls: readonly string[], nowMs: number): Promise<number> {
+  return memberIdOf(peerUrls, String(nowMs));
 }
 
 export async function clusterIdOf(memberIds: readonly number[]): Promise<bigint> {

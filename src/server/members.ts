@@ -21,6 +21,10 @@ function keyOf(id: number): Uint8Array {
   return key;
 }
 
+function idOf(key: Uint8Array): number {
+  return Number(new DataView(key.buffer, key.byteOffset, key.byteLength).getBigUint64(0));
+}
+
 export class MemberStore {
   private readonly members = new Map<number, MemberRecord>();
   private readonly removed = new Set<number>();
@@ -37,7 +41,7 @@ export class MemberStore {
       this.members.set(record.id, record);
     }
     this.removed.clear();
-    for (const [key] of this.backend.bucketEntries(removedBucket)) this.removed.add(Number(new DataView(key.buffer, key.byteOffset).getBigUint64(0)));
+    for (const [key] of this.backend.bucketEntries(removedBucket)) this.removed.add(idOf(key));
   }
 
   /** Whether `id` belonged to a member that was removed. */
