@@ -7,6 +7,7 @@
 
 import { bootstrapStorage, type MemoryStorage } from "../../src/raft/memory-storage.ts";
 import { RawNode } from "../../src/raft/raw-node.ts";
+import { testRaftConfig } from "../raft/test-node.ts";
 import { type Message, StateType } from "../../src/raft/types.ts";
 
 interface Options {
@@ -46,19 +47,7 @@ function createCluster(): Member[] {
   const voters = [1, 2, 3];
   return voters.map((id) => {
     const storage = bootstrapStorage({ voters, learners: [] });
-    const raft = new RawNode({
-      id,
-      electionTick: 10,
-      heartbeatTick: 1,
-      preVote: true,
-      checkQuorum: true,
-      maxSizePerMsg: 1024 * 1024,
-      maxInflightMsgs: 256,
-      readOnlyOption: "safe",
-      randomInt: lcg(id),
-      storage,
-      applied: 1,
-    });
+    const raft = new RawNode(testRaftConfig(id, storage, { preVote: true, checkQuorum: true, randomInt: lcg(id) }));
     return { id, raft, storage, applied: 1 };
   });
 }

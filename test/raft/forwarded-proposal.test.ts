@@ -9,22 +9,11 @@ import { describe, test } from "node:test";
 import { bootstrapStorage } from "../../src/raft/memory-storage.ts";
 import { RawNode } from "../../src/raft/raw-node.ts";
 import { EntryType, type Message, MessageType, ProposalDroppedError, StateType } from "../../src/raft/types.ts";
+import { testRaftConfig } from "./test-node.ts";
 
 function member(id: number): RawNode {
   const storage = bootstrapStorage({ voters: [1, 2, 3], learners: [] });
-  return new RawNode({
-    id,
-    electionTick: 10,
-    heartbeatTick: 1,
-    preVote: false,
-    checkQuorum: true,
-    maxSizePerMsg: 1024 * 1024,
-    maxInflightMsgs: 256,
-    readOnlyOption: "safe",
-    randomInt: () => 0,
-    storage,
-    applied: storage.firstIndex() - 1,
-  });
+  return new RawNode(testRaftConfig(id, storage, { checkQuorum: true }));
 }
 
 function forwardedProposal(from: number, to: number): Message {

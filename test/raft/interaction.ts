@@ -11,6 +11,7 @@
 // (randomInt returns 0): `tick-election` fires exactly one.
 import { MemoryStorage, bootstrapStorage } from "../../src/raft/memory-storage.ts";
 import { decodeConfChange, RawNode } from "../../src/raft/raw-node.ts";
+import { testRaftConfig } from "./test-node.ts";
 import {
   ConfChangeType,
   EntryType,
@@ -119,19 +120,17 @@ export class Interaction {
       const storage = new MemoryStorage();
       // A brand-new node (joining later) starts empty; founders share the initial configuration.
       if (voters.includes(id) || learners.includes(id)) bootstrapStorage({ voters, learners }, 1, storage);
-      const raft = new RawNode({
-        id,
-        electionTick,
-        heartbeatTick,
-        preVote: this.options.preVote,
-        checkQuorum: this.options.checkQuorum,
-        maxSizePerMsg: Number(named.get("max-size") ?? 1024 * 1024),
-        maxInflightMsgs: Number(named.get("inflight") ?? 256),
-        readOnlyOption: this.options.readOnly,
-        randomInt: () => 0,
-        storage,
-        applied: storage.firstIndex() - 1,
-      });
+      const raft = new RawNode(
+        testRaftConfig(id, storage, {
+          electionTick,
+          heartbeatTick,
+          preVote: this.options.preVote,
+          checkQuorum: this.options.checkQuorum,
+          maxSizePerMsg: Number(named.get("max-size") ?? 1024 * 1024),
+          maxInflightMsgs: Number(named.get("inflight") ?? 256),
+          readOnlyOption: this.options.readOnly,
+        }),
+      );
       this.nodes.set(id, { id, raft, storage, applied: [] });
       lines.push(`${id}: voters=(${voters.join(",")}) learners=(${learners.join(",")}) first=${storage.firstIndex()} last=${storage.lastIndex()}`);
     }

@@ -4,6 +4,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { bootstrapStorage, MemoryStorage } from "../../src/raft/memory-storage.ts";
 import { RawNode } from "../../src/raft/raw-node.ts";
+import { testRaftConfig } from "./test-node.ts";
 import { MessageType, NONE, StateType, type Message, type NodeId } from "../../src/raft/types.ts";
 
 interface TestNode {
@@ -16,19 +17,7 @@ function cluster(size: number, options: { preVote?: boolean; checkQuorum?: boole
   const nodes = new Map<NodeId, TestNode>();
   for (const id of voters) {
     const storage = bootstrapStorage({ voters, learners: [] });
-    const raft = new RawNode({
-      id,
-      electionTick: 10,
-      heartbeatTick: 1,
-      preVote: options.preVote ?? false,
-      checkQuorum: options.checkQuorum ?? false,
-      maxSizePerMsg: 1 << 20,
-      maxInflightMsgs: 256,
-      readOnlyOption: "safe",
-      randomInt: () => 0,
-      storage,
-      applied: 1,
-    });
+    const raft = new RawNode(testRaftConfig(id, storage, options));
     nodes.set(id, { raft, storage });
   }
   const outbox: Message[] = [];

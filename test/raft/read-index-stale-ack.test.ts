@@ -14,6 +14,7 @@ import { describe, test } from "node:test";
 import { MemoryStorage, bootstrapStorage } from "../../src/raft/memory-storage.ts";
 import { RawNode } from "../../src/raft/raw-node.ts";
 import { type Message, MessageType, type ReadState, StateType } from "../../src/raft/types.ts";
+import { testRaftConfig } from "./test-node.ts";
 
 interface Member {
   node: RawNode;
@@ -23,19 +24,9 @@ interface Member {
 
 function member(id: number, randomElection: number): Member {
   const storage = bootstrapStorage({ voters: [1, 2, 3], learners: [] });
-  const node = new RawNode({
-    id,
-    electionTick: 10,
-    heartbeatTick: 1,
-    preVote: true,
-    checkQuorum: true,
-    maxSizePerMsg: 1024 * 1024,
-    maxInflightMsgs: 256,
-    readOnlyOption: "safe",
-    randomInt: (bound) => Math.min(randomElection, bound - 1),
-    storage,
-    applied: storage.firstIndex() - 1,
-  });
+  const node = new RawNode(
+    testRaftConfig(id, storage, { preVote: true, checkQuorum: true, randomInt: (bound) => Math.min(randomElection, bound - 1) }),
+  );
   return { node, storage, readStates: [] };
 }
 
