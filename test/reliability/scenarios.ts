@@ -126,7 +126,7 @@ async function finalWrite(cluster: FaultCluster, history: HistoryRecorder<EtcdRe
 /** Every member reaches `revision` and reports the same HashKV at it (members are asked in parallel, so one stuck member does not use up the others' time). */
 async function hashesEqual(cluster: FaultCluster, revision: number, deadlineMs: number): Promise<{ equal: boolean; hashes: string[] }> {
   const deadline = Date.now() + deadlineMs;
-  const hashes = await Promise.all(
+  const answers = await Promise.all(
     cluster.members.map(async (member) => {
       const { kv } = connect(cluster.endpoint(member));
       let reached = "no answer";
@@ -135,19 +135,21 @@ async function hashesEqual(cluster: FaultCluster, revision: number, deadlineMs: 
           const range = await kv.range({ key: new TextEncoder().encode("final"), serializable: true }, { timeoutMs: 1000 });
           reached = `at ${range.header?.revision}`;
           if (Number(range.header?.revision) >= revision) {
-            const hash = (await maintenance(cluster.endpoint(member)).hashKV({ revision: BigInt(revision) }, { timeoutMs: 3000 })).hash;
-            return `${member.name}:${hash}`;
+            const { hash } = await maintenance(cluster.endpoint(member)).hashKV({ revision: BigInt(revision) }, { timeoutMs: 3000 });
+            return { name: member.name, hash: String(hash), reached };
           }
         } catch {
           // not caught up or not answering yet
         }
         await sleep(100);
       }
-      return `${member.name}:unavailable (${reached})`;
+      return { name: member.name, hash: undefined, reached };
     }),
   );
-  const values = hashes.map((entry) => entry.split(":")[1]);
-  return { equal: new Set(values).size === 1 && !values.some((value) => value?.startsWith("unavailable")), hashes };
+  return {
+    equal: answers.every((answer) => answer.hash !== undefined) && new Set(answers.map((answer) => answer.hash)).size === 1,
+    hashes: answers.map((answer) => `${answer.name}:${answer.hash ?? `unavailable (${answer.reached})`}`),
+  };
 }
 
 /** Reads every key once, linearizably, from any member that answers. */
@@ -291,6 +293,30 @@ function failed(notes: string[], why: string, operations: number): RunResult {
 // ---------------------------------------------------------------------------
 // J1: per-key versioned registers under faults every few seconds.
 
+/** J1's registers; etcdctl reads them all as the range [r0, r5). */
+const registerKeys = ["r0", "r1", "r2", "r3", "r4"];
+
+/**
+ * etcdctl (another client: Go clientv3) reads every register on `endpoint`;
+ * its answers join the history the checker judges, one read per key over the
+ * call's interval. False when etcdctl failed (nothing is recorded).
+ */
+async function recordEtcdctlReads(history: HistoryRecorder<RegisterInput, RegisterOutput>, endpoint: string): Promise<boolean> {
+  const read = await etcdctlRead(endpoint, "r0", "r5", () => history.now());
+  if (read === undefined) return false;
+  for (const key of registerKeys) {
+    const kv = read.keys.get(key);
+    history.record({
+      clientId: history.newClientId(),
+      input: { type: "read", key },
+      output: kv === undefined ? { type: "read", value: null, version: 0, modRevision: 0 } : { type: "read", ...kv },
+      call: read.call,
+      return: read.return,
+    });
+  }
+  return true;
+}
+
 class RegisterClient {
   clientId: number;
   constructor(readonly history: HistoryRecorder<RegisterInput, RegisterOutput>, public connection: Connection) {
@@ -342,7 +368,6 @@ const registerScenario: Scenario = {
     return await withCluster(3, options, async (cluster) => {
       const notes: string[] = [];
       const history = new HistoryRecorder<RegisterInput, RegisterOutput>();
-      const keys = ["r0", "r1", "r2", "r3", "r4"];
       const connections = cluster.members.map((member) => connect(cluster.endpoint(member)));
       let stopping = false;
       let sequence = 0;
@@ -352,7 +377,7 @@ const registerScenario: Scenario = {
         const lastRead = new Map<string, string>();
         const draw = random.fork();
         while (!stopping && history.operations.length < options.operationsMax) {
-          const key = draw.pick(keys);
+          const key = draw.pick(registerKeys);
           const roll = draw.int(10);
           const value = `w${client.clientId}-${++sequence}`;
           const expected = lastRead.get(key);
@@ -378,22 +403,7 @@ const registerScenario: Scenario = {
         notes.push(fault.name);
         await fault.inject(cluster, random);
         await fault.heal(cluster);
-        // After each fault, etcdctl (another client, Go clientv3) reads every
-        // register on one member; its answers join the history the checker judges.
-        const read = await etcdctlRead(cluster.endpoint(cluster.members[round % cluster.members.length]!), "r0", "r5", () => history.now());
-        if (read !== undefined) {
-          etcdctlReads++;
-          for (const key of keys) {
-            const kv = read.keys.get(key);
-            history.record({
-              clientId: history.newClientId(),
-              input: { type: "read", key },
-              output: kv === undefined ? { type: "read", value: null, version: 0, modRevision: 0 } : { type: "read", ...kv },
-              call: read.call,
-              return: read.return,
-            });
-          }
-        }
+        if (await recordEtcdctlReads(history, cluster.endpoint(cluster.members[round % cluster.members.length]!))) etcdctlReads++;
       }
       notes.push(`etcdctl read the registers after ${etcdctlReads} of ${rounds} faults`);
       await sleep(1500 * options.scale);
@@ -403,7 +413,7 @@ const registerScenario: Scenario = {
       const reader = new RegisterClient(history, connections[0] as Connection);
       const readDeadline = Date.now() + 30_000;
       let unread = 0;
-      for (const key of keys) {
+      for (const key of registerKeys) {
         let read = false;
         for (let attempt = 0; !read && Date.now() < readDeadline; attempt++) {
           reader.connection = connections[attempt % connections.length] as Connection;
