@@ -8,13 +8,9 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
-import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
-import { Cluster } from "../../src/gen/etcdserverpb/rpc_pb.ts";
 import { clientsOf, sleep, startCluster, type ClusterMember, type TestCluster } from "../support/cluster.ts";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
-const clusterAt = (member: ClusterMember) => createClient(Cluster, createGrpcTransport({ baseUrl: `http://127.0.0.1:${member.clientPort}` }));
 
 describe("member replace under the same peer URL", () => {
   let cluster: TestCluster;
@@ -32,11 +28,11 @@ describe("member replace under the same peer URL", () => {
     const oldId = (await clientsOf(m3).maintenance.status({})).header?.memberId;
     assert.ok(oldId !== undefined);
 
-    await clusterAt(m1).memberRemove({ ID: oldId });
+    await clientsOf(m1).cluster.memberRemove({ ID: oldId });
     await m3.server?.kill();
     rmSync(m3.dataDir, { recursive: true, force: true });
     const peerURL = `http://127.0.0.1:${m3.peerPort}`;
-    const added = await clusterAt(m2).memberAdd({ peerURLs: [peerURL] });
+    const added = await clientsOf(m2).cluster.memberAdd({ peerURLs: [peerURL] });
     assert.ok(added.member !== undefined);
     assert.notEqual(added.member.ID, oldId, "a removed member's id is not given out again");
 

@@ -2,7 +2,7 @@
 import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { KV, Lease, Maintenance, Watch } from "../../src/gen/etcdserverpb/rpc_pb.ts";
+import { Cluster, KV, Lease, Maintenance, Watch } from "../../src/gen/etcdserverpb/rpc_pb.ts";
 import { Election } from "../../src/gen/v3electionpb/v3election_pb.ts";
 import { Lock } from "../../src/gen/v3lockpb/v3lock_pb.ts";
 import { dialMapFor, startLinks, type Links } from "./peer-proxy.ts";
@@ -114,6 +114,7 @@ function clientsAt(clientPort: number) {
     election: createClient(Election, transport),
     maintenance: createClient(Maintenance, transport),
     watch: createClient(Watch, transport),
+    cluster: createClient(Cluster, transport),
   };
 }
 
