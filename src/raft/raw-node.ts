@@ -10,6 +10,7 @@
 // its own entries count towards a commit that is applied only after this
 // Ready's persist.
 import { decodeConfChange, encodeConfChange } from "./conf-change-codec.ts";
+import { networkMessageProblem } from "./network-message.ts";
 import { message, RaftStateMachine } from "./state-machine.ts";
 import {
   EntryType,
@@ -28,14 +29,6 @@ import {
 } from "./types.ts";
 
 const maxCommittedBytesPerReady = 64 * 1024 * 1024;
-
-const localMessageTypes = new Set([
-  MessageType.Hup,
-  MessageType.Beat,
-  MessageType.Unreachable,
-  MessageType.SnapStatus,
-  MessageType.CheckQuorum,
-]);
 
 const leaderEagerTypes = new Set([MessageType.App, MessageType.Heartbeat, MessageType.Snap, MessageType.TimeoutNow]);
 
@@ -90,15 +83,15 @@ export class RawNode {
     return this.raft.applyConfChange(change);
   }
 
-  /** A message from the network. Local message types and replies from unknown members are ignored. */
-  step(m: Message): void {
-    if (localMessageTypes.has(m.type)) return;
-    const isResponse =
-      m.type === MessageType.AppResp ||
-      m.type === MessageType.VoteResp ||
-      m.type === MessageType.HeartbeatResp ||
-      m.type === MessageType.PreVoteResp;
-    if (isResponse && !this.raft.progress.has(m.from)) return;
+  /**
+   * A message from the network. Returns why it was dropped, or undefined when
+   * it was stepped. A message no correct member could send in our state is
+   * dropped before the core sees it (network-message.ts): input from another
+   * process never reaches one of the core's assertions.
+   */
+  step(m: Message): string | undefined {
+    const problem = networkMessageProblem(m, this.raft);
+    if (problem !== undefined) return problem;
     try {
       this.raft.step(m);
     } catch (error) {
@@ -106,9 +99,10 @@ export class RawNode {
       // longer take (it lost its leader, or is handing leadership over), is
       // dropped and the proposer's request times out: etcd's node discards
       // Step's error for messages from the network. Thrown, it stopped the member.
-      if (m.type === MessageType.Prop && error instanceof ProposalDroppedError) return;
+      if (m.type === MessageType.Prop && error instanceof ProposalDroppedError) return `proposal dropped: ${error.reason}`;
       throw error;
     }
+    return undefined;
   }
 
   readIndex(requestCtx: Uint8Array): void {

@@ -7,6 +7,7 @@
 import { RawNode } from "../raft/raw-node.ts";
 import { MemoryStorage } from "../raft/memory-storage.ts";
 import {
+  MessageType,
   ProposalDroppedError,
   StateType,
   type ConfChange,
@@ -78,6 +79,8 @@ interface ReadRound extends PendingRead {
 }
 
 const textEncoder = new TextEncoder();
+/** At most one warning this often about Raft messages dropped as inconsistent. */
+const droppedMessageLogIntervalMs = 1000;
 const textDecoder = new TextDecoder();
 
 export class RaftLog implements ServerLog {
@@ -99,6 +102,8 @@ export class RaftLog implements ServerLog {
   /** Read indexes received so far (the read-index-reused mutant serves every later read at once). */
   private readsServed = 0;
   private snapshotIndexValue: number;
+  private droppedLoggedAtMs = Number.NEGATIVE_INFINITY;
+  private droppedSinceLog = 0;
 
   constructor(private readonly options: RaftLogOptions) {
     const { restored } = options;
@@ -185,8 +190,25 @@ export class RaftLog implements ServerLog {
 
   step(message: Message): void {
     if (this.failed) return;
-    this.node.step(message);
+    const dropped = this.node.step(message);
+    if (dropped !== undefined) this.logDropped(message, dropped);
     this.schedule();
+  }
+
+  /**
+   * A message Raft refused (network-message.ts). One warning per interval at
+   * most, with the count since the last: a flood of forged messages must not
+   * become a flood of log lines.
+   */
+  private logDropped(message: Message, reason: string): void {
+    const fields = { "remote-peer-id": message.from.toString(16), "message-type": MessageType[message.type] ?? message.type, term: message.term, reason };
+    if (message.type === MessageType.Prop) return this.options.logger?.debug("dropped a forwarded proposal", fields);
+    this.droppedSinceLog++;
+    const nowMs = this.options.clock.nowMs();
+    if (nowMs - this.droppedLoggedAtMs < droppedMessageLogIntervalMs) return;
+    this.options.logger?.warn("dropped a Raft message inconsistent with local state", { ...fields, "dropped-since-last-log": this.droppedSinceLog });
+    this.droppedLoggedAtMs = nowMs;
+    this.droppedSinceLog = 0;
   }
 
   reportUnreachable(id: NodeId): void {
