@@ -1,12 +1,9 @@
 // Sits between an HTTP/2 client's socket and our HTTP/2 server (nghttp2 on
 // Node, Bun's own on Bun) and makes every `:authority` the server sees valid;
 // see hpack-authority.ts for why. Only the client → server bytes are read
-// here; the server's writes go to the socket unchanged.
-//
-// The cost: the server no longer owns a native socket. Node then drives it
-// through its JS stream wrapper (one more JS hop per read and write, and
-// `request.socket.remoteAddress` is undefined on Node; nothing reads it today);
-// Bun reads through streams anyway.
+// here; the server's writes go to the socket unchanged. h2-connection.ts puts
+// it in front of the server, behind the frame guard (h2-frame-guard.ts), which
+// bounds how many frames and bytes a header block held here may take.
 //
 // Frames other than HEADERS/CONTINUATION are forwarded as they arrive, without
 // copying. A header block is read where it lies when one frame in one chunk
@@ -14,8 +11,6 @@
 // be rewritten; then it is sent again as HEADERS (+ CONTINUATION) without padding.
 // Anything we cannot parse switches the connection to plain pass-through, so the
 // server sees the client's own bytes and answers with its own error.
-import { Duplex } from "node:stream";
-import type * as net from "node:net";
 import { AuthorityHeaderRewriter } from "./hpack-authority.ts";
 
 const connectionPrefaceBytes = 24; // "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -255,56 +250,4 @@ function encodeHeaderFrames(streamId: number, endStream: number, priority: Buffe
     blockOffset += fragmentBytes;
   }
   return frames;
-}
-
-/**
- * The socket of an HTTP/2 connection as the server should read it: `head` (the
- * bytes already read from the socket, starting with the preface) and then
- * everything the client sends, with authorities made valid. Writes go straight
- * to the socket. Reading follows the server's pace: the socket pauses while the
- * server has not taken what we handed it.
- */
-export function authorityRewritingSocket(socket: net.Socket, head: Buffer): Duplex {
-  const rewriter = new AuthorityFrameRewriter();
-  const stream = new Duplex({
-    allowHalfOpen: true,
-    read() {
-      if (socket.isPaused()) socket.resume();
-    },
-    // The server issues one write at a time and waits for its callback, so the
-    // callback comes as soon as the socket has taken the bytes (not when they
-    // reach the kernel), unless the socket is over its high-water mark.
-    write(chunk: Buffer, _encoding, callback) {
-      if (socket.write(chunk)) callback();
-      else socket.once("drain", () => callback());
-    },
-    writev(chunks, callback) {
-      socket.cork();
-      let accepted = true;
-      for (const { chunk } of chunks) accepted = socket.write(chunk as Buffer);
-      socket.uncork();
-      if (accepted) callback();
-      else socket.once("drain", () => callback());
-    },
-    final(callback) {
-      socket.end(callback);
-    },
-    destroy(error, callback) {
-      socket.destroy(error ?? undefined);
-      callback(error);
-    },
-  });
-  for (const name of ["remoteAddress", "remotePort", "remoteFamily", "localAddress", "localPort"] as const) {
-    Object.defineProperty(stream, name, { get: () => socket[name] });
-  }
-  const forward = (chunk: Buffer) => {
-    const bytes = rewriter.transform(chunk);
-    if (bytes.length > 0 && !stream.push(bytes)) socket.pause();
-  };
-  forward(head);
-  socket.on("data", forward);
-  socket.on("end", () => stream.push(null));
-  socket.on("error", (error) => stream.destroy(error));
-  socket.on("close", () => stream.destroy());
-  return stream;
 }

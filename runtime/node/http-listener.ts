@@ -4,10 +4,19 @@
 // of each connection: the HTTP/2 client preface starts with "PRI * HTTP/2.0",
 // anything else is HTTP/1.1. Used by both runtimes: Bun implements node:net,
 // node:http and node:http2.
+//
+// Every connection is held to the limits of transport-limits.ts: the preface
+// must decide within a timeout; HTTP/1.1 requests have header and request
+// timeouts (http1-timeouts.ts); HTTP/2 frames pass the frame guard
+// (h2-connection.ts) and sessions are watched (h2-session-limits.ts).
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
-import { authorityRewritingSocket } from "./h2-authority.ts";
+import { guardedHttp2Socket, type GuardedConnection } from "./h2-connection.ts";
+import type { Violation } from "./h2-frame-guard.ts";
+import { SessionSupervisor } from "./h2-session-limits.ts";
+import { Http1TimeoutWatch } from "./http1-timeouts.ts";
+import { transportLimitsDefault, type TransportLimits } from "./transport-limits.ts";
 
 export type NodeRequestHandler = (
   request: http.IncomingMessage | http2.Http2ServerRequest,
@@ -21,14 +30,16 @@ export interface ListenOptions {
   handleHttp2: NodeRequestHandler;
   /** Handles HTTP/1.1 requests; undefined to refuse HTTP/1.1 on this port. */
   handleHttp1?: NodeRequestHandler;
-  /** HTTP/2 streams per connection; etcd's default is effectively unlimited. */
-  maxConcurrentStreams?: number;
+  /** Limits on every connection; transportLimitsDefault when absent. */
+  limits?: TransportLimits;
   /**
    * Read HTTP/2 connections through the `:authority` rewriter (h2-authority.ts),
    * for clients such as etcdctl 3.4 that send `http://host:port`. Default true;
    * the peer listener, whose only clients are our own members, turns it off.
    */
   rewriteAuthority?: boolean;
+  /** Told of each connection closed for breaking a limit (for logs and tests). */
+  onViolation?: (violation: Violation) => void;
 }
 
 export interface Listener {
@@ -41,23 +52,65 @@ const http2PrefaceStart = Buffer.from("PRI * HTTP/2.0");
 const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
 
 export async function listenHttp(options: ListenOptions): Promise<Listener> {
+  const limits = options.limits ?? transportLimitsDefault;
+  const nowMs = () => performance.now();
   const h2 = http2.createServer(
     {
-      settings: { maxConcurrentStreams: options.maxConcurrentStreams ?? 2 ** 31 - 1 },
+      settings: { maxConcurrentStreams: limits.concurrentStreamsMax, maxHeaderListSize: limits.headerListBytesMax },
       // etcd accepts requests up to --max-request-bytes plus gRPC overhead; the
       // API layer enforces the limit with etcd's error, so the transport must not.
-      maxSessionMemory: 64,
+      maxSessionMemory: limits.sessionMemoryMegabytesMax,
     },
     options.handleHttp2,
   );
+  const supervisor = new SessionSupervisor(limits, nowMs);
+  // The session is created while the server takes the connection, so the
+  // connection being handed over is the one its session reads.
+  let connectionHandedOver: GuardedConnection | undefined;
+  h2.on("session", (session) => supervisor.adopt(session, connectionHandedOver));
   const h1 = http.createServer(options.handleHttp1 ?? refuseHttp1);
   h1.keepAliveTimeout = 60_000;
+  const http1Timeouts = new Http1TimeoutWatch(
+    h1,
+    { headersTimeoutMs: limits.http1HeadersTimeoutMs, requestTimeoutMs: limits.http1RequestTimeoutMs },
+    nowMs,
+  );
+  const route: Route = {
+    http2(socket, head) {
+      if (options.rewriteAuthority === false && !isBun) {
+        // Node's own socket, read natively by nghttp2, whose frame limits match
+        // the guard's (the peer port keeps it for speed). Bun's server reads
+        // through a stream anyway, so there the guard costs little.
+        socket.pause();
+        socket.unshift(head);
+        h2.emit("connection", socket);
+        return;
+      }
+      const { stream, connection } = guardedHttp2Socket(socket, head, {
+        limits,
+        keepalive: limits.keepalive,
+        rewriteAuthority: options.rewriteAuthority ?? true,
+        nowMs,
+        ...(options.onViolation === undefined ? {} : { onViolation: options.onViolation }),
+      });
+      connectionHandedOver = connection;
+      h2.emit("connection", stream);
+      connectionHandedOver = undefined;
+    },
+    http1(socket, head) {
+      socket.pause();
+      socket.unshift(head);
+      http1Timeouts.adopt(socket);
+      h1.emit("connection", socket);
+      socket.resume();
+    },
+  };
   const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
     socket.setNoDelay(true);
-    routeByPreface(socket, h2, h1, options.rewriteAuthority ?? true);
+    routeByPreface(socket, route, limits.prefaceTimeoutMs);
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -73,6 +126,7 @@ export async function listenHttp(options: ListenOptions): Promise<Listener> {
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
+        supervisor.stop();
         for (const socket of sockets) socket.destroy();
         h2.close();
         h1.close();
@@ -80,29 +134,28 @@ export async function listenHttp(options: ListenOptions): Promise<Listener> {
   };
 }
 
-function routeByPreface(socket: net.Socket, h2: http2.Http2Server, h1: http.Server, rewriteAuthority: boolean): void {
+interface Route {
+  http2(socket: net.Socket, head: Buffer): void;
+  http1(socket: net.Socket, head: Buffer): void;
+}
+
+function routeByPreface(socket: net.Socket, route: Route, prefaceTimeoutMs: number): void {
   let buffered = Buffer.alloc(0);
+  // A client that never sends enough bytes to choose would hold the socket forever.
+  const timer = setTimeout(() => socket.destroy(), prefaceTimeoutMs);
+  timer.unref?.();
   const onData = (chunk: Buffer) => {
     buffered = Buffer.concat([buffered, chunk]);
     const compared = Math.min(buffered.length, http2PrefaceStart.length);
     const isHttp2 = buffered.subarray(0, compared).equals(http2PrefaceStart.subarray(0, compared));
     if (isHttp2 && buffered.length < http2PrefaceStart.length) return; // need more bytes to decide
+    clearTimeout(timer);
     socket.off("data", onData);
-    if (isHttp2 && rewriteAuthority) {
-      // etcdctl 3.4 may send `:authority: http://host:port`, which our HTTP/2
-      // servers refuse; the server reads the connection through a rewriter.
-      h2.emit("connection", authorityRewritingSocket(socket, buffered));
-      return;
-    }
-    socket.pause();
-    socket.unshift(buffered);
-    (isHttp2 ? h2 : h1).emit("connection", socket);
-    // Node's HTTP/2 session drains the unshifted bytes itself on the next tick
-    // and then reads the socket natively; resuming first would lose them. Bun's
-    // session reads through the stream, which must flow.
-    if (!isHttp2 || isBun) socket.resume();
+    if (isHttp2) route.http2(socket, buffered);
+    else route.http1(socket, buffered);
   };
   socket.on("data", onData);
+  socket.once("close", () => clearTimeout(timer));
   socket.on("error", () => socket.destroy());
 }
 
