@@ -4,10 +4,12 @@
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { getRequestListener } from "@hono/node-server";
 import type { ClientApi } from "../../src/api/client-api.ts";
+import type { ClientListenerOptions } from "../../src/cli/edgetcd.ts";
 import { corsHeaders, type CorsPolicy } from "../../src/api/cors.ts";
 import { listenHttp, type Listener, type NodeRequestHandler } from "./http-listener.ts";
+import { clientTransportLimits } from "./transport-limits.ts";
 
-export async function serveClientApi(api: ClientApi, url: URL, options: { http: boolean; grpc: boolean }): Promise<Listener> {
+export async function serveClientApi(api: ClientApi, url: URL, options: ClientListenerOptions): Promise<Listener> {
   const httpHandler = getRequestListener(api.http.fetch);
   const rpcHandler = connectNodeAdapter({
     ...api.routerOptions,
@@ -22,6 +24,7 @@ export async function serveClientApi(api: ClientApi, url: URL, options: { http: 
     port,
     handleHttp2: withCors(api.cors, options.grpc ? rpcHandler : httpOnly),
     handleHttp1: options.http ? withCors(api.cors, rpcHandler) : undefined,
+    limits: clientTransportLimits(options.transport),
   });
 }
 

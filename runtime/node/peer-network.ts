@@ -13,6 +13,7 @@ import type {
   PeerSession,
 } from "../../src/ports.ts";
 import { listenHttp } from "./http-listener.ts";
+import { peerTransportLimits } from "./transport-limits.ts";
 
 /**
  * The receive window of each peer connection. HTTP/2's default (64 KiB for the
@@ -34,7 +35,14 @@ export const nodePeerNetwork: PeerNetwork = {
       if ("stream" in request) widenWindow(request.stream.session);
       handler(incomingRequest(request, response));
     };
-    const listener = await listenHttp({ host, port: Number(url.port || 80), handleHttp2: serve, handleHttp1: serve, rewriteAuthority: false });
+    const listener = await listenHttp({
+      host,
+      port: Number(url.port || 80),
+      handleHttp2: serve,
+      handleHttp1: serve,
+      rewriteAuthority: false,
+      limits: peerTransportLimits,
+    });
     const bound = new URL(url.href);
     bound.port = String(listener.port);
     const result: PeerListener = { url: bound, close: () => listener.close() };

@@ -73,3 +73,14 @@ export function clientTransportLimits(flags: ClientTransportFlags): TransportLim
     keepaliveTimeoutMs: flags.grpcKeepaliveTimeoutMs,
   };
 }
+
+/**
+ * The peer listener's limits: the client port's, without gRPC keepalive
+ * enforcement or server pings, which etcd applies to its gRPC clients only
+ * (members ping their own sessions as often as src/peer/ needs).
+ */
+export const peerTransportLimits: TransportLimits = {
+  ...transportLimitsDefault,
+  keepalive: { pingIntervalMsMin: 0 },
+  keepaliveIntervalMs: 0,
+};

@@ -4,7 +4,7 @@ import { createClientApi, type ClientApi } from "../api/client-api.ts";
 import { CorsFlagError, parseCorsFlag, type CorsPolicy } from "../api/cors.ts";
 import type { Logger, PeerNetwork, Runtime } from "../ports.ts";
 import type { CrashPoints } from "../storage/crash-points.ts";
-import { ConfigError, serverConfigFromFlags } from "../server/config.ts";
+import { ConfigError, serverConfigFromFlags, type ServerConfig } from "../server/config.ts";
 import { EtcdServer, serverVersion } from "../server/etcd-server.ts";
 import { FlagError, flagDefinitions, parseFlags } from "./flags.ts";
 
@@ -15,11 +15,18 @@ export interface Host {
   /** Fault injection in test builds only (EDGETCD_CRASH_POINT, read by the composition root). */
   crashPoints?: CrashPoints;
   createLogger(level: string): Logger;
-  serveClients(api: ClientApi, url: URL, options: { http: boolean; grpc: boolean }): Promise<{ port: number; close(): Promise<void> }>;
+  serveClients(api: ClientApi, url: URL, options: ClientListenerOptions): Promise<{ port: number; close(): Promise<void> }>;
   metricsText(): Promise<string>;
   onShutdownSignal(handler: (signal: string) => void): void;
   write(stream: "stdout" | "stderr", text: string): void;
   exit(code: number): void;
+}
+
+/** What one client listener serves, and etcd's transport flags it holds connections to. */
+export interface ClientListenerOptions {
+  http: boolean;
+  grpc: boolean;
+  transport: Pick<ServerConfig, "maxConcurrentStreams" | "grpcKeepaliveMinTimeMs" | "grpcKeepaliveIntervalMs" | "grpcKeepaliveTimeoutMs">;
 }
 
 export async function runEdgetcd(host: Host, argv: readonly string[], env: Record<string, string | undefined>): Promise<void> {
@@ -77,10 +84,10 @@ export async function runEdgetcd(host: Host, argv: readonly string[], env: Recor
   const separateHttp = config.listenClientHttpUrls.length > 0;
   try {
     for (const url of config.listenClientUrls) {
-      listeners.push(await host.serveClients(api, url, { grpc: true, http: !separateHttp }));
+      listeners.push(await host.serveClients(api, url, { grpc: true, http: !separateHttp, transport: config }));
     }
     for (const url of config.listenClientHttpUrls) {
-      listeners.push(await host.serveClients(api, url, { grpc: false, http: true }));
+      listeners.push(await host.serveClients(api, url, { grpc: false, http: true, transport: config }));
     }
   } catch (error) {
     logger.error("failed to listen for clients", { error: error instanceof Error ? error.message : String(error) });

@@ -20,6 +20,14 @@ export interface ServerConfig {
   snapshotCatchUpEntries: number;
   preVote: boolean;
   maxRequestBytes: number;
+  /** --max-concurrent-streams: HTTP/2 streams per client connection (the listener caps it; see runtime/node/transport-limits.ts). */
+  maxConcurrentStreams: number;
+  /** --grpc-keepalive-min-time: a client pinging more often than this is sent GOAWAY(ENHANCE_YOUR_CALM, "too_many_pings"); 0 off. */
+  grpcKeepaliveMinTimeMs: number;
+  /** --grpc-keepalive-interval: the server pings a silent client this often; 0 off. */
+  grpcKeepaliveIntervalMs: number;
+  /** --grpc-keepalive-timeout: a client that does not answer a ping within this is disconnected. */
+  grpcKeepaliveTimeoutMs: number;
   maxTxnOps: number;
   /** 0 means etcd's default of 2 GiB. */
   quotaBackendBytes: number;
@@ -102,6 +110,10 @@ export function serverConfigFromFlags(flags: ParsedFlags): ServerConfig {
     snapshotCatchUpEntries: integer("experimental-snapshot-catchup-entries"),
     preVote: get("pre-vote") === "true",
     maxRequestBytes: integer("max-request-bytes"),
+    maxConcurrentStreams: integer("max-concurrent-streams"),
+    grpcKeepaliveMinTimeMs: parseDurationMs(get("grpc-keepalive-min-time")) ?? 5000,
+    grpcKeepaliveIntervalMs: parseDurationMs(get("grpc-keepalive-interval")) ?? 7_200_000,
+    grpcKeepaliveTimeoutMs: parseDurationMs(get("grpc-keepalive-timeout")) ?? 20_000,
     maxTxnOps: integer("max-txn-ops"),
     quotaBackendBytes: integer("quota-backend-bytes") || defaultQuotaBackendBytes,
     backendBatchIntervalMs: parseDurationMs(get("backend-batch-interval")) || 100,
