@@ -14,13 +14,12 @@ import { kvService } from "./kv-service.ts";
 import { learnerGate } from "./learner-gate.ts";
 import { browserLeaseService, leaseService } from "./lease-service.ts";
 import { electionService } from "./election-service.ts";
+import { answerDecodeErrorsAsEtcd } from "./grpc-decode-errors.ts";
 import { lockService } from "./lock-service.ts";
 import { maintenanceService } from "./maintenance-service.ts";
 import { browserWatchService } from "./browser-watch-service.ts";
+import { messageNestingDepthMax, requestMessageBytesMax } from "./request-limits.ts";
 import { watchService } from "./watch-service.ts";
-
-/** etcd lets gRPC messages exceed --max-request-bytes by this much; the server then answers "request is too large". */
-export const grpcOverheadBytes = 512 * 1024;
 
 export interface ClientApi {
   routes: (router: ConnectRouter) => void;
@@ -35,20 +34,26 @@ export function createClientApi(server: EtcdServer, metricsText: () => Promise<s
     router.service(KV, kvService(server));
     router.service(Maintenance, maintenanceService(server));
     router.service(Cluster, clusterService(server));
-    const watchFragmentBytes = server.config.maxRequestBytes + grpcOverheadBytes;
+    const watchFragmentBytes = requestMessageBytesMax(server.config.maxRequestBytes);
     router.service(Watch, watchService(server, watchFragmentBytes));
     router.service(BrowserWatch, browserWatchService(server, watchFragmentBytes));
     router.service(Lease, leaseService(server));
     router.service(BrowserLease, browserLeaseService(server));
     router.service(Lock, lockService(server));
     router.service(Election, electionService(server));
+    answerDecodeErrorsAsEtcd(router);
   };
+  const recursionLimit = messageNestingDepthMax(server.config.maxTxnOps);
   const routerOptions: ConnectRouterOptions = {
-    readMaxBytes: server.config.maxRequestBytes + grpcOverheadBytes,
+    // Connect refuses a bigger message before reading it whole (the declared
+    // length first, then bytes counted while reading) with ResourceExhausted, as grpc-go does.
+    readMaxBytes: requestMessageBytesMax(server.config.maxRequestBytes),
+    binaryOptions: { recursionLimit },
+    jsonOptions: { recursionLimit },
     grpc: true,
     grpcWeb: true,
     connect: true,
     interceptors: [learnerGate(() => server.isLearnerMember)],
   } as ConnectRouterOptions;
-  return { routes, routerOptions, http: createHttpApp({ server, routes, metricsText }), cors };
+  return { routes, routerOptions, http: createHttpApp({ server, routes, routerOptions, metricsText }), cors };
 }

@@ -57,6 +57,16 @@ export type InternalRequest =
 const formatVersion = 1;
 const headerBytes = 10;
 
+/**
+ * How deep a logged request's messages may nest when decoded. A txn nests
+ * (TxnRequest → RequestOp → TxnRequest …); the client API decodes no deeper
+ * than this whatever its member's --max-txn-ops, so every entry any member
+ * proposed decodes here: protobuf-es's default of 100 would stop this member
+ * on a txn nested 50 deep. It stays well under what the runtimes' default
+ * stacks decode (~1,900 levels measured on Node).
+ */
+export const requestNestingDepthMax = 1000;
+
 export function encodeRequest(internal: InternalRequest): Uint8Array {
   const schema = schemas[internal.kind] as DescMessage;
   const body = toBinary(schema, internal.request as MessageShape<DescMessage>);
@@ -75,6 +85,6 @@ export function decodeRequest(data: Uint8Array): InternalRequest {
   const schema = schemas[kind] as DescMessage | undefined;
   assert(schema !== undefined, `log entry request kind ${kind} is known`);
   const id = Number(new DataView(data.buffer, data.byteOffset, data.byteLength).getBigUint64(2));
-  const request = fromBinary(schema, data.subarray(headerBytes));
+  const request = fromBinary(schema, data.subarray(headerBytes), { recursionLimit: requestNestingDepthMax });
   return { kind, id, request } as InternalRequest;
 }

@@ -1,0 +1,126 @@
+// etcd's grpc-gateway JSON routes (`/v3/...`). Each call goes through the same
+// Connect services in memory, so it gets the same checks, interceptors and
+// errors as gRPC. Like etcd's gateway, which hands the decoded request to its
+// own gRPC server, a request is refused with grpc-go's ResourceExhausted (429)
+// when its protobuf form is over the gRPC receive limit, and any decoding
+// error is InvalidArgument (400).
+import type { Hono } from "hono";
+import type { Context } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { fromJson, toBinary, toJson, type DescMessage, type DescMethodUnary, type JsonValue } from "@bufbuild/protobuf";
+import { Code, ConnectError, createRouterTransport, type ConnectRouter, type ConnectRouterOptions, type Transport } from "@connectrpc/connect";
+import { Cluster, KV, Maintenance } from "../gen/etcdserverpb/rpc_pb.ts";
+import { isNestingLimitError, messageTooLargeError, nestingTooDeepError } from "./request-limits.ts";
+
+/** HTTP status for each gRPC code, as grpc-gateway maps them. */
+const httpStatusOfCode: Record<number, number> = {
+  [Code.Canceled]: 408,
+  [Code.Unknown]: 500,
+  [Code.InvalidArgument]: 400,
+  [Code.DeadlineExceeded]: 504,
+  [Code.NotFound]: 404,
+  [Code.AlreadyExists]: 409,
+  [Code.PermissionDenied]: 403,
+  [Code.ResourceExhausted]: 429,
+  [Code.FailedPrecondition]: 412,
+  [Code.Aborted]: 409,
+  [Code.OutOfRange]: 400,
+  [Code.Unimplemented]: 501,
+  [Code.Internal]: 500,
+  [Code.Unavailable]: 503,
+  [Code.DataLoss]: 500,
+  [Code.Unauthenticated]: 401,
+};
+
+/** etcd's gateway paths for unary RPCs. */
+const gatewayRoutes: ReadonlyArray<readonly [string, DescMethodUnary]> = [
+  ["/v3/kv/range", KV.method.range],
+  ["/v3/kv/put", KV.method.put],
+  ["/v3/kv/deleterange", KV.method.deleteRange],
+  ["/v3/kv/txn", KV.method.txn],
+  ["/v3/kv/compaction", KV.method.compact],
+  ["/v3/maintenance/status", Maintenance.method.status],
+  ["/v3/maintenance/alarm", Maintenance.method.alarm],
+  ["/v3/maintenance/hash", Maintenance.method.hashKV],
+  ["/v3/cluster/member/list", Cluster.method.memberList],
+];
+
+/**
+ * JSON bytes a gateway request may have, as a multiple of the gRPC message
+ * limit. etcd reads any body and limits only the decoded message; a JSON body
+ * is bigger than its message (base64 takes 4 bytes per 3, plus names and
+ * quotes), so twice the limit lets every request etcd accepts through, except
+ * ones padded with whitespace, while a body that could never fit is refused
+ * before it is read whole.
+ */
+const gatewayBodyPerMessageBytesMax = 2;
+
+export interface GatewayLimits {
+  /** The gRPC receive limit (etcd: --max-request-bytes + 512 KiB). */
+  messageBytesMax: number;
+  /** How deep a request's messages may nest (see messageNestingDepthMax). */
+  recursionLimit: number;
+}
+
+export function addGatewayRoutes(app: Hono, routes: (router: ConnectRouter) => void, routerOptions: ConnectRouterOptions, limits: GatewayLimits): void {
+  const transport = createRouterTransport(routes, {
+    router: routerOptions,
+    // The in-memory client decodes the answers: a txn nested as deep as the server allows answers as deep.
+    transport: { binaryOptions: { recursionLimit: limits.recursionLimit } },
+  });
+  const bodyBytesMax = gatewayBodyPerMessageBytesMax * limits.messageBytesMax;
+  const limitBody = bodyLimit({
+    maxSize: bodyBytesMax,
+    // Refused by its JSON size, so the size reported is the body's (declared,
+    // or the limit when it streams without a length); etcd reports the message's.
+    onError: (c) => gatewayError(c, messageTooLargeError(declaredBytes(c) ?? bodyBytesMax + 1, limits.messageBytesMax)),
+  });
+  for (const [path, method] of gatewayRoutes) {
+    app.post(path, limitBody, (c) => callGateway(c, transport, method, limits));
+  }
+}
+
+async function callGateway(c: Context, transport: Transport, method: DescMethodUnary, limits: GatewayLimits): Promise<Response> {
+  let request: unknown;
+  try {
+    request = decodeRequest(await c.req.text(), method.input as DescMessage, limits.recursionLimit);
+  } catch (error) {
+    return gatewayError(c, decodeError(error));
+  }
+  // etcd's gateway sends the decoded request to its gRPC server, which measures the protobuf message.
+  const messageBytes = toBinary(method.input as DescMessage, request as never).length;
+  if (messageBytes > limits.messageBytesMax) return gatewayError(c, messageTooLargeError(messageBytes, limits.messageBytesMax));
+  try {
+    const response = await transport.unary(method, undefined, undefined, undefined, request as never, undefined);
+    return c.json(toJson(method.output as DescMessage, response.message as never, { useProtoFieldName: true }) as object);
+  } catch (error) {
+    return gatewayError(c, ConnectError.from(error));
+  }
+}
+
+/** The request a JSON body stands for: an empty body or `null` is the empty message, as in etcd. */
+function decodeRequest(text: string, schema: DescMessage, recursionLimit: number): unknown {
+  const json = text === "" ? null : (JSON.parse(text) as JsonValue);
+  return fromJson(schema, json ?? {}, { ignoreUnknownFields: true, recursionLimit });
+}
+
+/**
+ * Every decoding failure is InvalidArgument, as from etcd's gateway. The text is
+ * the JSON parser's or protobuf-es's, not Go's (etcd says, e.g., "illegal base64
+ * data at input byte 0"); clients match the code and status, not this text.
+ */
+function decodeError(error: unknown): ConnectError {
+  if (isNestingLimitError(error)) return nestingTooDeepError();
+  return new ConnectError(error instanceof Error ? error.message : String(error), Code.InvalidArgument);
+}
+
+function declaredBytes(c: Context): number | undefined {
+  const length = Number(c.req.header("content-length"));
+  return Number.isSafeInteger(length) && length > 0 ? length : undefined;
+}
+
+/** grpc-gateway's error body: `{"error", "message", "code"}` with the HTTP status of the code. */
+function gatewayError(c: Context, error: ConnectError): Response {
+  const status = httpStatusOfCode[error.code] ?? 500;
+  return c.json({ error: error.rawMessage, message: error.rawMessage, code: error.code }, status as 400);
+}
