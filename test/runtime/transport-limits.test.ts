@@ -218,6 +218,20 @@ describe("keepalive", () => {
     assert.equal(session.closed || session.destroyed, false, "the answering client is not");
     session.destroy();
   });
+
+  test("a SETTINGS flood from a client that reads no acks: closed by the server (nghttp2's and Bun's own flood checks), memory bounded", async () => {
+    const settings = frame(frameTypes.settings, 0, 0);
+    const flood = Buffer.alloc(Math.floor((20 * megabyte) / settings.length) * settings.length);
+    for (let offset = 0; offset < flood.length; offset += settings.length) settings.copy(flood, offset);
+    const client = await openRaw();
+    client.socket.pause();
+    const rssBefore = process.memoryUsage().rss;
+    client.write(flood);
+    assert.ok(await closedWithin(client, 5000), "the connection is closed");
+    const grownBytes = process.memoryUsage().rss - rssBefore;
+    assert.ok(grownBytes < floodMemoryBytesMax, `memory grew ${grownBytes} bytes`);
+    assert.equal(await wellBehavedRequest(), "ok");
+  });
 });
 
 describe("idle connections and timeouts", () => {
