@@ -17,8 +17,15 @@ import type { Clock } from "../ports.ts";
 import type { EtcdServer } from "../server/etcd-server.ts";
 import { guarded, toConnectError } from "./errors.ts";
 
-/** Renewals of one keep-alive stream in progress at once at most. */
-export const keepAlivesInFlightPerStreamMax = 1000;
+/**
+ * Renewals of one keep-alive stream read and not yet answered at most: in
+ * progress at once (a follower's wait on the leader) or answered and waiting
+ * for the client to read. Past it the stream is not read further.
+ */
+export const keepAlivesPendingPerStreamMax = 1000;
+
+/** Answers one keep-alive stream sends before other clients get a turn of the event loop. */
+export const keepAliveAnswersPerTurnMax = 16;
 
 /** A browser stream renews no more often than this, whatever the TTL. */
 export const browserKeepAliveIntervalMinMs = 500;
@@ -51,7 +58,14 @@ export function leaseService(server: EtcdServer): ServiceImpl<typeof Lease> {
       // follower (where each waits on a round trip to the leader) a stream
       // with many leases keeps up. Each answer carries its lease ID, which is
       // what clients match on; answers may come back out of request order.
-      yield* pipelined(requests, keepAlivesInFlightPerStreamMax, (request) => keepAliveOnce(server, request));
+      // Every request read is answered: a flooding stream is slowed (not read
+      // further, and made to wait its turn), never dropped.
+      const limits: PipelineLimits = {
+        pendingMax: keepAlivesPendingPerStreamMax,
+        resultsPerTurnMax: keepAliveAnswersPerTurnMax,
+        nextTurn: () => new Promise((resolve) => server.clock.setTimer(0, resolve)),
+      };
+      yield* pipelined(requests, limits, (request) => keepAliveOnce(server, request));
     },
   };
 }
@@ -94,11 +108,23 @@ export function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<vo
   });
 }
 
+export interface PipelineLimits {
+  /** Items read but not yet yielded at most; the source is not read further until one is yielded. */
+  pendingMax: number;
+  /** Results yielded before giving the event loop a turn, so one busy stream cannot hold it. */
+  resultsPerTurnMax: number;
+  /** Resolves on a later turn of the event loop. */
+  nextTurn: () => Promise<void>;
+}
+
 /**
- * Runs `work` on each item of `source`, up to `limit` at once, yielding the
- * results as they complete. The first failure ends the iteration with it.
+ * Runs `work` on each item of `source`, several at once, yielding the results
+ * as they complete. Backpressure: at most `pendingMax` items are in work or
+ * waiting to be yielded, so a client that sends faster than it reads stops
+ * being read (and HTTP/2 flow control stops it) instead of growing a queue.
+ * Every item read gets its result yielded unless a failure ends the iteration.
  */
-export async function* pipelined<T, R>(source: AsyncIterable<T>, limit: number, work: (item: T) => Promise<R>): AsyncGenerator<R> {
+export async function* pipelined<T, R>(source: AsyncIterable<T>, limits: PipelineLimits, work: (item: T) => Promise<R>): AsyncGenerator<R> {
   const results: R[] = [];
   let failure: { error: unknown } | undefined;
   let sourceDone = false;
@@ -109,10 +135,16 @@ export async function* pipelined<T, R>(source: AsyncIterable<T>, limit: number, 
     wakeConsumer?.();
     wakeConsumer = undefined;
   };
+  const roomForMore = () => {
+    wakeReader?.();
+    wakeReader = undefined;
+  };
   const reader = (async () => {
     try {
       for await (const item of source) {
-        while (inFlight >= limit && failure === undefined) await new Promise<void>((resolve) => (wakeReader = resolve));
+        while (inFlight + results.length >= limits.pendingMax && failure === undefined) {
+          await new Promise<void>((resolve) => (wakeReader = resolve));
+        }
         if (failure !== undefined) return;
         inFlight++;
         work(item)
@@ -122,8 +154,6 @@ export async function* pipelined<T, R>(source: AsyncIterable<T>, limit: number, 
           )
           .finally(() => {
             inFlight--;
-            wakeReader?.();
-            wakeReader = undefined;
             wake();
           });
       }
@@ -134,11 +164,26 @@ export async function* pipelined<T, R>(source: AsyncIterable<T>, limit: number, 
       wake();
     }
   })();
-  for (;;) {
-    while (results.length > 0) yield results.shift() as R;
-    if (failure !== undefined) throw failure.error;
-    if (sourceDone && inFlight === 0) break;
-    await new Promise<void>((resolve) => (wakeConsumer = resolve));
+  try {
+    let yieldedThisTurn = 0;
+    for (;;) {
+      while (results.length > 0) {
+        const result = results.shift() as R;
+        roomForMore();
+        yield result;
+        if (++yieldedThisTurn >= limits.resultsPerTurnMax) {
+          yieldedThisTurn = 0;
+          await limits.nextTurn();
+        }
+      }
+      if (failure !== undefined) throw failure.error;
+      if (sourceDone && inFlight === 0) break;
+      await new Promise<void>((resolve) => (wakeConsumer = resolve));
+    }
+  } finally {
+    // Ended early (an error, or the client went away): release a reader waiting for room.
+    failure ??= { error: undefined };
+    roomForMore();
   }
   await reader;
 }
