@@ -108,6 +108,7 @@ export class SessionSupervisor {
 
   private checkBuffered(watched: Watched, now: number): void {
     let bufferedBytes = watched.connection?.socketBufferedBytes ?? 0;
+    // Both runtimes count a response's unsent bytes in writableLength (checked: 8 MiB for an unread 8 MiB body).
     for (const stream of watched.streams) bufferedBytes += stream.writableLength;
     const shrank = bufferedBytes < watched.bufferedBytes;
     watched.bufferedBytes = bufferedBytes;
