@@ -113,7 +113,7 @@ function refusable(prng: Prng, cluster: Cluster, target: HostileNode): Message {
     () => ({ ...base, from: 0 }),
     () => ({ ...base, from: target.id }),
     () => ({ ...base, to: prng.pick(members) }),
-    () => ({ ...base, type: prng.pick([MessageType.Hup, MessageType.Beat, MessageType.Unreachable, MessageType.SnapStatus, MessageType.CheckQuorum, 19, 200]) }),
+    () => ({ ...base, type: prng.pick([MessageType.Hup, MessageType.Beat, MessageType.Unreachable, MessageType.SnapStatus, MessageType.CheckQuorum, 19 as MessageType, 200 as MessageType]) }),
     () => ({ ...base, term: 0 }),
     () => ({ ...base, term: prng.pick([2 ** 53, -1, 1.5, Number.NaN]) }),
     () => ({ ...base, commit: prng.pick([-1, 0.5, Number.NaN, 2 ** 60]) }),
@@ -180,7 +180,7 @@ describe("hostile Raft messages", () => {
     }
     // Enough get past the checks to exercise the core itself, not only the checks.
     assert.ok(stepped > delivered / 10, `${stepped} of ${delivered} messages reached the core`);
-    console.log(`# ${stepped} of ${delivered} messages reached the core`);
+    console.log(`hostile messages: ${stepped} of ${delivered} messages reached the core`);
     for (const role of ["Follower", "PreCandidate", "Candidate", "Leader", "learner"]) assert.ok(roles.has(role), `no message went to a ${role}`);
   });
 
