@@ -31,7 +31,8 @@ import {
 import { EtcdError, etcdError } from "../errors.ts";
 import type { PeerIncomingRequest, PeerNetwork } from "../ports.ts";
 import type { NodeId } from "../raft/types.ts";
-import { peerHeaderNames, peerRequestHeaders } from "./headers.ts";
+import { admitPeerRequest, type PeerAdmission } from "./admission.ts";
+import { peerRequestHeaders } from "./headers.ts";
 
 export const leasePaths = { renew: "/leases", timeToLive: "/leases/internal", renewBatch: "/leases/batch" } as const;
 
@@ -64,8 +65,6 @@ export interface LeaseRouteHost {
 /** Serves POST /leases and /leases/internal. */
 export async function serveLeaseRequest(request: PeerIncomingRequest, host: LeaseRouteHost): Promise<void> {
   if (request.method !== "POST") return answer(request, 405, "Method Not Allowed\n");
-  const clusterId = request.header(peerHeaderNames.clusterId);
-  if (clusterId !== undefined && clusterId !== host.clusterId.toString(16)) return answer(request, 412, "cluster ID mismatch\n");
   let body: Uint8Array;
   try {
     body = await readBody(request.body, leaseRequestBytesMax);
@@ -315,12 +314,15 @@ export class LeaseForwarder {
  * The peer network with the lease routes in front of the transport's own
  * handler, so the Raft transport stays unaware of them. `host` is undefined
  * until the member is ready; until then the routes answer 503 (retried).
+ * A renewal keeps a lease alive, so only a current member may ask
+ * (`admission`, as for the Raft routes).
  */
-export function withLeaseRoutes(network: PeerNetwork, host: () => LeaseRouteHost | undefined): PeerNetwork {
+export function withLeaseRoutes(network: PeerNetwork, host: () => LeaseRouteHost | undefined, admission: PeerAdmission): PeerNetwork {
   return {
     listen: (url, handler) =>
       network.listen(url, (request) => {
         if (!isLeasePath(request.path)) return handler(request);
+        if (admitPeerRequest(request, admission) === undefined) return;
         const serving = host();
         if (serving === undefined) return answer(request, 503, `${notLeaderMessage}\n`);
         void serveLeaseRequest(request, serving);

@@ -9,7 +9,7 @@ export interface PeerLimits {
   frameBytesTarget: number;
   /** The largest frame a receiver accepts; more drops the connection. */
   frameBytesMax: number;
-  /** The largest snapshot a receiver accepts. */
+  /** The largest snapshot a receiver accepts: the announced length is checked before anything is allocated. */
   snapshotBytesMax: number;
   /** Snapshot data is written in chunks of this size, waiting for the stream to drain between them. */
   snapshotChunkBytes: number;
@@ -28,6 +28,19 @@ export interface PeerLimits {
   streamWriteTimeoutMs: number;
 }
 
+/**
+ * The largest snapshot worth receiving for a backend quota. A snapshot is the
+ * leader's backend file, which may pass the quota: SQLite keeps free pages,
+ * and deletes, compactions and alarms still write once the quota raised its
+ * alarm. A quarter more (at least 64 MiB) covers that; more than that is no
+ * backend a member of this cluster could hold.
+ */
+export function snapshotBytesMaxFor(quotaBackendBytes: number): number {
+  return quotaBackendBytes + Math.max(snapshotQuotaSlackBytesMin, Math.floor(quotaBackendBytes / 4));
+}
+
+const snapshotQuotaSlackBytesMin = 64 * 1024 * 1024;
+
 export const defaultPeerLimits: PeerLimits = {
   streamQueueMessagesMax: 4096,
   disconnectedQueueMessagesMax: 64,
@@ -35,9 +48,9 @@ export const defaultPeerLimits: PeerLimits = {
   // etcd's largest App is maxSizePerMsg (1 MiB) plus one entry of up to
   // --max-request-bytes; 64 MiB leaves room for raised request limits.
   frameBytesMax: 64 * 1024 * 1024,
-  // etcd's recommended largest backend is 8 GiB; a Uint8Array that large is
-  // not portable across runtimes, so edgetcd stops at 2 GiB for now.
-  snapshotBytesMax: 2 * 1024 * 1024 * 1024,
+  // A member passes snapshotBytesMaxFor(its --quota-backend-bytes); this is
+  // the same for etcd's default quota.
+  snapshotBytesMax: snapshotBytesMaxFor(2 * 1024 * 1024 * 1024),
   snapshotChunkBytes: 256 * 1024,
   snapshotsInFlightMax: 1,
   dialTimeoutMs: 1000,

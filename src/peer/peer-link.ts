@@ -190,6 +190,10 @@ export class PeerLink {
             "remote-peer-cluster-id": headers["x-edgetcd-cluster-id"],
           });
         }
+        if (status === 410) {
+          // etcd's member stops here; this one keeps retrying until it applies its own removal or is stopped.
+          this.context.logger.error("peer refused the stream: this member has been permanently removed from the cluster", { "remote-peer-id": hex(this.id) });
+        }
         this.fail(generation, `peer answered ${status}`);
       },
       (error: unknown) => this.fail(generation, error instanceof Error ? error.message : String(error)),

@@ -1,12 +1,15 @@
 // The receiving side of the transport: the peer port's request handler.
-// Checks that a request comes from a member of this cluster addressed to this
-// member (etcd answers 412 Precondition Failed otherwise), then delivers the
-// messages of each sender's stream in order, and reassembles snapshots.
+// Admits a request only from a current member of this cluster addressed to
+// this member (admission.ts), then delivers the messages of each sender's
+// stream in order, and reassembles snapshots. Every decoded message must
+// name the admitted sender as `from` and this member as `to`; a stream that
+// carries one that does not is dropped.
 import type { Clock, Logger, PeerIncomingRequest } from "../ports.ts";
-import type { Message, NodeId } from "../raft/types.ts";
+import { type Message, MessageType, type NodeId } from "../raft/types.ts";
+import { admitPeerRequest, type MembershipOf } from "./admission.ts";
 import { batchVersion, decodeMessages, decodeSnapshotHeader } from "./codec.ts";
 import { FrameReader } from "./framing.ts";
-import { parseNodeId, peerHeaderNames, peerPaths } from "./headers.ts";
+import { peerHeaderNames, peerPaths } from "./headers.ts";
 import type { PeerLimits } from "./limits.ts";
 
 export interface ReceiverContext {
@@ -16,7 +19,14 @@ export interface ReceiverContext {
   logger: Logger;
   limits: PeerLimits;
   version: { server: string; cluster: string };
+  /** The live member set: who may send (admission.ts). */
+  membershipOf: MembershipOf;
   deliver(messages: Message[]): void;
+}
+
+/** A received message that its stream's sender could not have sent to us: the stream is dropped. */
+export class PeerSenderMismatchError extends Error {
+  override name = "PeerSenderMismatchError";
 }
 
 interface IncomingStream {
@@ -29,7 +39,8 @@ const textEncoder = new TextEncoder();
 export class PeerReceiver {
   /** The current message stream of each sender; a newer one replaces an older one. */
   private readonly streams = new Map<NodeId, IncomingStream>();
-  private readonly snapshots = new Set<PeerIncomingRequest>();
+  /** The snapshot each sender is sending; a newer one replaces an older one (Raft sends one at a time). */
+  private readonly snapshots = new Map<NodeId, PeerIncomingRequest>();
   private stopped = false;
 
   constructor(private readonly context: ReceiverContext) {}
@@ -43,7 +54,7 @@ export class PeerReceiver {
       return reply(request, 200, "application/json", JSON.stringify({ etcdserver: server, etcdcluster: cluster }));
     }
     if (route !== `POST ${peerPaths.stream}` && route !== `POST ${peerPaths.snapshot}`) return reply(request, 404, "text/plain", "404 page not found\n");
-    const from = this.admit(request);
+    const from = admitPeerRequest(request, this.context);
     if (from === undefined) return;
     if (request.path === peerPaths.stream) void this.readStream(request, from);
     else void this.readSnapshot(request, from);
@@ -62,36 +73,9 @@ export class PeerReceiver {
   stop(): void {
     this.stopped = true;
     for (const stream of this.streams.values()) stream.request.abort();
-    for (const request of this.snapshots) request.abort();
+    for (const request of this.snapshots.values()) request.abort();
     this.streams.clear();
     this.snapshots.clear();
-  }
-
-  /** The sender's id if the request may proceed; otherwise answers 412 and returns undefined. */
-  private admit(request: PeerIncomingRequest): NodeId | undefined {
-    const localClusterId = this.context.clusterId.toString(16);
-    const clusterId = request.header(peerHeaderNames.clusterId);
-    const from = parseNodeId(request.header(peerHeaderNames.from));
-    const to = parseNodeId(request.header(peerHeaderNames.to));
-    let refusal: string | undefined;
-    if (clusterId !== localClusterId) {
-      refusal = "cluster ID mismatch";
-      this.context.logger.warn("request cluster ID mismatch", {
-        "local-member-id": this.context.localId.toString(16),
-        "local-member-cluster-id": localClusterId,
-        "remote-peer-id": request.header(peerHeaderNames.from),
-        "remote-peer-cluster-id": clusterId,
-      });
-    } else if (to !== this.context.localId) {
-      refusal = "to field mismatch";
-      this.context.logger.warn("request sent to the wrong member", { "local-member-id": this.context.localId.toString(16), to: request.header(peerHeaderNames.to) });
-    } else if (from === undefined) {
-      refusal = "invalid from";
-    }
-    if (refusal === undefined) return from;
-    request.respond(412, { "content-type": "text/plain", [peerHeaderNames.clusterId]: localClusterId });
-    request.end(textEncoder.encode(`${refusal}\n`));
-    return undefined;
   }
 
   private async readStream(request: PeerIncomingRequest, from: NodeId): Promise<void> {
@@ -113,6 +97,7 @@ export class PeerReceiver {
         for (let frame = reader.next(); frame !== undefined; frame = reader.next()) {
           if (frame.length === 0) continue;
           const messages = decodeMessages(frame);
+          this.checkSenders(messages, from);
           try {
             this.context.deliver(messages);
           } catch (error) {
@@ -137,55 +122,112 @@ export class PeerReceiver {
     }
   }
 
-  private async readSnapshot(request: PeerIncomingRequest, from: NodeId): Promise<void> {
-    const { limits, logger } = this.context;
-    this.snapshots.add(request);
-    const reader = new FrameReader(limits.frameBytesMax);
-    let message: Message | undefined;
-    let data = new Uint8Array(0);
-    let received = 0;
-    let refusal: string | undefined;
-    let status = 400;
-    try {
-      for await (const chunk of request.body) {
-        reader.push(chunk);
-        if (message === undefined) {
-          const frame = reader.next();
-          if (frame === undefined) continue;
-          const header = decodeSnapshotHeader(frame);
-          if (header.dataLength > limits.snapshotBytesMax) {
-            refusal = `snapshot of ${header.dataLength} bytes exceeds ${limits.snapshotBytesMax}`;
-            status = 413;
-            break;
-          }
-          message = header.message;
-          data = new Uint8Array(header.dataLength);
-        }
-        received += reader.queue.copyInto(data, received, data.length - received);
-        if (reader.queue.available > 0) {
-          refusal = "snapshot data longer than announced";
-          break;
-        }
+  /**
+   * Every message of a stream comes from its admitted sender, addressed to us,
+   * and the sender is still a member (it may have been removed while its
+   * stream was up).
+   */
+  private checkSenders(messages: readonly Message[], from: NodeId): void {
+    const { localId } = this.context;
+    for (const message of messages) {
+      if (message.from !== from || message.to !== localId) {
+        throw new PeerSenderMismatchError(`message from ${message.from.toString(16)} to ${message.to.toString(16)} on the stream of ${from.toString(16)} to ${localId.toString(16)}`);
       }
-      if (refusal === undefined && (message === undefined || received < data.length)) refusal = "incomplete snapshot";
-    } catch (error) {
-      refusal = String(error);
     }
-    this.snapshots.delete(request);
-    if (this.stopped) return;
-    if (refusal !== undefined || message?.snapshot === undefined) {
-      logger.warn("failed to receive database snapshot", { "remote-peer-id": from.toString(16), reason: refusal });
+    const membership = this.context.membershipOf(from);
+    if (membership !== "member") throw new PeerSenderMismatchError(`the sender is ${membership === "removed" ? "a removed member" : "no longer a member"}`);
+  }
+
+  private async readSnapshot(request: PeerIncomingRequest, from: NodeId): Promise<void> {
+    const { logger } = this.context;
+    const previous = this.snapshots.get(from);
+    this.snapshots.set(from, request);
+    previous?.abort();
+    let outcome: SnapshotOutcome;
+    try {
+      outcome = await this.receiveSnapshot(request, from);
+    } catch (error) {
+      outcome = { refusal: String(error), status: 400 };
+    }
+    if (this.snapshots.get(from) !== request) return; // replaced, or the receiver stopped
+    this.snapshots.delete(from);
+    if ("refusal" in outcome) {
+      logger.warn("failed to receive database snapshot", { "remote-peer-id": from.toString(16), reason: outcome.refusal });
       // Answer, then reset: the sender may still be writing data nobody will read.
-      reply(request, status, "text/plain", `${refusal}\n`);
+      reply(request, outcome.status, "text/plain", `${outcome.refusal}\n`);
       request.abort();
       return;
     }
-    message.snapshot.data = data;
-    logger.info("received database snapshot", { "remote-peer-id": from.toString(16), "snapshot-index": message.snapshot.metadata.index, bytes: data.length });
+    const { message } = outcome;
+    logger.info("received database snapshot", { "remote-peer-id": from.toString(16), "snapshot-index": message.snapshot?.metadata.index, bytes: message.snapshot?.data.length });
     this.context.deliver([message]);
     request.respond(204);
     request.end();
   }
+
+  /**
+   * Reads the header frame, checks it before anything is allocated for the
+   * data, then keeps the data as the chunks that arrive: memory follows what
+   * was actually received, never what the header announced.
+   */
+  private async receiveSnapshot(request: PeerIncomingRequest, from: NodeId): Promise<SnapshotOutcome> {
+    const { limits } = this.context;
+    const reader = new FrameReader(limits.frameBytesMax);
+    let message: Message | undefined;
+    let dataLength = 0;
+    const chunks: Uint8Array[] = [];
+    let received = 0;
+    for await (const chunk of request.body) {
+      if (message === undefined) {
+        reader.push(chunk);
+        const frame = reader.next();
+        if (frame === undefined) continue;
+        const header = decodeSnapshotHeader(frame);
+        if (header.dataLength > limits.snapshotBytesMax) {
+          return { refusal: `snapshot of ${header.dataLength} bytes exceeds ${limits.snapshotBytesMax}`, status: 413 };
+        }
+        const problem = this.snapshotHeaderProblem(header.message, from);
+        if (problem !== undefined) return { refusal: problem, status: 400 };
+        message = header.message;
+        dataLength = header.dataLength;
+        const rest = reader.queue.take(reader.queue.available);
+        if (rest !== undefined && rest.length > 0) chunks.push(rest);
+        received += rest?.length ?? 0;
+      } else {
+        chunks.push(chunk);
+        received += chunk.length;
+      }
+      if (received > dataLength) return { refusal: "snapshot data longer than announced", status: 400 };
+    }
+    if (message?.snapshot === undefined || received < dataLength) return { refusal: "incomplete snapshot", status: 400 };
+    message.snapshot.data = concatenate(chunks, received);
+    return { message };
+  }
+
+  /** A snapshot comes from its admitted sender, to us, in a term, with an index. */
+  private snapshotHeaderProblem(message: Message, from: NodeId): string | undefined {
+    if (message.type !== MessageType.Snap) return `a snapshot header holding a message of type ${message.type}`;
+    if (message.from !== from || message.to !== this.context.localId) {
+      return `snapshot from ${message.from.toString(16)} to ${message.to.toString(16)} on a request of ${from.toString(16)}`;
+    }
+    if (message.term === 0 || message.snapshot === undefined || message.snapshot.metadata.index === 0 || message.snapshot.metadata.term === 0) {
+      return "a snapshot without a term or an index";
+    }
+    return undefined;
+  }
+}
+
+type SnapshotOutcome = { message: Message } | { refusal: string; status: number };
+
+function concatenate(chunks: readonly Uint8Array[], length: number): Uint8Array {
+  if (chunks.length === 1 && chunks[0]?.length === length) return chunks[0];
+  const data = new Uint8Array(length);
+  let offset = 0;
+  for (const chunk of chunks) {
+    data.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return data;
 }
 
 function reply(request: PeerIncomingRequest, status: number, contentType: string, body: string): void {

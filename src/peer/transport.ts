@@ -5,6 +5,7 @@
 // unreachable) rather than block Raft. See README.md in this folder.
 import type { Clock, Logger, PeerListener, PeerNetwork, Random, Timer } from "../ports.ts";
 import { type Message, MessageType, type NodeId } from "../raft/types.ts";
+import type { MembershipOf } from "./admission.ts";
 import { defaultPeerLimits, type PeerLimits } from "./limits.ts";
 import { PeerLink } from "./peer-link.ts";
 import { PeerReceiver } from "./receiver.ts";
@@ -17,6 +18,12 @@ export interface PeerTransportOptions {
   random: Random;
   logger?: Logger;
   limits?: Partial<PeerLimits>;
+  /**
+   * The live member set: requests and messages are taken only from current
+   * members (admission.ts). Read on every request and frame, so it follows
+   * member add and remove as they are applied.
+   */
+  membershipOf: MembershipOf;
   /** Answered on GET /version of the peer port. */
   version?: { server: string; cluster: string };
   /** Received messages, in order per sender; hand them to raft.step. */
@@ -48,6 +55,7 @@ export class PeerTransport {
       logger: this.logger,
       limits: this.limits,
       version: options.version ?? { server: "3.5.0", cluster: "3.5.0" },
+      membershipOf: options.membershipOf,
       deliver: (messages) => {
         if (!this.stopped) options.onMessages(messages);
       },

@@ -2,6 +2,7 @@
 // runtime's peer network, recording what they receive and report.
 import { nodePeerNetwork } from "../../runtime/node/peer-network.ts";
 import type { Logger } from "../../src/ports.ts";
+import type { MembershipOf } from "../../src/peer/admission.ts";
 import type { PeerLimits } from "../../src/peer/limits.ts";
 import { PeerTransport } from "../../src/peer/transport.ts";
 import { type Message, MessageType, type NodeId } from "../../src/raft/types.ts";
@@ -21,7 +22,13 @@ export interface TestPeer {
 /** Short backoffs so reconnect tests take milliseconds, not seconds. */
 export const fastLimits: Partial<PeerLimits> = { reconnectDelayMinMs: 20, reconnectDelayMaxMs: 200, dialTimeoutMs: 1000 };
 
-export async function startPeer(id: NodeId, options: { clusterId?: bigint; port?: number; limits?: Partial<PeerLimits> } = {}): Promise<TestPeer> {
+/** Every id but 0 and the peer's own is a member: the transport tests are not about membership. */
+export const anyOtherIdIsMember = (localId: NodeId): MembershipOf => (id) => (id !== 0 && id !== localId ? "member" : "unknown");
+
+export async function startPeer(
+  id: NodeId,
+  options: { clusterId?: bigint; port?: number; limits?: Partial<PeerLimits>; membershipOf?: MembershipOf } = {},
+): Promise<TestPeer> {
   const runtime = await testRuntime();
   const peer: Omit<TestPeer, "transport" | "url"> = { id, received: [], receivedAtMs: [], unreachable: [], snapshotStatus: [], logs: [] };
   const record = (level: string) => (message: string, fields?: Record<string, unknown>) => void peer.logs.push({ level, message, fields });
@@ -34,6 +41,7 @@ export async function startPeer(id: NodeId, options: { clusterId?: bigint; port?
     random: runtime.random,
     logger,
     limits: { ...fastLimits, ...options.limits },
+    membershipOf: options.membershipOf ?? anyOtherIdIsMember(id),
     onMessages: (messages) => {
       const nowMs = runtime.clock.nowMs();
       for (const message of messages) {
