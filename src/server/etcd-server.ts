@@ -52,6 +52,8 @@ import { LeaseExpiryLoop } from "../lease/expiry-loop.ts";
 import { randomLeaseId } from "../lease/lease-id.ts";
 import { Lessor, leaseTtlMaxSeconds, minLeaseTtlSeconds } from "../lease/lessor.ts";
 import { fetchPeerPost, LeaseForwarder, LeaseForwardRetry, withLeaseRoutes } from "../peer/lease-forward.ts";
+import type { MembershipOf } from "../peer/admission.ts";
+import { snapshotBytesMaxFor } from "../peer/limits.ts";
 import { PeerTransport } from "../peer/transport.ts";
 import { Backend } from "../storage/backend.ts";
 import type { CrashPoints } from "../storage/crash-points.ts";
@@ -220,11 +222,16 @@ export class EtcdServer {
         });
       } else {
         if (options.peerNetwork === undefined) throw new Error("a clustered member needs a peer network");
+        // Peer requests are taken only from current members, as applied here (issue 24).
+        const membershipOf: MembershipOf = (id) => (members.get(id) !== undefined ? "member" : members.isRemoved(id) ? "removed" : "unknown");
+        const admission = { localId: identity.memberId, clusterId: identity.clusterId, membershipOf, logger };
         transport = new PeerTransport({
           localId: identity.memberId,
           clusterId: identity.clusterId,
           // Lease renewals forwarded by followers arrive on the peer port too.
-          network: withMembersRoute(withLeaseRoutes(options.peerNetwork, () => server), () => server),
+          network: withMembersRoute(withLeaseRoutes(options.peerNetwork, () => server, admission), () => server),
+          membershipOf,
+          limits: { snapshotBytesMax: snapshotBytesMaxFor(config.quotaBackendBytes) },
           clock: runtime.clock,
           random: runtime.random,
           logger,
