@@ -63,8 +63,11 @@ export function networkMessageProblem(m: Message, raft: LocalRaftView): string |
 
 function shapeProblem(m: Message, raft: LocalRaftView): string | undefined {
   if (!networkTypes.has(m.type)) return `message type ${m.type} is not sent between members`;
-  for (const field of ["to", "from", "logTerm", "index", "commit", "rejectHint"] as const) {
-    if (!isCount(m[field], indexMax)) return `${field} ${m[field]} is not an index`;
+  for (const field of ["to", "from"] as const) {
+    if (!isCount(m[field], Number.MAX_SAFE_INTEGER)) return `${field} ${m[field]} is not a member id`;
+  }
+  for (const field of ["logTerm", "index", "commit", "rejectHint"] as const) {
+    if (!isCount(m[field], indexMax)) return `${field} ${m[field]} is out of range`;
   }
   if (!isCount(m.term, termMax)) return `term ${m.term} is out of range`;
   if (m.from === NONE) return "from is 0";
@@ -160,7 +163,7 @@ function snapshotProblem(snapshot: Snapshot, term: number): string | undefined {
   if (confState.voters.length === 0) return "a snapshot without voters";
   const ids = new Set<NodeId>();
   for (const id of [...confState.voters, ...confState.learners]) {
-    if (!isCount(id, indexMax) || id === NONE || ids.has(id)) return `snapshot member id ${id}`;
+    if (!isCount(id, Number.MAX_SAFE_INTEGER) || id === NONE || ids.has(id)) return `snapshot member id ${id}`;
     ids.add(id);
   }
   return undefined;

@@ -184,6 +184,18 @@ describe("hostile Raft messages", () => {
     for (const role of ["Follower", "PreCandidate", "Candidate", "Leader", "learner"]) assert.ok(roles.has(role), `no message went to a ${role}`);
   });
 
+  test("member ids up to 2^53 pass the checks (edgetcd's ids are 56-bit hashes below it)", () => {
+    const ids = [Number.MAX_SAFE_INTEGER, 2 ** 52 + 7, 0x15a73b4f6bf291];
+    const cluster = new HostileCluster(new Prng(7), { voters: ids, learners: [], preVote: true, checkQuorum: true, checkSafety: true });
+    const first = cluster.node(ids[0] as NodeId);
+    first.raft.campaign();
+    cluster.processReady(first);
+    assert.ok(cluster.settle(), "a leader is elected");
+    assert.ok(cluster.propose("big"));
+    cluster.settle();
+    for (const node of cluster.nodes.values()) assert.ok(node.applied.has("big"), `node ${node.id} applied`);
+  });
+
   test("messages no member sends are refused; a cluster under them keeps its invariants and commits", () => {
     for (const seed of seedsFromEnvironment(15, 1001)) {
       withSeed(seed, () => {
