@@ -8,6 +8,7 @@ import type { ClientListenerOptions } from "../../src/cli/edgetcd.ts";
 import { corsHeaders, type CorsPolicy } from "../../src/api/cors.ts";
 import { listenHttp, type Listener, type NodeRequestHandler } from "./http-listener.ts";
 import { clientTransportLimits } from "./transport-limits.ts";
+import { closingAfterUnreadBody } from "./unread-body.ts";
 
 export async function serveClientApi(api: ClientApi, url: URL, options: ClientListenerOptions): Promise<Listener> {
   const httpHandler = getRequestListener(api.http.fetch);
@@ -23,7 +24,7 @@ export async function serveClientApi(api: ClientApi, url: URL, options: ClientLi
     host,
     port,
     handleHttp2: withCors(api.cors, options.grpc ? rpcHandler : httpOnly),
-    handleHttp1: options.http ? withCors(api.cors, rpcHandler) : undefined,
+    handleHttp1: options.http ? withCors(api.cors, closingAfterUnreadBody(rpcHandler)) : undefined,
     limits: clientTransportLimits(options.transport),
   });
 }

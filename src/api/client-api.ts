@@ -14,7 +14,7 @@ import { kvService } from "./kv-service.ts";
 import { learnerGate } from "./learner-gate.ts";
 import { browserLeaseService, leaseService } from "./lease-service.ts";
 import { electionService } from "./election-service.ts";
-import { answerDecodeErrorsAsEtcd } from "./grpc-decode-errors.ts";
+import { answerDecodeErrorsAsEtcd } from "./decode-errors.ts";
 import { lockService } from "./lock-service.ts";
 import { maintenanceService } from "./maintenance-service.ts";
 import { browserWatchService } from "./browser-watch-service.ts";
