@@ -55,6 +55,7 @@ import { fetchPeerPost, LeaseForwarder, LeaseForwardRetry, withLeaseRoutes } fro
 import type { MembershipOf } from "../peer/admission.ts";
 import { snapshotBytesMaxFor } from "../peer/limits.ts";
 import { PeerTransport } from "../peer/transport.ts";
+import { SenderVouching, withVouching } from "../peer/vouching.ts";
 import { Backend } from "../storage/backend.ts";
 import type { CrashPoints } from "../storage/crash-points.ts";
 import { Wal } from "../storage/wal/wal.ts";
@@ -65,7 +66,7 @@ import { isTxnReadOnly, KvApplier } from "./apply-kv.ts";
 import type { ServerConfig } from "./config.ts";
 import { addedMemberIdOf, clusterIdOf, decodeMemberMetadata, encodeMemberMetadata, memberIdOf, type MemberIdentity } from "./identity.ts";
 import { initialClusterOf } from "./cluster-bootstrap.ts";
-import { joinIdentity, withMembersRoute } from "./join.ts";
+import { joinIdentity, peerUrlsListedBy, withMembersRoute } from "./join.ts";
 import { LocalLog } from "./local-log.ts";
 import { MemberStore, type MemberRecord } from "./members.ts";
 import { RaftLog } from "./raft-log.ts";
@@ -223,7 +224,23 @@ export class EtcdServer {
       } else {
         if (options.peerNetwork === undefined) throw new Error("a clustered member needs a peer network");
         // Peer requests are taken only from current members, as applied here (issue 24).
-        const membershipOf: MembershipOf = (id) => (members.get(id) !== undefined ? "member" : members.isRemoved(id) ? "removed" : "unknown");
+        const appliedMembershipOf: MembershipOf = (id) => (members.get(id) !== undefined ? "member" : members.isRemoved(id) ? "removed" : "unknown");
+        // A sender added to the cluster but not yet applied here is admitted on a known member's word (vouching.ts).
+        const vouching = new SenderVouching({
+          clock: runtime.clock,
+          logger,
+          lookup: (id) =>
+            peerUrlsListedBy(
+              members.all().filter((member) => member.id !== identity.memberId).flatMap((member) => member.peerUrls),
+              identity.clusterId,
+              id,
+            ),
+          onVouched: (id, peerUrls) => transport?.addPeer(id, peerUrls),
+          onLapsed: (id) => {
+            if (members.get(id) === undefined) transport?.removePeer(id);
+          },
+        });
+        const membershipOf = withVouching(appliedMembershipOf, vouching);
         const admission = { localId: identity.memberId, clusterId: identity.clusterId, membershipOf, logger };
         transport = new PeerTransport({
           localId: identity.memberId,

@@ -107,10 +107,39 @@ export async function joinIdentity(
   }
 }
 
+/** How long one member may take to answer a vouching lookup. */
+const vouchingLookupTimeoutMs = 1000;
+
+/**
+ * Whether a member this member knows lists `id` as a current member: asks each
+ * of `knownPeerUrls` in turn (GET /members) and returns the peer URLs of `id`
+ * from the first answer of this cluster that lists it. A member as far behind
+ * as we are may not list it yet, so one that does not is not the last word.
+ * (src/peer/vouching.ts: admitting senders this member has not applied yet.)
+ */
+export async function peerUrlsListedBy(
+  knownPeerUrls: readonly string[],
+  clusterId: bigint,
+  id: number,
+  fetchFn: typeof globalThis.fetch = globalThis.fetch,
+): Promise<string[] | undefined> {
+  for (const url of knownPeerUrls) {
+    const answer = await fetchMembers(fetchFn, url, vouchingLookupTimeoutMs);
+    if (answer === undefined || answer.clusterId !== clusterId || !Array.isArray(answer.members)) continue;
+    const listed = answer.members.find((member) => member.id === id);
+    if (listed !== undefined && Array.isArray(listed.peerURLs) && listed.peerURLs.length > 0) return listed.peerURLs.map(String);
+  }
+  return undefined;
+}
+
 /** One member's `GET /members` answer, or undefined when it is down, not ready or not a member. */
-async function fetchMembers(fetchFn: typeof globalThis.fetch, url: string): Promise<{ members: MemberJson[]; clusterId: bigint } | undefined> {
+async function fetchMembers(
+  fetchFn: typeof globalThis.fetch,
+  url: string,
+  timeoutMs = 2000,
+): Promise<{ members: MemberJson[]; clusterId: bigint } | undefined> {
   try {
-    const response = await fetchFn(new URL(membersPath, url), { signal: AbortSignal.timeout(2000) });
+    const response = await fetchFn(new URL(membersPath, url), { signal: AbortSignal.timeout(timeoutMs) });
     const clusterIdHex = response.headers.get(clusterIdHeader);
     if (!response.ok || clusterIdHex === null || !/^[0-9a-f]{1,16}$/i.test(clusterIdHex)) return undefined;
     return { members: (await response.json()) as MemberJson[], clusterId: BigInt(`0x${clusterIdHex}`) };
