@@ -84,9 +84,12 @@ function shapeProblem(m: Message, raft: LocalRaftView): string | undefined {
 function senderProblem(m: Message, raft: LocalRaftView): string | undefined {
   if (raft.progress.has(m.from)) return undefined;
   // etcd-io/raft: a leader ignores members it has no progress for. A follower
-  // still takes a leader's messages at a current term, so that a member that
-  // missed the addition of the new leader can catch up and learn of it.
-  if (leaderTypes.has(m.type) && raft.state !== StateType.Leader && m.term >= raft.term) return undefined;
+  // still takes a leader's messages, so that a member that missed the addition
+  // of the new leader can catch up and learn of it. At a lower term too: the
+  // core then only answers with its own term (state-machine.ts), which makes
+  // that leader step down; a member whose term rose while it was cut off
+  // would otherwise refuse the new leader for good.
+  if (leaderTypes.has(m.type) && raft.state !== StateType.Leader) return undefined;
   // A leader that applied its own removal hands over with TimeoutNow (state-machine.ts, stepDownAfterRemoval).
   if (m.type === MessageType.TimeoutNow && m.from === raft.lead && m.term === raft.term) return undefined;
   return `from ${m.from.toString(16)} is not in the configuration`;
