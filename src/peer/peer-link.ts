@@ -19,6 +19,8 @@ export interface LinkContext {
   limits: PeerLimits;
   reportUnreachable(id: NodeId): void;
   reportSnapshot(id: NodeId, ok: boolean): void;
+  /** The peer answered our own stream request with 410: it says this member was removed. */
+  reportRemoved(by: NodeId): void;
 }
 
 type LinkState = "connecting" | "active" | "waiting" | "stopped";
@@ -191,8 +193,10 @@ export class PeerLink {
           });
         }
         if (status === 410) {
-          // etcd's member stops here; this one keeps retrying until it applies its own removal or is stopped.
+          // The peer applied this member's removal. Like etcd's, the member
+          // stops: it will never hear the log entry that removed it.
           this.context.logger.error("peer refused the stream: this member has been permanently removed from the cluster", { "remote-peer-id": hex(this.id) });
+          this.context.reportRemoved(this.id);
         }
         this.fail(generation, `peer answered ${status}`);
       },

@@ -32,6 +32,11 @@ export interface PeerTransportOptions {
   onUnreachable?: (id: NodeId) => void;
   /** A snapshot was delivered (true) or not (false); raft.reportSnapshot. */
   onSnapshotStatus?: (id: NodeId, ok: boolean) => void;
+  /**
+   * Peer `by` answered this member's stream request with 410 "removed member".
+   * Whether to believe it (is `by` a current member?) is the caller's call.
+   */
+  onRemoved?: (by: NodeId) => void;
 }
 
 const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
@@ -168,6 +173,9 @@ export class PeerTransport {
       reportUnreachable: (id: NodeId) => this.reportUnreachable(id),
       reportSnapshot: (id: NodeId, ok: boolean) => {
         if (!this.stopped) this.options.onSnapshotStatus?.(id, ok);
+      },
+      reportRemoved: (by: NodeId) => {
+        if (!this.stopped) this.options.onRemoved?.(by);
       },
     };
   }

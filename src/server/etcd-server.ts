@@ -44,6 +44,7 @@ import {
   type ConfState,
   type Entry,
   type Message,
+  type NodeId,
   type Snapshot,
 } from "../raft/types.ts";
 import { SnapshotFiles } from "./snapshot-files.ts";
@@ -258,6 +259,11 @@ export class EtcdServer {
           },
           onUnreachable: (id) => raftLog?.reportUnreachable(id),
           onSnapshotStatus: (id, ok) => raftLog?.reportSnapshot(id, ok),
+          // Believed only from a member this member's own log knows: a vouched
+          // or unknown peer cannot talk it into stopping.
+          onRemoved: (by) => {
+            if (appliedMembershipOf(by) === "member") server?.removedFromCluster(by);
+          },
         });
         const sending = transport;
         let raftLog: RaftLog | undefined = undefined;
@@ -1031,12 +1037,16 @@ export class EtcdServer {
    */
   onHalt: ((reason: string, exitCode: number) => void) | undefined;
 
-  /** This member applied its own removal: it stops serving and goes away, like etcd. */
-  private removedFromCluster(): void {
+  /**
+   * This member applied its own removal, or a current member refused it as
+   * removed (410, `by`): it stops serving and goes away, like etcd.
+   */
+  private removedFromCluster(by?: NodeId): void {
     if (this.stoppedReason !== undefined) return;
     this.stoppedReason = "the member has been permanently removed from the cluster";
     this.logger.warn("the member has been permanently removed from the cluster; stopping", {
       "member-id": this.identity.memberId.toString(16),
+      ...(by === undefined ? {} : { "told-by": by.toString(16) }),
     });
     // Let the apply (and the reply to the request that removed us) finish first.
     this.runtime.clock.setTimer(this.config.heartbeatIntervalMs * 2, () => {
