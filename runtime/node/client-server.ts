@@ -9,6 +9,14 @@ import { corsHeaders, type CorsPolicy } from "../../src/api/cors.ts";
 import { listenHttp, type Listener, type NodeRequestHandler } from "./http-listener.ts";
 import { clientTransportLimits } from "./transport-limits.ts";
 import { closingAfterUnreadBody } from "./unread-body.ts";
+import { BrowserLease, BrowserWatch } from "../../src/gen/edgetcd/v1/edgetcd_pb.ts";
+import { Cluster, KV, Lease, Maintenance, Watch } from "../../src/gen/etcdserverpb/rpc_pb.ts";
+import { Election } from "../../src/gen/v3electionpb/v3election_pb.ts";
+import { Lock } from "../../src/gen/v3lockpb/v3lock_pb.ts";
+import { streamingPaths, withUnaryFairness } from "./unary-fairness.ts";
+
+/** Calls that stay open (watch, keep-alive, snapshot, observe): not counted against a connection's unary share. */
+const streamingCallPaths = streamingPaths([KV, Watch, Lease, Maintenance, Cluster, Lock, Election, BrowserWatch, BrowserLease]);
 
 export async function serveClientApi(api: ClientApi, url: URL, options: ClientListenerOptions): Promise<Listener> {
   const httpHandler = getRequestListener(api.http.fetch);
@@ -23,7 +31,7 @@ export async function serveClientApi(api: ClientApi, url: URL, options: ClientLi
   return listenHttp({
     host,
     port,
-    handleHttp2: withCors(api.cors, options.grpc ? rpcHandler : httpOnly),
+    handleHttp2: withCors(api.cors, withUnaryFairness(options.grpc ? rpcHandler : httpOnly, streamingCallPaths)),
     handleHttp1: options.http ? withCors(api.cors, closingAfterUnreadBody(rpcHandler)) : undefined,
     limits: clientTransportLimits(options.transport),
   });

@@ -18,6 +18,8 @@ export interface SessionLimits {
   outboundBufferedBytesMax: number;
   /** ... and when the client takes none of them for this long, the connection is closed with ENHANCE_YOUR_CALM. */
   outboundBufferedOverMsMax: number;
+  /** Bytes a client sent on one stream that the handler has not read yet; over it the stream is reset with ENHANCE_YOUR_CALM. */
+  inboundStreamBufferedBytesMax: number;
   /** A connection with no stream open for this long is sent GOAWAY(NO_ERROR) and closed; 0 never. */
   idleMsMax: number;
   /** The server pings a client it has heard nothing from for this long (etcd's --grpc-keepalive-interval); 0 never. */
@@ -109,7 +111,11 @@ export class SessionSupervisor {
   private checkBuffered(watched: Watched, now: number): void {
     let bufferedBytes = watched.connection?.socketBufferedBytes ?? 0;
     // Both runtimes count a response's unsent bytes in writableLength (checked: 8 MiB for an unread 8 MiB body).
-    for (const stream of watched.streams) bufferedBytes += stream.writableLength;
+    for (const stream of watched.streams) {
+      bufferedBytes += stream.writableLength;
+      // grpc-go answers a stream that outruns its quota with RST_STREAM ENHANCE_YOUR_CALM; its clients read that as ResourceExhausted.
+      if (stream.readableLength > this.limits.inboundStreamBufferedBytesMax) stream.close(http2ErrorCode.enhanceYourCalm);
+    }
     const shrank = bufferedBytes < watched.bufferedBytes;
     watched.bufferedBytes = bufferedBytes;
     // A client that reads, however slowly, keeps its connection: a large

@@ -37,6 +37,11 @@ export const transportLimitsDefault: TransportLimits = {
   sessionMemoryMegabytesMax: 32,
   outboundBufferedBytesMax: 64 * 1024 * 1024,
   outboundBufferedOverMsMax: 20_000,
+  // A request stream's unread input: Node's flow control keeps it within the
+  // stream window (64 KiB); Bun's server takes DATA whether or not the handler
+  // reads, so a flood on one stream (a keep-alive flood: 150 MB in 8 s) piles
+  // up here unless the stream is cut off.
+  inboundStreamBufferedBytesMax: 4 * 1024 * 1024,
   // etcd and grpc-go never close an idle connection (MaxConnectionIdle is
   // infinite); we close one with no stream open (so never one holding a watch)
   // after a generous while, and clients reconnect on their next call.
