@@ -7,7 +7,7 @@
 import type { Hono } from "hono";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { fromJson, toBinary, toJson, type DescMessage, type DescMethodUnary, type JsonValue } from "@bufbuild/protobuf";
+import { fromJson, toBinary, toJson, type DescField, type DescMessage, type DescMethodUnary, type JsonValue } from "@bufbuild/protobuf";
 import { Code, ConnectError, createRouterTransport, type ConnectRouter, type ConnectRouterOptions, type Transport } from "@connectrpc/connect";
 import { Cluster, KV, Maintenance } from "../gen/etcdserverpb/rpc_pb.ts";
 import { isNestingLimitError, messageTooLargeError, nestingTooDeepError } from "./request-limits.ts";
@@ -101,7 +101,37 @@ async function callGateway(c: Context, transport: Transport, method: DescMethodU
 /** The request a JSON body stands for: an empty body or `null` is the empty message, as in etcd. */
 function decodeRequest(text: string, schema: DescMessage, recursionLimit: number): unknown {
   const json = text === "" ? null : (JSON.parse(text) as JsonValue);
-  return fromJson(schema, json ?? {}, { ignoreUnknownFields: true, recursionLimit });
+  // etcd ignores unknown fields but refuses an unknown enum name, which
+  // protobuf-es's ignoreUnknownFields would let through as the default.
+  return fromJson(schema, knownFieldsOnly(json ?? {}, schema, recursionLimit), { recursionLimit });
+}
+
+/** `json` without the fields `schema` does not define, at every level down to `depthLeft`. */
+function knownFieldsOnly(json: JsonValue, schema: DescMessage, depthLeft: number): JsonValue {
+  if (depthLeft <= 0 || !isJsonObject(json)) return json;
+  const fields = new Map<string, DescField>();
+  for (const field of schema.fields) fields.set(field.name, field).set(field.jsonName, field);
+  const known: Record<string, JsonValue> = {};
+  for (const [name, value] of Object.entries(json)) {
+    const field = fields.get(name);
+    if (field !== undefined) known[name] = knownFieldsOnlyIn(field, value, depthLeft - 1);
+  }
+  return known;
+}
+
+function knownFieldsOnlyIn(field: DescField, value: JsonValue, depthLeft: number): JsonValue {
+  if (field.fieldKind === "message") return knownFieldsOnly(value, field.message, depthLeft);
+  if (field.fieldKind === "list" && field.listKind === "message" && Array.isArray(value)) {
+    return value.map((item) => knownFieldsOnly(item, field.message, depthLeft));
+  }
+  if (field.fieldKind === "map" && field.mapKind === "message" && isJsonObject(value)) {
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, knownFieldsOnly(item, field.message, depthLeft)]));
+  }
+  return value;
+}
+
+function isJsonObject(json: JsonValue): json is { [name: string]: JsonValue } {
+  return typeof json === "object" && json !== null && !Array.isArray(json);
 }
 
 /**

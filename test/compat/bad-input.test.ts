@@ -160,6 +160,7 @@ const gatewayCases: GatewayCase[] = [
   { name: "wrong-typed key", path: "/v3/kv/range", body: () => '{"key": 5}', sameMessage: false },
   { name: "wrong-typed bool", path: "/v3/kv/range", body: () => '{"key": "YQ==", "serializable": "yes"}', sameMessage: false },
   { name: "fractional int64", path: "/v3/kv/range", body: () => '{"key": "YQ==", "limit": 1.5}', sameMessage: false },
+  { name: "unknown enum name", path: "/v3/kv/range", body: () => '{"key": "YQ==", "sort_order": "BOGUS", "unknown_field": 1}', sameMessage: false },
   { name: "bad base64", path: "/v3/kv/put", body: () => '{"key": "!!!", "value": "dg=="}', sameMessage: false },
   { name: "truncated JSON", path: "/v3/kv/range", body: () => '{"key": ', sameMessage: false },
   { name: "an array for a request", path: "/v3/kv/range", body: () => "[1]", sameMessage: false },
