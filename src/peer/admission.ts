@@ -10,6 +10,7 @@
 // member. These checks keep out what is plainly not a member (id 0, ids
 // never added, removed members), and the Raft core checks every message
 // whatever its sender (src/raft/network-message.ts).
+import type { LogLimiter } from "../log-limiter.ts";
 import type { Logger, PeerIncomingRequest } from "../ports.ts";
 import type { NodeId } from "../raft/types.ts";
 import { parseNodeId, peerHeaderNames } from "./headers.ts";
@@ -29,6 +30,8 @@ export interface PeerAdmission {
   clusterId: bigint;
   membershipOf: MembershipOf;
   logger: Logger;
+  /** Refusals are logged at most once a second per reason: anyone can send a flood of them. */
+  refusalLog: LogLimiter;
 }
 
 export const removedMemberText = "removed member";
@@ -46,31 +49,31 @@ export function admitPeerRequest(request: PeerIncomingRequest, admission: PeerAd
 }
 
 function refusalOf(request: PeerIncomingRequest, admission: PeerAdmission): { status: number; text: string } | undefined {
-  const { localId, logger } = admission;
+  const { localId, logger, refusalLog } = admission;
   const localClusterId = admission.clusterId.toString(16);
   const clusterId = request.header(peerHeaderNames.clusterId);
   const fromHeader = request.header(peerHeaderNames.from);
   const fields = { "local-member-id": localId.toString(16), "remote-peer-id": fromHeader, path: request.path };
   if (clusterId !== localClusterId) {
-    logger.warn("request cluster ID mismatch", { ...fields, "local-member-cluster-id": localClusterId, "remote-peer-cluster-id": clusterId });
+    refusalLog.warn(logger, "request cluster ID mismatch", { ...fields, "local-member-cluster-id": localClusterId, "remote-peer-cluster-id": clusterId });
     return { status: 412, text: "cluster ID mismatch" };
   }
   if (parseNodeId(request.header(peerHeaderNames.to)) !== localId) {
-    logger.warn("request sent to the wrong member", { ...fields, to: request.header(peerHeaderNames.to) });
+    refusalLog.warn(logger, "request sent to the wrong member", { ...fields, to: request.header(peerHeaderNames.to) });
     return { status: 412, text: "to field mismatch" };
   }
   const from = parseNodeId(fromHeader);
   if (from === undefined || from === 0 || from === localId) {
-    logger.warn("rejected peer request with an invalid from", fields);
+    refusalLog.warn(logger, "rejected peer request with an invalid from", fields);
     return { status: 404, text: "invalid from" };
   }
   const membership = admission.membershipOf(from);
   if (membership === "removed") {
-    logger.warn("rejected peer request from a removed member", fields);
+    refusalLog.warn(logger, "rejected peer request from a removed member", fields);
     return { status: 410, text: removedMemberText };
   }
   if (membership !== "member") {
-    logger.warn("rejected peer request from a sender that is not a member", fields);
+    refusalLog.warn(logger, "rejected peer request from a sender that is not a member", fields);
     return { status: 404, text: senderNotFoundText };
   }
   return undefined;

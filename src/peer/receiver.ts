@@ -4,6 +4,7 @@
 // stream in order, and reassembles snapshots. Every decoded message must
 // name the admitted sender as `from` and this member as `to`; a stream that
 // carries one that does not is dropped.
+import type { LogLimiter } from "../log-limiter.ts";
 import type { Clock, Logger, PeerIncomingRequest } from "../ports.ts";
 import { type Message, MessageType, type NodeId } from "../raft/types.ts";
 import { admitPeerRequest, type MembershipOf } from "./admission.ts";
@@ -21,6 +22,8 @@ export interface ReceiverContext {
   version: { server: string; cluster: string };
   /** The live member set: who may send (admission.ts). */
   membershipOf: MembershipOf;
+  /** Refused requests and dropped streams, logged at most once a second per reason. */
+  refusalLog: LogLimiter;
   deliver(messages: Message[]): void;
 }
 
@@ -110,7 +113,7 @@ export class PeerReceiver {
     } catch (error) {
       // A throw from the consumer (Raft) is a bug, not a network error: let it surface.
       if (error === deliveryError) throw error;
-      if (this.streams.get(from) === stream) logger.warn("lost peer stream", { "remote-peer-id": from.toString(16), error: String(error) });
+      if (this.streams.get(from) === stream) this.context.refusalLog.warn(logger, "lost peer stream", { "remote-peer-id": from.toString(16), error: String(error) });
     } finally {
       if (this.streams.get(from) === stream) this.streams.delete(from);
       // A stream left before its end (unreadable frame, replaced, dropped) is
@@ -152,7 +155,7 @@ export class PeerReceiver {
     if (this.snapshots.get(from) !== request) return; // replaced, or the receiver stopped
     this.snapshots.delete(from);
     if ("refusal" in outcome) {
-      logger.warn("failed to receive database snapshot", { "remote-peer-id": from.toString(16), reason: outcome.refusal });
+      this.context.refusalLog.warn(logger, "failed to receive database snapshot", { "remote-peer-id": from.toString(16), reason: outcome.refusal });
       // Answer, then reset: the sender may still be writing data nobody will read.
       reply(request, outcome.status, "text/plain", `${outcome.refusal}\n`);
       request.abort();

@@ -5,6 +5,7 @@
 // unreachable) rather than block Raft. See README.md in this folder.
 import type { Clock, Logger, PeerListener, PeerNetwork, Random, Timer } from "../ports.ts";
 import { type Message, MessageType, type NodeId } from "../raft/types.ts";
+import { LogLimiter } from "../log-limiter.ts";
 import type { MembershipOf } from "./admission.ts";
 import { defaultPeerLimits, type PeerLimits } from "./limits.ts";
 import { PeerLink } from "./peer-link.ts";
@@ -61,6 +62,7 @@ export class PeerTransport {
       limits: this.limits,
       version: options.version ?? { server: "3.5.0", cluster: "3.5.0" },
       membershipOf: options.membershipOf,
+      refusalLog: new LogLimiter(() => options.clock.nowMs()),
       deliver: (messages) => {
         if (!this.stopped) options.onMessages(messages);
       },

@@ -57,6 +57,7 @@ import type { MembershipOf } from "../peer/admission.ts";
 import { snapshotBytesMaxFor } from "../peer/limits.ts";
 import { PeerTransport } from "../peer/transport.ts";
 import { SenderVouching, withVouching } from "../peer/vouching.ts";
+import { LogLimiter } from "../log-limiter.ts";
 import { Backend } from "../storage/backend.ts";
 import type { CrashPoints } from "../storage/crash-points.ts";
 import { Wal } from "../storage/wal/wal.ts";
@@ -242,7 +243,13 @@ export class EtcdServer {
           },
         });
         const membershipOf = withVouching(appliedMembershipOf, vouching);
-        const admission = { localId: identity.memberId, clusterId: identity.clusterId, membershipOf, logger };
+        const admission = {
+          localId: identity.memberId,
+          clusterId: identity.clusterId,
+          membershipOf,
+          logger,
+          refusalLog: new LogLimiter(() => runtime.clock.nowMs()),
+        };
         transport = new PeerTransport({
           localId: identity.memberId,
           clusterId: identity.clusterId,

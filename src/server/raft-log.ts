@@ -4,6 +4,7 @@
 // in parallel with its own disk write, everything that depends on this
 // member's persisted state leaves only after the fdatasync, then committed
 // entries go to apply, then advance. A failed save is fatal.
+import { LogLimiter } from "../log-limiter.ts";
 import { RawNode } from "../raft/raw-node.ts";
 import { MemoryStorage } from "../raft/memory-storage.ts";
 import {
@@ -79,8 +80,6 @@ interface ReadRound extends PendingRead {
 }
 
 const textEncoder = new TextEncoder();
-/** At most one warning this often about Raft messages dropped as inconsistent. */
-const droppedMessageLogIntervalMs = 1000;
 const textDecoder = new TextDecoder();
 
 export class RaftLog implements ServerLog {
@@ -102,10 +101,11 @@ export class RaftLog implements ServerLog {
   /** Read indexes received so far (the read-index-reused mutant serves every later read at once). */
   private readsServed = 0;
   private snapshotIndexValue: number;
-  private droppedLoggedAtMs = Number.NEGATIVE_INFINITY;
-  private droppedSinceLog = 0;
+  /** At most one warning a second about Raft messages dropped as inconsistent. */
+  private readonly droppedLog: LogLimiter;
 
   constructor(private readonly options: RaftLogOptions) {
+    this.droppedLog = new LogLimiter(() => options.clock.nowMs());
     const { restored } = options;
     // The configuration enters through the snapshot slot: the latest snapshot's
     // metadata if there is one, else an empty one at index 0 with the applied
@@ -203,12 +203,7 @@ export class RaftLog implements ServerLog {
   private logDropped(message: Message, reason: string): void {
     const fields = { "remote-peer-id": message.from.toString(16), "message-type": MessageType[message.type] ?? message.type, term: message.term, reason };
     if (message.type === MessageType.Prop) return this.options.logger?.debug("dropped a forwarded proposal", fields);
-    this.droppedSinceLog++;
-    const nowMs = this.options.clock.nowMs();
-    if (nowMs - this.droppedLoggedAtMs < droppedMessageLogIntervalMs) return;
-    this.options.logger?.warn("dropped a Raft message inconsistent with local state", { ...fields, "dropped-since-last-log": this.droppedSinceLog });
-    this.droppedLoggedAtMs = nowMs;
-    this.droppedSinceLog = 0;
+    this.droppedLog.warn(this.options.logger, "dropped a Raft message inconsistent with local state", fields);
   }
 
   reportUnreachable(id: NodeId): void {
