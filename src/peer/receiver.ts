@@ -99,8 +99,7 @@ export class PeerReceiver {
         reader.push(chunk);
         for (let frame = reader.next(); frame !== undefined; frame = reader.next()) {
           if (frame.length === 0) continue;
-          const messages = decodeMessages(frame);
-          this.checkSenders(messages, from);
+          const messages = this.checkSenders(decodeMessages(frame), from);
           try {
             this.context.deliver(messages);
           } catch (error) {
@@ -126,11 +125,20 @@ export class PeerReceiver {
   }
 
   /**
-   * Every message of a stream comes from its admitted sender, addressed to us,
-   * and the sender is still a member (it may have been removed while its
-   * stream was up).
+   * The messages of a frame to deliver. Every message of a stream comes from
+   * its admitted sender, addressed to us, and the sender is still a member
+   * (it may have been removed while its stream was up).
+   *
+   * One exception: a leader that applied its own removal hands leadership
+   * over with TimeoutNow (raft/state-machine.ts, stepDownAfterRemoval), and
+   * its successor has usually applied the same removal a moment earlier.
+   * Dropped here, the handover was lost and every proposal waited for an
+   * election timeout. So a removed sender's TimeoutNow still reaches Raft,
+   * which takes it only from its current leader at its current term
+   * (raft/network-message.ts); nothing else from a removed sender is
+   * delivered. A removed member cannot open a new stream (admission.ts, 410).
    */
-  private checkSenders(messages: readonly Message[], from: NodeId): void {
+  private checkSenders(messages: Message[], from: NodeId): Message[] {
     const { localId } = this.context;
     for (const message of messages) {
       if (message.from !== from || message.to !== localId) {
@@ -138,7 +146,12 @@ export class PeerReceiver {
       }
     }
     const membership = this.context.membershipOf(from);
-    if (membership !== "member") throw new PeerSenderMismatchError(`the sender is ${membership === "removed" ? "a removed member" : "no longer a member"}`);
+    if (membership === "member") return messages;
+    if (membership === "removed") {
+      const handover = messages.filter((message) => message.type === MessageType.TimeoutNow);
+      if (handover.length > 0) return handover;
+    }
+    throw new PeerSenderMismatchError(`the sender is ${membership === "removed" ? "a removed member" : "no longer a member"}`);
   }
 
   private async readSnapshot(request: PeerIncomingRequest, from: NodeId): Promise<void> {

@@ -127,6 +127,23 @@ describe("hostile peers", () => {
     assert.equal(peer.received.length, 1);
   });
 
+  test("a leader removed while its stream is up still hands over: its TimeoutNow is delivered, nothing else", async () => {
+    // The removed leader's TimeoutNow usually arrives just after the
+    // successor applied the removal; Raft decides whether to take it.
+    const peer = await target();
+    members.add(6);
+    const answer = await rawRequest(peer.url, peerPaths.stream, 6, [frameOf([numbered(6, 1, 1)])], false);
+    await waitFor("the first message", () => peer.received.length === 1);
+    members.delete(6);
+    removed.add(6);
+    answer.stream.write(frameOf([numbered(6, 1, 2), numbered(6, 1, 3, MessageType.TimeoutNow)]));
+    await waitFor("the TimeoutNow", () => peer.received.length === 2);
+    assert.equal(peer.received[1]?.type, MessageType.TimeoutNow);
+    answer.stream.write(frameOf([numbered(6, 1, 4)]));
+    await answer.closed;
+    assert.equal(peer.received.length, 2, "a removed sender's heartbeat is not delivered");
+  });
+
   test("a snapshot header announcing 2 GiB over the limit is refused with 413 before any data", async () => {
     const peer = await target({ snapshotBytesMax: 1024 * 1024 });
     const answer = await rawRequest(peer.url, peerPaths.snapshot, 2, [snapshotHeader(2, gibibytes2)], false);
