@@ -393,7 +393,7 @@ export class EtcdServer {
     if (data.length > this.config.maxRequestBytes) return Promise.reject(etcdError("requestTooLarge"));
     // Like etcd, a proposal made while there is no leader waits for one, for
     // up to the request timeout.
-    if (this.log.leader === 0) return this.waitForLeader().then(() => this.propose<T>(internal));
+    if (this.proposalLeader() === 0) return this.waitForLeader().then(() => this.propose<T>(internal));
     const reply = this.waitFor<T>(internal.id);
     try {
       this.log.propose(data);
@@ -403,9 +403,23 @@ export class EtcdServer {
     return reply;
   }
 
+  /**
+   * The leader a proposal made here goes to, or 0 when there is none to send
+   * it to. A leader whose removal this member has applied counts as none: it
+   * stepped down when it applied its removal (or has stopped), so a proposal
+   * forwarded to it would be dropped without an answer and its waiter would
+   * wait out the request timeout. The remaining members elect a new leader
+   * (at once when the removed leader's TimeoutNow arrives, otherwise within
+   * an election timeout), and the proposal goes there.
+   */
+  private proposalLeader(): number {
+    const leader = this.log.leader;
+    return leader !== 0 && leader !== this.identity.memberId && this.memberStore.isRemoved(leader) ? 0 : leader;
+  }
+
   private async waitForLeader(): Promise<void> {
     const deadline = this.runtime.clock.nowMs() + requestTimeoutMs(this.config);
-    while (this.log.leader === 0) {
+    while (this.proposalLeader() === 0) {
       this.assertServing();
       // What etcd 3.4 answers when no leader appears in time.
       if (this.runtime.clock.nowMs() >= deadline) throw new EtcdError(GrpcCode.Unknown, "context deadline exceeded");
@@ -887,12 +901,15 @@ export class EtcdServer {
     return this.log;
   }
 
-  private proposeConfChange(
+  private async proposeConfChange(
     raftLog: RaftLog,
     type: ConfChangeType,
     nodeId: number,
     context: { peerUrls?: string[] },
   ): Promise<void> {
+    // As any proposal (and as etcd's raft node holds them), a conf change
+    // waits for a leader it can go to rather than failing at once.
+    if (this.proposalLeader() === 0) await this.waitForLeader();
     const requestId = this.nextRequestId();
     const reply = this.waitFor<void>(requestId);
     try {
