@@ -45,6 +45,12 @@ export interface ListenOptions {
 export interface Listener {
   /** The bound port (useful when listening on port 0). */
   port: number;
+  /**
+   * Graceful stop: refuse new connections, send GOAWAY on every HTTP/2 session
+   * and close idle HTTP/1.1 connections; requests already running go on until
+   * `close`.
+   */
+  stopAccepting(): void;
   close(): Promise<void>;
 }
 
@@ -68,6 +74,11 @@ export async function listenHttp(options: ListenOptions): Promise<Listener> {
   // connection being handed over is the one its session reads.
   let connectionHandedOver: GuardedConnection | undefined;
   h2.on("session", (session) => supervisor.adopt(session, connectionHandedOver));
+  const sessions = new Set<http2.Http2Session>();
+  h2.on("session", (session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+  });
   const h1 = http.createServer(options.handleHttp1 ?? refuseHttp1);
   h1.keepAliveTimeout = 60_000;
   const http1Timeouts = new Http1TimeoutWatch(
@@ -121,11 +132,19 @@ export async function listenHttp(options: ListenOptions): Promise<Listener> {
   });
   const address = server.address();
   const port = typeof address === "object" && address !== null ? address.port : options.port;
+  // One server.close for both steps: a second call fails on a closed server.
+  let serverClosed: Promise<void> | undefined;
+  const closeServer = () => (serverClosed ??= new Promise<void>((resolve) => server.close(() => resolve())));
   return {
     port,
+    stopAccepting: () => {
+      void closeServer();
+      for (const session of sessions) if (!session.closed && !session.destroyed) session.close();
+      h1.closeIdleConnections();
+    },
     close: () =>
       new Promise<void>((resolve) => {
-        server.close(() => resolve());
+        void closeServer().then(resolve);
         supervisor.stop();
         for (const socket of sockets) socket.destroy();
         h2.close();

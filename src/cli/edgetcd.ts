@@ -15,11 +15,19 @@ export interface Host {
   /** Fault injection in test builds only (EDGETCD_CRASH_POINT, read by the composition root). */
   crashPoints?: CrashPoints;
   createLogger(level: string): Logger;
-  serveClients(api: ClientApi, url: URL, options: ClientListenerOptions): Promise<{ port: number; close(): Promise<void> }>;
+  serveClients(api: ClientApi, url: URL, options: ClientListenerOptions): Promise<ClientListener>;
   metricsText(): Promise<string>;
   onShutdownSignal(handler: (signal: string) => void): void;
   write(stream: "stdout" | "stderr", text: string): void;
   exit(code: number): void;
+}
+
+export interface ClientListener {
+  port: number;
+  /** Graceful stop, first step: no new connections, no new streams on open ones (HTTP/2 GOAWAY); open requests go on. */
+  stopAccepting?(): void;
+  /** Closes every connection at once. */
+  close(): Promise<void>;
 }
 
 /** What one client listener serves, and etcd's transport flags it holds connections to. */
@@ -80,7 +88,7 @@ export async function runEdgetcd(host: Host, argv: readonly string[], env: Recor
     return;
   }
   const api = createClientApi(server, () => host.metricsText(), cors);
-  const listeners: Array<{ close(): Promise<void> }> = [];
+  const listeners: ClientListener[] = [];
   const separateHttp = config.listenClientHttpUrls.length > 0;
   try {
     for (const url of config.listenClientUrls) {
@@ -103,22 +111,39 @@ export async function runEdgetcd(host: Host, argv: readonly string[], env: Recor
   });
 
   let stopping = false;
-  const shutDown = async (exitCode: number) => {
+  const shutDown = async (exitCode: number, graceful: boolean) => {
     if (stopping) return;
     stopping = true;
+    if (graceful) {
+      // etcd's order: no new clients, then the leader hands over (etcd's
+      // Stop → TransferLeadership), then what was accepted is answered.
+      for (const listener of listeners) listener.stopAccepting?.();
+      await server.transferLeadershipForStop();
+      await server.waitForInFlight();
+    }
     await Promise.all(listeners.map((listener) => listener.close()));
     await server.stop();
     host.exit(exitCode);
   };
   host.onShutdownSignal(async (signal) => {
+    if (stopping) {
+      // An operator who signals again does not want to wait for the handover.
+      logger.warn("received another signal while stopping; exiting now", { signal });
+      host.exit(exitCodeAfterSignal[signal] ?? 1);
+      return;
+    }
     logger.info("received signal; shutting down", { signal });
-    await shutDown(0);
+    await shutDown(0, true);
   });
   server.onHalt = (reason, exitCode) => {
     logger.info("stopping", { reason });
-    void shutDown(exitCode);
+    // A storage failure or this member's removal: nothing to hand over or wait for.
+    void shutDown(exitCode, false);
   };
 }
+
+/** The shell's convention for a process ended by a signal: 128 + its number. */
+const exitCodeAfterSignal: Record<string, number> = { SIGINT: 130, SIGTERM: 143 };
 
 function usage(): string {
   const lines = flagDefinitions
