@@ -38,41 +38,30 @@ function repeated(piece: Buffer): Buffer {
   return Buffer.concat(Array.from({ length: Math.max(1, Math.floor((64 * 1024) / piece.length)) }, () => piece));
 }
 
-/** HEADERS that never end, then empty CONTINUATION frames (9 bytes each) without END_HEADERS. */
-const continuationFlood: ClientAttack = {
-  name: "CONTINUATION flood (empty frames)",
-  async run(port, scale) {
-    const connection = await rawConnect(port);
-    await connection.write(frame(frameType.headers, 0, 1, headerBlock(grpcRequestHeaders(authority(port), "/etcdserverpb.KV/Range"))));
-    const batch = repeated(frame(frameType.continuation, 0, 1));
-    const sent = await flood(connection, () => batch, 100 * mebibyte * scale, 15_000 * scale);
-    await connection.waitClosed(2000);
-    connection.destroy();
-    return {
-      seen: `${(sent.bytesSent / mebibyte).toFixed(1)} MB sent; ${sent.closedByServer ? "closed by server" : "still open"}, ${goawayText(connection.goawayCode())}`,
-      ...(connection.goawayCode() === undefined ? {} : { goawayCode: connection.goawayCode() }),
-      figures: { bytesSent: sent.bytesSent, closedByServer: sent.closedByServer ? 1 : 0 },
-    };
-  },
-};
+/** HEADERS that never end, then the same CONTINUATION frame (no END_HEADERS) again and again. */
+function headerBlockFlood(name: string, continuationPayload: Uint8Array): ClientAttack {
+  return {
+    name,
+    async run(port, scale) {
+      const connection = await rawConnect(port);
+      await connection.write(frame(frameType.headers, 0, 1, headerBlock(grpcRequestHeaders(authority(port), "/etcdserverpb.KV/Range"))));
+      const batch = repeated(frame(frameType.continuation, 0, 1, continuationPayload));
+      const sent = await flood(connection, () => batch, 100 * mebibyte * scale, 15_000 * scale);
+      await connection.waitClosed(2000);
+      connection.destroy();
+      return {
+        seen: `${(sent.bytesSent / mebibyte).toFixed(1)} MB sent; ${sent.closedByServer ? "closed by server" : "still open"}, ${goawayText(connection.goawayCode())}`,
+        ...(connection.goawayCode() === undefined ? {} : { goawayCode: connection.goawayCode() }),
+        figures: { bytesSent: sent.bytesSent, closedByServer: sent.closedByServer ? 1 : 0 },
+      };
+    },
+  };
+}
 
-/** A header block of 16 KiB literal fields per frame that never ends. */
-const headerListFlood: ClientAttack = {
-  name: "header list flood (16 KiB CONTINUATIONs)",
-  async run(port, scale) {
-    const connection = await rawConnect(port);
-    await connection.write(frame(frameType.headers, 0, 1, headerBlock(grpcRequestHeaders(authority(port), "/etcdserverpb.KV/Range"))));
-    const batch = repeated(frame(frameType.continuation, 0, 1, headerBlock([["x-junk", "a".repeat(16_000)]])));
-    const sent = await flood(connection, () => batch, 100 * mebibyte * scale, 15_000 * scale);
-    await connection.waitClosed(2000);
-    connection.destroy();
-    return {
-      seen: `${(sent.bytesSent / mebibyte).toFixed(1)} MB sent; ${sent.closedByServer ? "closed by server" : "still open"}, ${goawayText(connection.goawayCode())}`,
-      ...(connection.goawayCode() === undefined ? {} : { goawayCode: connection.goawayCode() }),
-      figures: { bytesSent: sent.bytesSent, closedByServer: sent.closedByServer ? 1 : 0 },
-    };
-  },
-};
+/** Empty CONTINUATION frames: 9 bytes each, which a cap on payload bytes alone never sees. */
+const continuationFlood = headerBlockFlood("CONTINUATION flood (empty frames)", new Uint8Array(0));
+/** A header block of 16 KiB literal fields per frame. */
+const headerListFlood = headerBlockFlood("header list flood (16 KiB CONTINUATIONs)", headerBlock([["x-junk", "a".repeat(16_000)]]));
 
 /** Opens streams (a Watch call each, never finished) on one connection and holds them. */
 const manyStreams: ClientAttack = {
@@ -130,37 +119,29 @@ const neverReadingReader: ClientAttack = {
   },
 };
 
-/** PING frames as fast as the server takes them, never reading the acknowledgements. */
-const pingFlood: ClientAttack = {
-  name: "PING flood, acks never read",
-  async run(port, scale) {
-    const connection = await rawConnect(port, { neverRead: true });
-    const batch = repeated(frame(frameType.ping, 0, 0, new Uint8Array(8)));
-    const sent = await Promise.race([
-      flood(connection, () => batch, 50 * mebibyte * scale, 10_000 * scale),
-      sleep(12_000 * scale).then(() => ({ bytesSent: -1, closedByServer: connection.closed() })),
-    ]);
-    const closed = connection.closed() || sent.closedByServer;
-    connection.destroy();
-    return { seen: `${sent.bytesSent < 0 ? "writes stalled" : `${(sent.bytesSent / mebibyte).toFixed(1)} MB sent`}; ${closed ? "closed by server" : "open"}`, figures: { closedByServer: closed ? 1 : 0 } };
-  },
-};
+/** One control frame that asks for an acknowledgement, as fast as the server takes it, never reading the acknowledgements. */
+function controlFrameFlood(name: string, control: Buffer): ClientAttack {
+  return {
+    name,
+    async run(port, scale) {
+      const connection = await rawConnect(port, { neverRead: true });
+      const batch = repeated(control);
+      const sent = await Promise.race([
+        flood(connection, () => batch, 50 * mebibyte * scale, 10_000 * scale),
+        sleep(12_000 * scale).then(() => ({ bytesSent: -1, closedByServer: connection.closed() })),
+      ]);
+      const closed = connection.closed() || sent.closedByServer;
+      connection.destroy();
+      return {
+        seen: `${sent.bytesSent < 0 ? "writes stalled" : `${(sent.bytesSent / mebibyte).toFixed(1)} MB sent`}; ${closed ? "closed by server" : "open"}`,
+        figures: { closedByServer: closed ? 1 : 0 },
+      };
+    },
+  };
+}
 
-/** Empty SETTINGS frames (each needs an acknowledgement), never reading the acknowledgements. */
-const settingsFlood: ClientAttack = {
-  name: "SETTINGS flood, acks never read",
-  async run(port, scale) {
-    const connection = await rawConnect(port, { neverRead: true });
-    const batch = repeated(frame(frameType.settings, 0, 0));
-    const sent = await Promise.race([
-      flood(connection, () => batch, 50 * mebibyte * scale, 10_000 * scale),
-      sleep(12_000 * scale).then(() => ({ bytesSent: -1, closedByServer: connection.closed() })),
-    ]);
-    const closed = connection.closed() || sent.closedByServer;
-    connection.destroy();
-    return { seen: `${sent.bytesSent < 0 ? "writes stalled" : `${(sent.bytesSent / mebibyte).toFixed(1)} MB sent`}; ${closed ? "closed by server" : "open"}`, figures: { closedByServer: closed ? 1 : 0 } };
-  },
-};
+const pingFlood = controlFrameFlood("PING flood, acks never read", frame(frameType.ping, 0, 0, new Uint8Array(8)));
+const settingsFlood = controlFrameFlood("SETTINGS flood, acks never read", frame(frameType.settings, 0, 0));
 
 /** HEADERS then RST_STREAM at once, stream after stream (CVE-2023-44487). */
 const rapidReset: ClientAttack = {
