@@ -1,9 +1,12 @@
 // The pieces of a Host that Node and Bun share (both implement node:http2,
 // node:net and process), parameterised by the runtime's ports.
+import { openSync } from "node:fs";
 import pino from "pino";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import type { Host } from "../../src/cli/edgetcd.ts";
 import type { Logger, Runtime } from "../../src/ports.ts";
+import type { LogLevel } from "../../src/server/config.ts";
+import { buildInfo } from "./build-info.ts";
 import { serveClientApi } from "./client-server.ts";
 import { nodePeerNetwork, nodePeerNetworkDialing } from "./peer-network.ts";
 import { crashPointsFromEnv } from "../faults/crash-points.ts";
@@ -21,7 +24,10 @@ export function createHost(runtime: Runtime): Host {
     peerNetwork: peerDialer === undefined ? nodePeerNetwork : nodePeerNetworkDialing(peerDialer),
     // Test builds: EDGETCD_CRASH_POINT=<name>:<n> (absent in production).
     crashPoints: crashPointsFromEnv(process.env),
-    createLogger: (level) => createLogger(level),
+    createLogger: (settings) => createLogger(settings),
+    build: buildInfo(),
+    // Test builds: EDGETCD_TEST_WAL_SEGMENT_BYTES=<bytes> (absent in production: etcd's 64 MiB).
+    ...walSegmentBytesFromEnv(process.env),
     serveClients: (api, url, options) => serveClientApi(api, url, options),
     metricsText: () => registry.metrics(),
     onShutdownSignal(handler) {
@@ -32,19 +38,44 @@ export function createHost(runtime: Runtime): Host {
   };
 }
 
-/** JSON lines shaped like etcd's zap output: level, ts, msg, then fields. */
-export function createLogger(level: string): Logger {
-  const logger = pino({
-    level: level === "warn" || level === "error" || level === "debug" ? level : "info",
-    messageKey: "msg",
-    base: undefined,
-    timestamp: () => `,"ts":"${new Date().toISOString()}"`,
-    formatters: { level: (label) => ({ level: label }) },
-  });
+function walSegmentBytesFromEnv(env: NodeJS.ProcessEnv): { walSegmentBytesMax?: number } {
+  const bytes = Number(env.EDGETCD_TEST_WAL_SEGMENT_BYTES);
+  return Number.isSafeInteger(bytes) && bytes > 0 ? { walSegmentBytesMax: bytes } : {};
+}
+
+/** etcd's levels as pino's: zap's panic and fatal both log only what stops the process. */
+const pinoLevels: Record<LogLevel, pino.Level> = { debug: "debug", info: "info", warn: "warn", error: "error", panic: "fatal", fatal: "fatal" };
+
+/**
+ * JSON lines shaped like etcd's zap output: level, ts, msg, then fields. To
+ * stderr by default, as etcd's. Writes are synchronous, so the line that
+ * explains an exit is on disk or in the pipe before the process ends.
+ */
+export function createLogger(settings: { level: LogLevel; outputs: readonly string[] } = { level: "info", outputs: ["stderr"] }): Logger {
+  const level = pinoLevels[settings.level];
+  const streams = settings.outputs.map((output) => ({ level, stream: destination(output) }));
+  const logger = pino(
+    {
+      level,
+      messageKey: "msg",
+      base: undefined,
+      timestamp: () => `,"ts":"${new Date().toISOString()}"`,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    streams.length === 1 ? (streams[0] as { stream: pino.DestinationStream }).stream : pino.multistream(streams),
+  );
   return {
     debug: (message, fields) => logger.debug(fields ?? {}, message),
     info: (message, fields) => logger.info(fields ?? {}, message),
     warn: (message, fields) => logger.warn(fields ?? {}, message),
     error: (message, fields) => logger.error(fields ?? {}, message),
   };
+}
+
+/** "stderr", "stdout" or a file path, appended to (created 0600 if missing: logs may name keys). */
+function destination(output: string): pino.DestinationStream {
+  if (output === "stderr") return pino.destination({ dest: 2, sync: true });
+  if (output === "stdout") return pino.destination({ dest: 1, sync: true });
+  // Opened here, synchronously, so a path that cannot be written stops the start.
+  return pino.destination({ dest: openSync(output, "a", 0o600), sync: true });
 }

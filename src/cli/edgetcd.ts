@@ -4,9 +4,10 @@ import { createClientApi, type ClientApi } from "../api/client-api.ts";
 import { CorsFlagError, parseCorsFlag, type CorsPolicy } from "../api/cors.ts";
 import type { Logger, PeerNetwork, Runtime } from "../ports.ts";
 import type { CrashPoints } from "../storage/crash-points.ts";
-import { ConfigError, serverConfigFromFlags, type ServerConfig } from "../server/config.ts";
-import { EtcdServer, serverVersion } from "../server/etcd-server.ts";
-import { FlagError, flagDefinitions, parseFlags } from "./flags.ts";
+import { ConfigError, serverConfigFromFlags, type LogLevel, type ServerConfig } from "../server/config.ts";
+import { clusterVersion, EtcdServer, serverVersion } from "../server/etcd-server.ts";
+import { FlagError, parseFlags } from "./flags.ts";
+import { usageText, versionText, type BuildInfo } from "./usage.ts";
 
 export interface Host {
   runtime: Runtime;
@@ -14,7 +15,12 @@ export interface Host {
   peerNetwork: PeerNetwork;
   /** Fault injection in test builds only (EDGETCD_CRASH_POINT, read by the composition root). */
   crashPoints?: CrashPoints;
-  createLogger(level: string): Logger;
+  /** Throws when an output cannot be opened (a file path in a missing directory). */
+  createLogger(settings: { level: LogLevel; outputs: readonly string[] }): Logger;
+  /** edgetcd's version, commit and runtime, for --version and the start line. */
+  build: BuildInfo;
+  /** Test builds only (EDGETCD_TEST_WAL_SEGMENT_BYTES): small WAL segments, so tests see several. */
+  walSegmentBytesMax?: number;
   serveClients(api: ClientApi, url: URL, options: ClientListenerOptions): Promise<ClientListener>;
   metricsText(): Promise<string>;
   onShutdownSignal(handler: (signal: string) => void): void;
@@ -55,7 +61,7 @@ export async function runEdgetcd(host: Host, argv: readonly string[], env: Recor
     return;
   }
   if (flags.values.get("version") === "true") {
-    host.write("stdout", `edgetcd Version: ${serverVersion}\nRuntime: ${host.runtime.name}\n`);
+    host.write("stdout", versionText(host.build, { serverVersion, clusterVersion }));
     host.exit(0);
     return;
   }
@@ -63,6 +69,7 @@ export async function runEdgetcd(host: Host, argv: readonly string[], env: Recor
   let cors: CorsPolicy;
   try {
     config = serverConfigFromFlags(flags);
+    if (host.walSegmentBytesMax !== undefined) config.walSegmentBytesMax = host.walSegmentBytesMax;
     cors = parseCorsFlag(flags.values.get("cors") ?? "*");
   } catch (error) {
     if (error instanceof ConfigError || error instanceof CorsFlagError) {
@@ -72,9 +79,24 @@ export async function runEdgetcd(host: Host, argv: readonly string[], env: Recor
     }
     throw error;
   }
-  const logger = host.createLogger(config.logLevel);
-  for (const warning of flags.warnings) logger.warn(warning);
-  logger.info("starting edgetcd", { name: config.name, "data-dir": config.dataDir, version: serverVersion, runtime: host.runtime.name });
+  let logger: Logger;
+  try {
+    logger = host.createLogger({ level: config.logLevel, outputs: config.logOutputs });
+  } catch (error) {
+    host.write("stderr", `edgetcd: cannot open --log-outputs ${config.logOutputs.join(",")}: ${error instanceof Error ? error.message : String(error)}\n`);
+    host.exit(1);
+    return;
+  }
+  for (const warning of [...config.startWarnings, ...flags.warnings]) logger.warn(warning);
+  logger.info("starting edgetcd", {
+    name: config.name,
+    "data-dir": config.dataDir,
+    "wal-dir": config.walDir ?? "",
+    version: host.build.version,
+    "etcd-api-version": serverVersion,
+    "git-sha": host.build.gitCommit,
+    runtime: host.build.runtime,
+  });
 
   let server: EtcdServer;
   try {
@@ -146,8 +168,5 @@ export async function runEdgetcd(host: Host, argv: readonly string[], env: Recor
 const exitCodeAfterSignal: Record<string, number> = { SIGINT: 130, SIGTERM: 143 };
 
 function usage(): string {
-  const lines = flagDefinitions
-    .filter((definition) => definition.name !== "h")
-    .map((definition) => `  --${definition.name} '${definition.defaultValue}'${definition.supported ? "" : "  (accepted, not supported yet)"}`);
-  return `Usage:\n\n  edgetcd [flags]\n    Start an edgetcd server.\n\n${lines.join("\n")}\n`;
+  return usageText();
 }

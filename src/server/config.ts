@@ -4,6 +4,12 @@ import { parseDurationMs, type ParsedFlags } from "../cli/flags.ts";
 export interface ServerConfig {
   name: string;
   dataDir: string;
+  /** --wal-dir: a dedicated WAL directory; undefined means <data-dir>/member/wal. */
+  walDir: string | undefined;
+  /** --max-wals: WAL segment files kept (0: all); only segments a snapshot covers are deleted. */
+  maxWals: number;
+  /** Test builds only: WAL segments cut at this size instead of etcd's 64 MiB (set by the composition root, never by a flag). */
+  walSegmentBytesMax?: number;
   listenClientUrls: URL[];
   /** 3.5.8+: a separate listener for HTTP/1.1 traffic (gateway, health, metrics). */
   listenClientHttpUrls: URL[];
@@ -38,8 +44,16 @@ export interface ServerConfig {
   watchProgressNotifyIntervalMs: number;
   /** --experimental-enable-lease-checkpoint: the leader checkpoints remaining TTLs every this many ms; undefined when off. */
   leaseCheckpointIntervalMs: number | undefined;
-  logLevel: string;
+  logLevel: LogLevel;
+  /** Where log lines go: "stderr", "stdout" or file paths (etcd's --log-outputs, "default" read as stderr). */
+  logOutputs: string[];
+  /** Things to log once the logger exists (a deprecated --logger value). */
+  startWarnings: string[];
 }
+
+/** etcd's --log-level values (its zap levels; panic and fatal log only what stops the process). */
+export const logLevels = ["debug", "info", "warn", "error", "panic", "fatal"] as const;
+export type LogLevel = (typeof logLevels)[number];
 
 export const defaultQuotaBackendBytes = 2 * 1024 * 1024 * 1024;
 
@@ -75,8 +89,41 @@ function parseInitialCluster(text: string): Map<string, string[]> {
   return cluster;
 }
 
+/**
+ * etcd 3.4 validates these at start (embed/config_logging.go): one of its
+ * levels (it panics with `unknown level "debugg"`), "default" alone, anything
+ * else stderr, stdout or a file path.
+ */
+function logSettings(get: (name: string) => string): Pick<ServerConfig, "logLevel" | "logOutputs" | "startWarnings"> {
+  const startWarnings: string[] = [];
+  const logger = get("logger");
+  if (logger === "capnslog") {
+    startWarnings.push("--logger=capnslog is deprecated (etcd 3.5 removed it); edgetcd logs as --logger=zap does");
+  } else if (logger !== "zap") {
+    throw new ConfigError(`error verifying flags, unknown logger option "${logger}". See 'edgetcd --help'.`);
+  }
+  const level = get("debug") === "true" ? "debug" : get("log-level");
+  if (!(logLevels as readonly string[]).includes(level)) {
+    throw new ConfigError(`error verifying flags, unknown level "${level}" for --log-level (supported: ${logLevels.join(", ")}). See 'edgetcd --help'.`);
+  }
+  const outputs = get("log-outputs").split(",");
+  if (outputs.includes("default") && outputs.length > 1) {
+    throw new ConfigError(`error verifying flags, multi logoutput for "default" is not supported yet. See 'edgetcd --help'.`);
+  }
+  if (outputs.some((output) => output === "")) {
+    throw new ConfigError(`error verifying flags, --log-outputs has an empty output. See 'edgetcd --help'.`);
+  }
+  return {
+    logLevel: level as LogLevel,
+    logOutputs: [...new Set(outputs.map((output) => (output === "default" ? "stderr" : output)))],
+    startWarnings,
+  };
+}
+
 export function serverConfigFromFlags(flags: ParsedFlags): ServerConfig {
   const get = (name: string) => flags.values.get(name) ?? "";
+  const [refusal] = flags.refusals;
+  if (refusal !== undefined) throw new ConfigError(`error verifying flags, ${refusal}. See 'edgetcd --help'.`);
   const integer = (name: string) => Number(get(name));
   const name = get("name");
   const state = get("initial-cluster-state");
@@ -96,6 +143,8 @@ export function serverConfigFromFlags(flags: ParsedFlags): ServerConfig {
   return {
     name,
     dataDir: get("data-dir") || `${name}.edgetcd`,
+    walDir: get("wal-dir") || undefined,
+    maxWals: integer("max-wals"),
     listenClientUrls: urls("listen-client-urls", get("listen-client-urls")),
     listenClientHttpUrls: urls("listen-client-http-urls", get("listen-client-http-urls")),
     advertiseClientUrls: get("advertise-client-urls").split(","),
@@ -125,6 +174,6 @@ export function serverConfigFromFlags(flags: ParsedFlags): ServerConfig {
       get("experimental-enable-lease-checkpoint") === "true"
         ? (parseDurationMs(get("experimental-lease-checkpoint-interval")) ?? 300_000)
         : undefined,
-    logLevel: get("debug") === "true" ? "debug" : get("log-level"),
+    ...logSettings(get),
   };
 }

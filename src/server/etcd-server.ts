@@ -160,7 +160,13 @@ export class EtcdServer {
     const { fs } = runtime;
     const { crashPoints } = options;
     const memberDir = fs.join(config.dataDir, "member");
-    const walDir = fs.join(memberDir, "wal");
+    // --wal-dir puts the log on its own disk; <data-dir>/member/wal is then not used (as in etcd).
+    const walDir = config.walDir ?? fs.join(memberDir, "wal");
+    const walOptions = {
+      crashPoints,
+      segmentFilesMax: config.maxWals,
+      ...(config.walSegmentBytesMax === undefined ? {} : { segmentBytesMax: config.walSegmentBytesMax }),
+    };
     const snapDir = fs.join(memberDir, "snap");
     await fs.mkdirp(snapDir);
     const lock = await fs.lock(fs.join(memberDir, "lock"));
@@ -170,8 +176,12 @@ export class EtcdServer {
       let entries: Entry[] = [];
       let hardState: { term: number; vote: number; commit: number } | undefined;
       let walSnapshot: { index: number; term: number } | undefined;
+      if (config.walDir !== undefined && !(await fs.exists(walDir)) && (await fs.exists(fs.join(memberDir, "wal")))) {
+        // A second log beside the first would start this member over on top of its old database.
+        throw new Error(`--wal-dir ${walDir} holds no WAL but ${fs.join(memberDir, "wal")} does: move that directory to ${walDir} first`);
+      }
       if (await fs.exists(walDir)) {
-        const opened = await Wal.open(fs, walDir, { crashPoints });
+        const opened = await Wal.open(fs, walDir, walOptions);
         wal = opened.wal;
         identity = decodeMemberMetadata(opened.metadata);
         entries = opened.entries;
@@ -187,7 +197,7 @@ export class EtcdServer {
                 sleep: (ms) => new Promise((resolve) => runtime.clock.setTimer(ms, () => resolve(undefined))),
               })
             : await newIdentity(config);
-        wal = await Wal.create(fs, walDir, encodeMemberMetadata(identity), { crashPoints });
+        wal = await Wal.create(fs, walDir, encodeMemberMetadata(identity), walOptions);
         logger.info("created new WAL", { "member-id": identity.memberId.toString(16) });
       }
 

@@ -1,9 +1,10 @@
-// etcd's command line: Go flag syntax, ETCD_* variables, unknown flags refused.
+// etcd's command line: Go flag syntax, ETCD_* variables, unknown flags refused,
+// each flag implemented, refused or warned about, logging flags validated.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { FlagError, parseDurationMs, parseFlags } from "../../src/cli/flags.ts";
-import { serverConfigFromFlags } from "../../src/server/config.ts";
+import { FlagError, flagDefinitions, flagGroups, parseDurationMs, parseFlags } from "../../src/cli/flags.ts";
+import { ConfigError, serverConfigFromFlags } from "../../src/server/config.ts";
 import { repoRoot, testRuntimeName } from "../support/processes.ts";
 
 describe("flags", () => {
@@ -29,10 +30,56 @@ describe("flags", () => {
     assert.throws(() => parseFlags(["--name"], {}), /flag needs an argument: -name/);
   });
 
-  test("flags of features not built yet are accepted with a warning", () => {
-    const flags = parseFlags(["--enable-v2", "--auto-compaction-retention", "1h"], {});
-    assert.ok(flags.warnings.some((warning) => warning.includes("--enable-v2")));
+  test("warned flags are accepted, ignored, and say why", () => {
+    const flags = parseFlags(["--enable-pprof", "--auto-compaction-retention", "1h"], {});
+    assert.deepEqual(flags.refusals, []);
+    assert.ok(flags.warnings.some((warning) => /--enable-pprof is accepted .* and ignored: /.test(warning)));
     assert.ok(flags.warnings.some((warning) => warning.includes("--auto-compaction-retention")));
+  });
+
+  test("refused flags stop the start, naming the flag; at their default they ask for nothing", () => {
+    for (const argv of [["--cert-file", "/etc/ssl/c.pem"], ["--client-cert-auth"], ["--enable-v2"], ["--unsafe-no-fsync"], ["--experimental-initial-corrupt-check"], ["--proxy", "on"], ["--force-new-cluster"], ["--auth-token", "jwt"]]) {
+      const flags = parseFlags(argv, {});
+      const name = (argv[0] as string).slice(2);
+      assert.equal(flags.refusals.length, 1, argv.join(" "));
+      assert.throws(() => serverConfigFromFlags(flags), (error: Error) => error instanceof ConfigError && error.message.includes(`--${name} is not supported by edgetcd: `));
+    }
+    const harmless = parseFlags(["--client-cert-auth=false", "--cert-file="], { ETCD_AUTO_TLS: "false" });
+    assert.deepEqual(harmless.refusals, []);
+    serverConfigFromFlags(harmless);
+  });
+
+  test("every flag has a status, a group and a description", () => {
+    for (const definition of flagDefinitions) {
+      assert.ok(definition.description.length > 10, definition.name);
+      assert.ok(flagGroups.includes(definition.group), definition.name);
+      if (definition.status.kind !== "implemented") assert.ok(definition.status.reason.length > 10, definition.name);
+    }
+  });
+
+  test("--log-level, --logger and --log-outputs are validated as etcd 3.4 does", () => {
+    const config = (argv: string[]) => serverConfigFromFlags(parseFlags(argv, {}));
+    assert.equal(config([]).logLevel, "info");
+    assert.deepEqual(config([]).logOutputs, ["stderr"]);
+    for (const level of ["debug", "info", "warn", "error", "panic", "fatal"]) assert.equal(config(["--log-level", level]).logLevel, level);
+    assert.equal(config(["--debug"]).logLevel, "debug");
+    assert.throws(() => config(["--log-level", "debugg"]), /unknown level "debugg" for --log-level/);
+    assert.throws(() => config(["--log-level", "INFO"]), /unknown level "INFO"/);
+    assert.throws(() => config(["--logger", "bogus"]), /unknown logger option "bogus"/);
+    assert.match(config(["--logger", "capnslog"]).startWarnings.join(), /capnslog is deprecated/);
+    assert.deepEqual(config(["--logger", "zap"]).startWarnings, []);
+    assert.deepEqual(config(["--log-outputs", "stdout,stderr,/var/log/e.log"]).logOutputs, ["stdout", "stderr", "/var/log/e.log"]);
+    assert.throws(() => config(["--log-outputs", "default,stdout"]), /multi logoutput for "default" is not supported yet/);
+  });
+
+  test("--wal-dir and --max-wals reach the configuration; counts take no sign, as Go's uint flags", () => {
+    const config = serverConfigFromFlags(parseFlags(["--wal-dir", "/disk2/wal", "--max-wals", "0"], {}));
+    assert.equal(config.walDir, "/disk2/wal");
+    assert.equal(config.maxWals, 0);
+    const defaults = serverConfigFromFlags(parseFlags([], {}));
+    assert.equal(defaults.walDir, undefined);
+    assert.equal(defaults.maxWals, 5);
+    assert.throws(() => parseFlags(["--max-wals", "-1"], {}), new FlagError(`invalid value "-1" for flag -max-wals: parse error`));
   });
 
   test("defaults: data dir from the name, etcd's limits", () => {

@@ -46,6 +46,13 @@ export type { CrashPoints } from "../crash-points.ts";
 
 export interface WalOptions {
   segmentBytesMax?: number;
+  /**
+   * etcd's --max-wals: segment files kept on disk, counting the ones replay
+   * still needs; the oldest released ones (wholly before a snapshot) are
+   * deleted beyond it, never one replay needs. 0 keeps every file. Left out:
+   * released segments are deleted at once (only what replay needs is kept).
+   */
+  segmentFilesMax?: number;
   crashPoints?: CrashPoints;
 }
 
@@ -209,13 +216,26 @@ export class Wal {
     return run;
   }
 
-  /** Deletes segments whose entries all precede `index` (already in a snapshot). */
+  /**
+   * Marks segments whose entries all precede `index` (already in a snapshot)
+   * as no longer needed, and deletes the oldest of them while more than
+   * `segmentFilesMax` segment files exist (etcd's purge of released WAL files).
+   */
   async releaseTo(index: number): Promise<void> {
-    while (this.segments.length > 1 && (this.segments[1] as Segment).firstIndex <= index) {
-      const segment = this.segments.shift() as Segment;
-      await this.fs.remove(this.fs.join(this.dir, segment.name));
-    }
+    // A segment is released when the next one starts at or before the snapshot:
+    // every entry it holds is in the snapshot. The last segment never is.
+    let released = 0;
+    while (released + 1 < this.segments.length && (this.segments[released + 1] as Segment).firstIndex <= index) released++;
+    const filesMax = this.options.segmentFilesMax ?? 1;
+    const excess = filesMax === 0 ? 0 : Math.min(released, this.segments.length - filesMax);
+    if (excess <= 0) return;
+    for (const segment of this.segments.splice(0, excess)) await this.fs.remove(this.fs.join(this.dir, segment.name));
     await this.fs.syncDir(this.dir);
+  }
+
+  /** Segment file names, oldest first (for tests and diagnostics). */
+  segmentFileNames(): string[] {
+    return this.segments.map((segment) => segment.name);
   }
 
   async close(): Promise<void> {
