@@ -126,12 +126,9 @@ export async function runEdgetcd(host: Host, argv: readonly string[], env: Recor
     host.exit(1);
     return;
   }
-  logger.info("ready to serve client requests", {
-    "listen-client-urls": config.listenClientUrls.map(String),
-    "member-id": server.identity.memberId.toString(16),
-    "cluster-id": server.identity.clusterId.toString(16),
-  });
-
+  // The handlers are in place before "ready" is said: a supervisor that
+  // signals as soon as it reads it must get a graceful stop, not the default
+  // action (death without a word).
   let stopping = false;
   const shutDown = async (exitCode: number, graceful: boolean) => {
     if (stopping) return;
@@ -147,7 +144,14 @@ export async function runEdgetcd(host: Host, argv: readonly string[], env: Recor
     await server.stop();
     host.exit(exitCode);
   };
+  let firstSignalMs: number | undefined;
   host.onShutdownSignal(async (signal) => {
+    const nowMs = host.runtime.clock.nowMs();
+    // Ctrl-C under `npm start` arrives twice within milliseconds: from the
+    // terminal to the whole process group, and forwarded by npm. Only a later
+    // one is the operator asking again.
+    if (firstSignalMs !== undefined && nowMs - firstSignalMs < repeatedSignalWindowMs) return;
+    firstSignalMs ??= nowMs;
     if (stopping) {
       // An operator who signals again does not want to wait for the handover.
       logger.warn("received another signal while stopping; exiting now", { signal });
@@ -162,7 +166,15 @@ export async function runEdgetcd(host: Host, argv: readonly string[], env: Recor
     // A storage failure or this member's removal: nothing to hand over or wait for.
     void shutDown(exitCode, false);
   };
+  logger.info("ready to serve client requests", {
+    "listen-client-urls": config.listenClientUrls.map(String),
+    "member-id": server.identity.memberId.toString(16),
+    "cluster-id": server.identity.clusterId.toString(16),
+  });
 }
+
+/** A signal this soon after the first is the same request delivered twice, not a second one. */
+const repeatedSignalWindowMs = 500;
 
 /** The shell's convention for a process ended by a signal: 128 + its number. */
 const exitCodeAfterSignal: Record<string, number> = { SIGINT: 130, SIGTERM: 143 };

@@ -1,8 +1,8 @@
 // Real processes for compatibility and fault tests: edgetcd (under the runtime
 // being tested) and the real etcd 3.4, each on free loopback ports.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdtempSync } from "node:fs";
-import { createServer } from "node:net";
+import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -183,4 +183,64 @@ export function etcdctlProcess(endpoint: string, args: string[]): { child: Child
   child.stderr?.on("data", (chunk: Buffer) => (output += chunk.toString()));
   const exited = new Promise<number>((resolve) => child.once("exit", (code) => resolve(code ?? -1)));
   return { child, output: () => output, exited };
+}
+
+/**
+ * The processes of a process group still alive (zombies, whose parent has not
+ * reaped them yet, do not count), read from /proc: a test of signal delivery
+ * must find no server left behind, orphaned or not.
+ */
+export function livingProcessesInGroup(processGroupId: number): Array<{ pid: number; command: string }> {
+  const living: Array<{ pid: number; command: string }> = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+    } catch {
+      continue; // gone meanwhile
+    }
+    // pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (Number(fields[2]) !== processGroupId || fields[0] === "Z") continue;
+    let command = "";
+    try {
+      command = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").join(" ").trim();
+    } catch {
+      // gone meanwhile
+    }
+    living.push({ pid: Number(entry), command });
+  }
+  return living;
+}
+
+/** Waits until no process of the group is alive; returns those still alive at the deadline. */
+export async function waitForGroupGone(processGroupId: number, timeoutMs: number): Promise<Array<{ pid: number; command: string }>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const living = livingProcessesInGroup(processGroupId);
+    if (living.length === 0 || Date.now() > deadline) return living;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** Kills what is left of a group (a failed test must not leave servers behind). */
+export function killGroup(processGroupId: number): void {
+  try {
+    process.kill(-processGroupId, "SIGKILL");
+  } catch {
+    // already gone
+  }
+}
+
+/** True when nothing accepts connections on the loopback port. */
+export function portIsClosed(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: "127.0.0.1", port });
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.once("error", () => resolve(true));
+  });
 }
