@@ -2,11 +2,14 @@
 //   npm run test:long -- --runs N --seed S [--only L1,J2,...] [--kind edgetcd|etcd] [--runtime node|bun]
 //   [--minutes M]: start no new run after M minutes.
 //   [--faults a,b]: L1, L2 and J1 draw only these faults (names as printed in a run's notes).
+//   [--fuzz-iterations N]: also F1, the seeded fuzzers (Raft messages, peer codecs, client-port
+//   decoders) with N seeds each (20,000 takes minutes); `--only F1` runs only them.
 // EDGETCD_RELIABILITY_DEBUG=1 runs edgetcd members with --log-level debug (each
 // linearizable-read round is logged); an illegal L1/L2 run saves the members' logs.
 // Runs each chosen scenario N times (seeds S, S+1, ...), prints one line per
 // run and a table per scenario at the end. Exits 1 if any run was illegal,
 // lost an acknowledged write, or failed its end checks.
+import { spawnSync } from "node:child_process";
 import { parseArgs } from "node:util";
 import { scenarios, type RunResult } from "./scenarios.ts";
 
@@ -23,6 +26,7 @@ const { values } = parseArgs({
     /** Start no new run after this many minutes; the table covers the runs done. */
     minutes: { type: "string" },
     faults: { type: "string" },
+    "fuzz-iterations": { type: "string" },
   },
 });
 
@@ -32,7 +36,8 @@ const kind = values.kind === "etcd" ? "etcd" : "edgetcd";
 const runtime = values.runtime === "bun" ? "bun" : values.runtime === "node" ? "node" : undefined;
 const only = values.only?.split(",").map((id) => id.trim().toUpperCase());
 const chosen = scenarios.filter((scenario) => only === undefined || only.includes(scenario.id));
-if (chosen.length === 0) throw new Error(`no scenario matches --only ${values.only}; known: ${scenarios.map((s) => s.id).join(", ")}`);
+const fuzzIterations = values["fuzz-iterations"] === undefined ? (only?.includes("F1") ? 20_000 : undefined) : Number(values["fuzz-iterations"]);
+if (chosen.length === 0 && fuzzIterations === undefined) throw new Error(`no scenario matches --only ${values.only}; known: ${scenarios.map((s) => s.id).join(", ")}`);
 
 const options = {
   kind,
@@ -91,4 +96,24 @@ console.log(`\n| ${header.join(" | ")} |\n| ${header.map(() => "---").join(" | "
 for (const row of rows) console.log(`| ${row.join(" | ")} |`);
 console.log(`\n${kind}, seeds ${seed}..${seed + runs - 1}, ${((Date.now() - started) / 1000).toFixed(0)} s`);
 const bad = [...results.values()].flat().some((result) => result.verdict === "illegal" || result.verdict === "failed" || result.lost > 0);
-process.exit(bad ? 1 : 0);
+const fuzzFailed = fuzzIterations === undefined ? false : runFuzzers(fuzzIterations);
+process.exit(bad || fuzzFailed ? 1 : 0);
+
+/** F1: each seeded fuzzer as its own test process, with `iterations` seeds; true if any failed. */
+function runFuzzers(iterations: number): boolean {
+  const files = ["test/raft/hostile-messages.test.ts", "test/peer/codec-fuzz.test.ts", "test/abuse/decoder-fuzz.test.ts"];
+  let failed = false;
+  for (const file of files) {
+    const fuzzStarted = Date.now();
+    const result = spawnSync(process.execPath, ["--import", "tsx", "--test", "--test-force-exit", file], {
+      env: { ...process.env, EDGETCD_FUZZ_ITERATIONS: String(iterations) },
+      encoding: "utf8",
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    const ok = result.status === 0;
+    failed ||= !ok;
+    console.log(`F1 ${file}: ${iterations} seeds, ${ok ? "passed" : "FAILED"} in ${((Date.now() - fuzzStarted) / 1000).toFixed(0)} s`);
+    if (!ok) console.log(`${result.stdout}${result.stderr}`.slice(-4000));
+  }
+  return failed;
+}
