@@ -116,6 +116,31 @@ describe("WAL", () => {
     await opened.wal.close();
   });
 
+  test("segmentFilesMax (--max-wals): only released segments go, oldest first, down to the count; 0 keeps all", async () => {
+    for (const [filesMax, snapshotIndex] of [[3, 30], [3, 2], [0, 30], [1, 30]] as const) {
+      const dir = freshDir();
+      await writeLog(dir, 40, { segmentBytesMax: 400 });
+      const opened = await Wal.open(fs, dir, { segmentBytesMax: 400, segmentFilesMax: filesMax });
+      const before = await segmentsOf(dir);
+      await opened.wal.saveSnapshot({ index: snapshotIndex, term: 1 });
+      await opened.wal.releaseTo(snapshotIndex);
+      const after = await segmentsOf(dir);
+      const firstIndexOf = (name: string) => parseInt(name.slice(17, 33), 16);
+      // Segments replay needs: the one holding the snapshot's index and every later one.
+      const needed = before.filter((name, i) => i === before.length - 1 || firstIndexOf(before[i + 1] as string) > snapshotIndex);
+      for (const name of needed) assert.ok(after.includes(name), `${name} (needed) kept with max ${filesMax}`);
+      const expected = filesMax === 0 ? before.length : Math.max(needed.length, Math.min(before.length, filesMax));
+      assert.equal(after.length, expected, `max ${filesMax}, snapshot ${snapshotIndex}: ${before.length} → ${after.length}`);
+      assert.deepEqual(after, before.slice(before.length - after.length), "the oldest go first");
+      await opened.wal.close();
+      const again = await Wal.open(fs, dir);
+      assert.deepEqual(again.snapshot, { index: snapshotIndex, term: 1 });
+      assert.equal(again.entries.at(-1)?.index, 40);
+      assert.equal(again.entries[0]?.index, snapshotIndex + 1);
+      await again.wal.close();
+    }
+  });
+
   test("group commit: one save of many entries pays one fdatasync", async () => {
     const counting = countingFs(fs);
     const dir = freshDir();
