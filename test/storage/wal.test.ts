@@ -141,6 +141,25 @@ describe("WAL", () => {
     }
   });
 
+  test("a lower segmentFilesMax at open purges what the last run kept, never what replay needs", async () => {
+    const dir = freshDir();
+    await writeLog(dir, 40, { segmentBytesMax: 400 });
+    let opened = await Wal.open(fs, dir, { segmentBytesMax: 400, segmentFilesMax: 0 });
+    await opened.wal.saveSnapshot({ index: 30, term: 1 });
+    await opened.wal.releaseTo(30);
+    await opened.wal.close();
+    const kept = await segmentsOf(dir);
+    opened = await Wal.open(fs, dir, { segmentBytesMax: 400, segmentFilesMax: 1 });
+    const after = await segmentsOf(dir);
+    assert.ok(after.length < kept.length && after.length >= 1, `${kept.length} → ${after.length}`);
+    assert.equal(opened.entries[0]?.index, 31);
+    assert.equal(opened.entries.at(-1)?.index, 40);
+    await opened.wal.close();
+    const again = await Wal.open(fs, dir);
+    assert.deepEqual(again.entries.map((e) => e.index), Array.from({ length: 10 }, (_, i) => i + 31));
+    await again.wal.close();
+  });
+
   test("group commit: one save of many entries pays one fdatasync", async () => {
     const counting = countingFs(fs);
     const dir = freshDir();

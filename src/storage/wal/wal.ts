@@ -191,6 +191,10 @@ export class Wal {
     }
     const lastIndex = entries.length > 0 ? (entries[entries.length - 1] as Entry).index : (snapshot?.index ?? 0);
     const wal = new Wal(fs, dir, metadata, segments, file, { crc, size: lastSize, lastIndex, hardState }, options);
+    // A lower --max-wals than the last run's applies now, as etcd's purge loop
+    // does at start. The snapshot record is written only once its data is
+    // durable, so nothing before it is needed for replay.
+    if (snapshot !== undefined && options.segmentFilesMax !== undefined) await wal.releaseTo(snapshot.index);
     return { wal, metadata, hardState, entries, snapshot, repairedFrom };
   }
 
