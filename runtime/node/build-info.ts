@@ -32,14 +32,17 @@ function packageVersion(): string {
 }
 
 /**
- * A build may stamp the commit as `gitCommit` in build-info.json beside
- * package.json; a git checkout answers from .git; anything else is "unknown".
+ * The build (runtime/build.ts) stamps the commit as `gitCommit` in
+ * dist/build-info.json, one folder above the bundle running this code
+ * (dist/node/main.js); from the sources (runtime/node/) there is no such file
+ * and a git checkout answers from .git, so a stale build never names the
+ * commit of sources that run. Anything else is "unknown".
  */
 function gitCommit(): string {
   const root = packageRoot();
   if (root === undefined) return "unknown";
   try {
-    const stamped = join(root, "build-info.json");
+    const stamped = join(dirname(fileURLToPath(import.meta.url)), "..", "build-info.json");
     if (existsSync(stamped)) return (JSON.parse(readFileSync(stamped, "utf8")) as { gitCommit?: string }).gitCommit ?? "unknown";
     return commitFromGitDir(join(root, ".git")) ?? "unknown";
   } catch {
