@@ -1,8 +1,15 @@
 // Runs every test file under Node's test runner and under Bun's, and ends with
 // one plain summary line. Usage: test/run.ts [--runtime node|bun] [filter...]
+// First it checks what the tests need beside node_modules (installing it from
+// Debian's packages when it can, see test/prerequisites.ts) and builds dist/,
+// which bin/edgetcd runs, so the tests start servers as an installed package
+// does. EDGETCD_TEST_PREREQS_DRY_RUN=1 prints the prerequisites plan and stops;
+// EDGETCD_TEST_PREREQS_ROOT=<dir> looks for them under another root (to test
+// that logic).
 import { spawnSync } from "node:child_process";
 import { readdirSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
+import { ensurePrerequisites } from "./prerequisites.ts";
 
 function findTests(dir: string): string[] {
   const found: string[] = [];
@@ -22,6 +29,20 @@ const root = new URL("..", import.meta.url).pathname;
 const files = findTests(join(root, "test"))
   .map((file) => relative(root, file))
   .filter((file) => filters.length === 0 || filters.some((filter) => file.includes(filter)));
+
+const prerequisitesDryRun = process.env.EDGETCD_TEST_PREREQS_DRY_RUN === "1";
+const prerequisitesReady = ensurePrerequisites({
+  root: process.env.EDGETCD_TEST_PREREQS_ROOT ?? "/",
+  dryRun: prerequisitesDryRun,
+  log: (line) => console.log(line),
+});
+if (prerequisitesDryRun || !prerequisitesReady) process.exit(prerequisitesReady ? 0 : 1);
+
+const built = spawnSync(process.execPath, ["--import", "tsx", join(root, "runtime/build.ts")], { cwd: root, stdio: "inherit" });
+if (built.status !== 0) {
+  console.log("npm run build failed: the tests run the built dist/");
+  process.exit(1);
+}
 
 /** A test file that runs longer than this is killed and counted as failed. */
 const fileTimeoutMs = Number(process.env.EDGETCD_TEST_FILE_TIMEOUT_MS ?? 300_000);
