@@ -908,24 +908,28 @@ export class EtcdServer {
    * etcd's TransferLeadership, run when the member is told to stop: a leader
    * hands over to the voter with the highest match index (the one that needs
    * least to catch up before its TimeoutNow), so the cluster has a leader again
-   * within a round trip instead of an election timeout. Bounded by moveLeader's
-   * request timeout, as etcd's is. Never throws: a failed handover is logged
-   * and stopping goes on, as in etcd's Stop.
+   * within a round trip instead of an election timeout. Raft's TimeoutNow, as
+   * moveLeader; bounded by the request timeout, as etcd's is. Never throws: a
+   * failed handover is logged and stopping goes on, as in etcd's Stop.
    */
   async transferLeadershipForStop(): Promise<void> {
     if (!(this.log instanceof RaftLog) || !this.log.isLeader || this.stoppedReason !== undefined) return;
     const transferee = mostUpToDateVoter(this.log.status().progress, this.identity.memberId);
     if (transferee === undefined) return; // the only voter: nobody to hand over to (etcd skips it too)
+    const raftLog = this.log;
     const startedMs = this.runtime.clock.nowMs();
-    try {
-      await this.moveLeader(transferee);
-      this.logger.info("leadership transferred before stopping", {
-        "transferee-id": transferee.toString(16),
-        "took-ms": this.runtime.clock.nowMs() - startedMs,
-      });
-    } catch (error) {
-      this.logger.warn("leadership transfer failed", { "transferee-id": transferee.toString(16), error: error instanceof Error ? error.message : String(error) });
+    const deadline = startedMs + requestTimeoutMs(this.config);
+    raftLog.transferLeader(transferee);
+    // Unlike moveLeader, stop waiting as soon as this member no longer leads
+    // (handed over, or deposed) or Raft gave the transfer up (after an
+    // election timeout): when a whole cluster stops at once the transferee
+    // is stopping too, and waiting the full request timeout helps nobody.
+    while (raftLog.isLeader && raftLog.status().leadTransferee === transferee && this.runtime.clock.nowMs() < deadline) {
+      await new Promise<void>((resolve) => this.runtime.clock.setTimer(this.config.heartbeatIntervalMs, resolve));
     }
+    const fields = { "transferee-id": transferee.toString(16), "took-ms": this.runtime.clock.nowMs() - startedMs };
+    if (raftLog.isLeader) this.logger.warn("leadership transfer failed", fields);
+    else this.logger.info("leadership transferred before stopping", fields);
   }
 
   /**
