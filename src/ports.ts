@@ -35,11 +35,15 @@ export interface FileSystem {
   /** Removes a directory tree; no error if missing. */
   removeAll(path: string): Promise<void>;
   size(path: string): Promise<number>;
+  /** The permission bits (mode & 0o777) of an existing file or directory; etcd warns about a data dir wider than 0700. */
+  permissions(path: string): Promise<number>;
   /** fsync(2) of a directory, so created, renamed and removed entries are durable. */
   syncDir(path: string): Promise<void>;
   /**
    * Takes an exclusive lock on `path` for this process (one node per data dir).
-   * Rejects if another live process holds it.
+   * Rejects at once if another process holds it, naming the holder when it can.
+   * Released by `release` or by the death of the process (an OS file lock on
+   * Node and Bun), so a crash never leaves a lock behind.
    */
   lock(path: string): Promise<{ release(): Promise<void> }>;
   join(...parts: string[]): string;

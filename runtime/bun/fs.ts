@@ -6,7 +6,10 @@
 import { constants, readSync, writeSync } from "node:fs";
 import { open } from "node:fs/promises";
 import type { FileHandle, FileSystem, OpenMode } from "../../src/ports.ts";
+import { takeDataDirLock } from "../node/data-dir-lock.ts";
+import { privateFileMode } from "../node/private-files.ts";
 import { nodeFileSystem } from "../node/fs.ts";
+import { bunSqlite } from "./sqlite.ts";
 
 const openFlags: Record<OpenMode, number> = {
   read: constants.O_RDONLY,
@@ -61,14 +64,15 @@ class BunFileHandle implements FileHandle {
   }
 }
 
-// Directory operations and the lock are node:fs calls Bun implements; only
-// file handles and whole-file reads use Bun's own APIs.
+// Directory operations are node:fs calls Bun implements; file handles and
+// whole-file reads use Bun's own APIs, and the lock bun:sqlite.
 export const bunFileSystem: FileSystem = {
   ...nodeFileSystem,
   async open(path, mode) {
-    return new BunFileHandle(await open(path, openFlags[mode]));
+    return new BunFileHandle(await open(path, openFlags[mode], privateFileMode));
   },
   async readFile(path) {
     return await Bun.file(path).bytes();
   },
+  lock: async (path) => takeDataDirLock(bunSqlite, path),
 };

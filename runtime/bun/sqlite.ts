@@ -1,5 +1,6 @@
 // SQLite on Bun: bun:sqlite (synchronous, prepared statements, BLOBs as Uint8Array).
 import { Database, type Statement } from "bun:sqlite";
+import { createPrivateFile } from "../node/private-files.ts";
 import type { SqliteDatabase, SqliteDriver, SqliteStatement, SqliteValue } from "../../src/ports.ts";
 
 class BunStatement implements SqliteStatement {
@@ -17,6 +18,7 @@ class BunStatement implements SqliteStatement {
 
 export const bunSqlite: SqliteDriver = {
   open(path: string): SqliteDatabase {
+    if (path !== ":memory:") createPrivateFile(path);
     const db = new Database(path, { create: true, strict: false });
     return {
       exec: (sql) => void db.exec(sql),

@@ -19,6 +19,7 @@ export function delegatingFileSystem(inner: FileSystem): FileSystem {
     remove: (path) => inner.remove(path),
     removeAll: (path) => inner.removeAll(path),
     size: (path) => inner.size(path),
+    permissions: (path) => inner.permissions(path),
     syncDir: (path) => inner.syncDir(path),
     lock: (path) => inner.lock(path),
     join: (...parts) => inner.join(...parts),

@@ -1,9 +1,14 @@
 // The FileSystem port on Node: node:fs/promises, with fdatasync for durability
-// and a pid lock file so two nodes never share one data directory.
+// and an OS file lock (data-dir-lock.ts) so two nodes never share one data
+// directory. Directories are created 0700 and files 0600, as etcd's fileutil
+// PrivateDirMode and PrivateFileMode: the data is the cluster's, no one else's.
 import { constants } from "node:fs";
-import { type FileHandle as NodeFileHandle, mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile } from "node:fs/promises";
+import { type FileHandle as NodeFileHandle, mkdir, open, readdir, readFile, rename, rm, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import type { FileHandle, FileSystem, OpenMode } from "../../src/ports.ts";
+import { takeDataDirLock } from "./data-dir-lock.ts";
+import { privateDirMode, privateFileMode } from "./private-files.ts";
+import { nodeSqlite } from "./sqlite.ts";
 
 /** Node's open flags for each port mode. */
 const openFlags: Record<OpenMode, number> = {
@@ -61,49 +66,6 @@ export class NodeFile implements FileHandle {
   }
 }
 
-/** True if a process with this pid exists (EPERM means it exists but is not ours). */
-export function processAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
-/**
- * Takes the lock file at `path`: created exclusively, holding our pid. A lock
- * left by a dead process is stale and taken over. Shared by the Node and Bun ports.
- */
-async function takeLock(path: string): Promise<{ release(): Promise<void> }> {
-  for (let attempt = 0; attempt < 3; attempt++) {
-    try {
-      await writeFile(path, `${process.pid}\n`, { flag: "wx" });
-      const file = await open(path, "r");
-      await file.sync().finally(() => file.close());
-      let released = false;
-      return {
-        async release() {
-          if (released) return;
-          released = true;
-          await unlink(path).catch(() => undefined);
-        },
-      };
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
-    }
-    const holder = Number.parseInt((await readFile(path, "utf8").catch(() => "")).trim(), 10);
-    if (holder === process.pid || processAlive(holder)) {
-      throw new Error(`lock ${path} is held by live process ${holder}`);
-    }
-    // Stale: its holder died without releasing. Remove and retry the exclusive create,
-    // so two processes racing for a stale lock still end with one winner.
-    await unlink(path).catch(() => undefined);
-  }
-  throw new Error(`lock ${path}: could not take over a stale lock`);
-}
-
 async function syncDirectory(path: string): Promise<void> {
   const handle = await open(path, constants.O_RDONLY);
   try {
@@ -115,7 +77,7 @@ async function syncDirectory(path: string): Promise<void> {
 
 export const nodeFileSystem: FileSystem = {
   async open(path, mode) {
-    return new NodeFile(await open(path, openFlags[mode]));
+    return new NodeFile(await open(path, openFlags[mode], privateFileMode));
   },
   async readFile(path) {
     const buffer = await readFile(path);
@@ -131,7 +93,7 @@ export const nodeFileSystem: FileSystem = {
     }
   },
   async mkdirp(path) {
-    await mkdir(path, { recursive: true });
+    await mkdir(path, { recursive: true, mode: privateDirMode });
   },
   async list(dir) {
     return (await readdir(dir)).sort();
@@ -142,7 +104,10 @@ export const nodeFileSystem: FileSystem = {
   async size(path) {
     return (await stat(path)).size;
   },
+  async permissions(path) {
+    return (await stat(path)).mode & 0o777;
+  },
   syncDir: syncDirectory,
-  lock: takeLock,
+  lock: async (path) => takeDataDirLock(nodeSqlite, path),
   join: (...parts) => join(...parts),
 };

@@ -1,5 +1,6 @@
 // SQLite on Node: better-sqlite3 (synchronous, prepared statements, BLOBs as Buffer).
 import Database from "better-sqlite3";
+import { createPrivateFile } from "./private-files.ts";
 import type { SqliteDatabase, SqliteDriver, SqliteStatement, SqliteValue } from "../../src/ports.ts";
 
 class NodeStatement implements SqliteStatement {
@@ -17,6 +18,7 @@ class NodeStatement implements SqliteStatement {
 
 export const nodeSqlite: SqliteDriver = {
   open(path: string): SqliteDatabase {
+    if (path !== ":memory:") createPrivateFile(path);
     const db = new Database(path);
     return {
       exec: (sql) => void db.exec(sql),

@@ -237,6 +237,13 @@ export class SimFileSystem implements FileSystem {
     return this.file(path).length;
   }
 
+  async permissions(path: string): Promise<number> {
+    if (this.isReal(path)) return this.realCall(() => this.real.permissions(path));
+    if (this.dirs.has(path)) return 0o700;
+    this.file(path); // throws when missing, as stat does
+    return 0o600;
+  }
+
   async syncDir(path: string): Promise<void> {
     if (this.isReal(path)) return this.realCall(() => this.real.syncDir(path));
   }

@@ -48,6 +48,7 @@ import {
   type Snapshot,
 } from "../raft/types.ts";
 import { SnapshotFiles } from "./snapshot-files.ts";
+import { takeDataDir } from "./data-dir.ts";
 import type { Clock, Logger, PeerNetwork, Runtime, Timer } from "../ports.ts";
 import { LeaseExpiryLoop } from "../lease/expiry-loop.ts";
 import { randomLeaseId } from "../lease/lease-id.ts";
@@ -168,8 +169,8 @@ export class EtcdServer {
       ...(config.walSegmentBytesMax === undefined ? {} : { segmentBytesMax: config.walSegmentBytesMax }),
     };
     const snapDir = fs.join(memberDir, "snap");
-    await fs.mkdirp(snapDir);
-    const lock = await fs.lock(fs.join(memberDir, "lock"));
+    // Locked before anything in the data dir is read or written: one process per data dir.
+    const lock = await takeDataDir(fs, logger, config.dataDir, memberDir, [snapDir]);
     try {
       let identity: MemberIdentity;
       let wal: Wal;

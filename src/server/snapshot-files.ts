@@ -77,6 +77,9 @@ export class SnapshotFiles {
   /** A consistent copy of the committed backend, as bytes to send. */
   async readCopy(backend: Backend): Promise<Uint8Array> {
     await this.removeIfPresent(this.outgoing);
+    // Created empty through the port first (0600; VACUUM INTO takes an empty
+    // file), or SQLite would create the copy of every key readable by all.
+    await (await this.fs.open(this.outgoing, "readwrite")).close();
     backend.copyTo(this.outgoing);
     try {
       return await this.fs.readFile(this.outgoing);

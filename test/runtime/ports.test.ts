@@ -1,9 +1,9 @@
 // Contract suite of the runtime ports: one body, run against the runtime under
 // test (the runner runs this file under Node and under Bun).
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import type { Runtime } from "../../src/ports.ts";
@@ -126,8 +126,8 @@ describe(`FileSystem port (${runtime.name})`, () => {
     await again.release();
   });
 
-  test("lock refuses while another live process holds it; a dead holder's lock is taken over", async () => {
-    const path = fs.join(await freshDir(), "lock");
+  test("lock refuses while another process holds it, naming it; a holder killed with SIGKILL leaves nothing behind", async () => {
+    const path = fs.join(await freshDir(), "lock.db");
     const script = new URL("./lock-holder.ts", import.meta.url).pathname;
     const args = isBun ? [script, path] : ["--import", "tsx", script, path];
     const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"] });
@@ -136,26 +136,43 @@ describe(`FileSystem port (${runtime.name})`, () => {
         child.stdout.on("data", (chunk: Buffer) => chunk.toString().includes("locked") && resolve());
         child.on("exit", (code) => reject(new Error(`lock holder exited early with ${code}`)));
       });
-      await assert.rejects(fs.lock(path), /held by live process/);
+      await assert.rejects(fs.lock(path), new RegExp(`held by pid ${child.pid} on host ${hostname()} since \\d{4}-`));
     } finally {
       child.kill("SIGKILL");
       await new Promise((resolve) => child.once("exit", resolve));
     }
-    // The holder died without releasing: its lock file names a dead pid.
-    assert.equal(await fs.exists(path), true);
+    // The kernel dropped the dead holder's lock; its holder file is stale and does not block.
+    assert.equal(await fs.exists(`${path}.holder`), true);
     const lock = await fs.lock(path);
     await lock.release();
   });
 
-  test("a lock file naming a pid that no longer exists is stale", async () => {
-    const path = fs.join(await freshDir(), "lock");
-    const exited = spawnSync(process.execPath, ["-e", "0"]);
-    assert.equal(exited.status, 0);
-    const stale = await fs.open(path, "append");
-    await stale.append(new TextEncoder().encode(`${exited.pid}\n`));
-    await stale.close();
-    const lock = await fs.lock(path);
-    await lock.release();
+  test("lock files are 0600 and the lock keeps no journal beside it", async () => {
+    const dir = await freshDir();
+    const lock = await fs.lock(fs.join(dir, "lock.db"));
+    try {
+      assert.deepEqual(await fs.list(dir), ["lock.db", "lock.db.holder"]);
+      for (const name of await fs.list(dir)) assert.equal(await fs.permissions(fs.join(dir, name)), 0o600, name);
+    } finally {
+      await lock.release();
+    }
+  });
+
+  test("files are created 0600 and directories 0700", async () => {
+    const dir = fs.join(await freshDir(), "a", "b");
+    await fs.mkdirp(dir);
+    assert.equal(await fs.permissions(dir), 0o700);
+    assert.equal(await fs.permissions(fs.join(dir, "..")), 0o700);
+    for (const mode of ["append", "readwrite"] as const) {
+      const file = await fs.open(fs.join(dir, mode), mode);
+      await file.close();
+      assert.equal(await fs.permissions(fs.join(dir, mode)), 0o600);
+    }
+    const db = runtime.sqlite.open(fs.join(dir, "db"));
+    db.exec("PRAGMA journal_mode = WAL");
+    db.exec("CREATE TABLE t (x)");
+    for (const name of ["db", "db-wal", "db-shm"]) assert.equal(await fs.permissions(fs.join(dir, name)), 0o600, name);
+    db.close();
   });
 });
 
