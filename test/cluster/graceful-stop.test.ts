@@ -17,6 +17,10 @@ const heartbeatIntervalMs = 100;
 /** How long the writers run before the SIGTERM, and after it. */
 const loadBeforeSignalMs = 1000;
 const loadAfterSignalMs = 1500;
+/** Past the server's window for one signal delivered twice (500 ms), well before the handover gives up. */
+const secondSignalAfterMs = 1000;
+/** "At once", with room for a busy machine. */
+const secondSignalExitMaxMs = 1000;
 
 describe("SIGTERM to the leader of a cluster under load", () => {
   let cluster: TestCluster;
@@ -101,6 +105,33 @@ describe("SIGTERM to the leader of a cluster under load", () => {
       const range = await kv.range({ key: bytes("load/"), rangeEnd: bytes("load0") });
       const stored = new Map(range.kvs.map((kv) => [text(kv.key), text(kv.value)]));
       for (const [key, value] of acknowledged) assert.equal(stored.get(key), value, `${key} acknowledged, read at ${follower.name}`);
+    }
+  });
+
+  // Runs on what the first test left: two members. The follower is frozen, so
+  // the leader's handover waits for Raft to give it up (an election timeout);
+  // an operator's second signal does not wait for that.
+  test("a second SIGTERM while the handover waits exits at once (143)", { timeout: 60_000 }, async (t) => {
+    const leader = await leaderOf(cluster);
+    const follower = cluster.members.find((member) => member !== leader && member.server !== undefined);
+    const leaderProcess = leader.server?.process;
+    const followerProcess = follower?.server?.process;
+    assert.ok(leaderProcess !== undefined && followerProcess !== undefined);
+    followerProcess.kill("SIGSTOP");
+    try {
+      const exited = new Promise<number | null>((resolve) => leaderProcess.once("exit", (code) => resolve(code)));
+      leaderProcess.kill("SIGTERM");
+      await sleep(secondSignalAfterMs);
+      assert.equal(leaderProcess.exitCode, null, "still handing over when the second signal comes");
+      const secondMs = Date.now();
+      leaderProcess.kill("SIGTERM");
+      assert.equal(await exited, 143);
+      const tookMs = Date.now() - secondMs;
+      t.diagnostic(`exited ${tookMs} ms after the second SIGTERM`);
+      assert.ok(tookMs < secondSignalExitMaxMs, `exited ${tookMs} ms after the second signal`);
+      leader.server = undefined;
+    } finally {
+      followerProcess.kill("SIGCONT");
     }
   });
 });
