@@ -15,9 +15,11 @@
 // src/ (src/mutants.ts) and are switched on here.
 //
 // Also EDGETCD_TEST_DISK=lose-unsynced (./lose-unsynced.ts): a kill -9 then
-// loses what a power failure would.
+// loses what a power failure would; and fail-datasync-when:<path>
+// (./failing-disk.ts): WAL fdatasyncs fail while <path> exists.
 import type { FileSystem, Runtime, SqliteDatabase, SqliteDriver, SqliteValue } from "../../src/ports.ts";
 import { enableMutant, sourceMutants, type SourceMutant } from "../../src/mutants.ts";
+import { failDatasyncWhenPrefix, failingDatasyncFileSystem } from "./failing-disk.ts";
 import { loseUnsyncedFileSystem } from "./lose-unsynced.ts";
 import { withFileDatasync } from "./wrap-file-system.ts";
 
@@ -32,8 +34,9 @@ export function runtimeWithTestFaults(runtime: Runtime, env: Record<string, stri
   let result = runtime;
   const disk = env[testDiskVariable];
   if (disk !== undefined && disk !== "") {
-    if (disk !== "lose-unsynced") throw new Error(`${testDiskVariable}: unknown test disk ${JSON.stringify(disk)}; known: lose-unsynced`);
-    result = { ...result, fs: loseUnsyncedFileSystem(result.fs) };
+    if (disk.startsWith(failDatasyncWhenPrefix)) result = { ...result, fs: failingDatasyncFileSystem(result.fs, disk.slice(failDatasyncWhenPrefix.length)) };
+    else if (disk === "lose-unsynced") result = { ...result, fs: loseUnsyncedFileSystem(result.fs) };
+    else throw new Error(`${testDiskVariable}: unknown test disk ${JSON.stringify(disk)}; known: lose-unsynced, ${failDatasyncWhenPrefix}<path>`);
   }
   const mutant = env[mutantVariable];
   if (mutant === "ack-before-fsync") result = { ...result, fs: walWithoutSync(result.fs) };

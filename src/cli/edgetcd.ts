@@ -103,6 +103,9 @@ export async function runEdgetcd(host: Host, argv: readonly string[], env: Recor
     server = await EtcdServer.start(host.runtime, config, logger, {
       peerNetwork: host.peerNetwork,
       ...(host.crashPoints === undefined ? {} : { crashPoints: host.crashPoints }),
+      // Fatal means exit, as in etcd: no cleanup that could hang on a broken
+      // disk, no "ready" after it; the kernel drops the data-dir lock.
+      onFatal: () => host.exit(1),
     });
   } catch (error) {
     logger.error("failed to start", { error: error instanceof Error ? error.message : String(error) });

@@ -156,7 +156,12 @@ export class EtcdServer {
     runtime: Runtime,
     config: ServerConfig,
     logger: Logger,
-    options: { peerNetwork?: PeerNetwork; crashPoints?: CrashPoints } = {},
+    options: {
+      peerNetwork?: PeerNetwork;
+      crashPoints?: CrashPoints;
+      /** A storage failure: the process host exits at once (etcd's fatal log), after the one line fail() logs. */
+      onFatal?: (reason: string) => void;
+    } = {},
   ): Promise<EtcdServer> {
     const { fs } = runtime;
     const { crashPoints } = options;
@@ -219,6 +224,8 @@ export class EtcdServer {
       }
       const applied = backend.consistentIndex();
       let server: EtcdServer | undefined;
+      // A failed save before the server exists is not lost: it fails the server as soon as there is one.
+      let fatalBeforeServer: unknown;
       let log: ServerLog;
       let transport: PeerTransport | undefined;
       if (identity.initialMembers === undefined) {
@@ -232,7 +239,7 @@ export class EtcdServer {
           snapshotIndex: walSnapshot?.index ?? 0,
           ...(crashPoints === undefined ? {} : { crashPoints }),
           apply: (committed) => server?.applyEntries(committed),
-          fatal: (error) => server?.fail(error),
+          fatal: (error) => (server === undefined ? (fatalBeforeServer ??= error) : server.fail(error)),
         });
       } else {
         if (options.peerNetwork === undefined) throw new Error("a clustered member needs a peer network");
@@ -312,7 +319,7 @@ export class EtcdServer {
           persistSnapshot: (snapshot) => snapshotFiles.persistIncoming(snapshot.data),
           apply: (committed, snapshot) => server?.applyCommitted(committed, snapshot),
           onLeaderChange: (leader) => logger.info("raft leader changed", { leader: leader.toString(16) }),
-          fatal: (error) => server?.fail(error),
+          fatal: (error) => (server === undefined ? (fatalBeforeServer ??= error) : server.fail(error)),
         });
         log = raftLog;
         await transport.start(config.listenPeerUrls);
@@ -336,6 +343,8 @@ export class EtcdServer {
       );
       // Replay what the WAL has past the backend's consistent index.
       server.appliedIndex = applied;
+      server.onFatal = options.onFatal;
+      if (fatalBeforeServer !== undefined) server.fail(fatalBeforeServer);
       // Request ids must not repeat across restarts: the WAL may still hold entries this member
       // proposed before it went down, and applying one would answer a new request with its old
       // result. Like etcd's idutil, the counter starts from the time (ms × 256).
@@ -999,7 +1008,14 @@ export class EtcdServer {
       return;
     }
     if (this.backendTimer === undefined && this.backend.pendingWrites > 0) {
-      this.backendTimer = this.runtime.clock.setTimer(this.config.backendBatchIntervalMs, () => this.commitBackend());
+      this.backendTimer = this.runtime.clock.setTimer(this.config.backendBatchIntervalMs, () => {
+        // A commit that fails on a timer has no caller to throw to.
+        try {
+          this.commitBackend();
+        } catch (error) {
+          this.fail(error);
+        }
+      });
     }
   }
 
@@ -1095,11 +1111,18 @@ export class EtcdServer {
     if (this.stoppedReason !== undefined) throw etcdError("stopped");
   }
 
-  /** A failed save: stop serving at once; nothing more is acknowledged. */
+  /**
+   * A failed fdatasync, WAL save, backend commit or snapshot: stop serving at
+   * once; nothing more is acknowledged. In a process, onFatal exits it here
+   * (exit 1, like etcd's fatal log): what is on disk is all there is, and a
+   * supervisor restarts it. Without a host (in-process tests) the member
+   * stops and says so through onHalt.
+   */
   private fail(error: unknown): void {
     if (this.stoppedReason !== undefined) return;
     this.stoppedReason = `storage failure: ${error instanceof Error ? error.message : String(error)}`;
-    this.logger.error("failed to save WAL entries; stopping", { error: this.stoppedReason });
+    this.logger.error("storage failure; exiting", { error: this.stoppedReason });
+    this.onFatal?.(this.stoppedReason);
     for (const waiter of this.waiters.values()) waiter.reject(etcdError("stopped"));
     this.waiters.clear();
     this.onHalt?.(this.stoppedReason, 1);
@@ -1111,6 +1134,9 @@ export class EtcdServer {
    * (exit 0, as etcd exits). The process host closes listeners and exits.
    */
   onHalt: ((reason: string, exitCode: number) => void) | undefined;
+
+  /** Set from EtcdServer.start's options: ends the process on a storage failure. */
+  private onFatal: ((reason: string) => void) | undefined;
 
   /**
    * This member applied its own removal, or a current member refused it as
