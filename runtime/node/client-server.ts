@@ -19,23 +19,72 @@ import { streamingPaths, withUnaryFairness } from "./unary-fairness.ts";
 const streamingCallPaths = streamingPaths([KV, Watch, Lease, Maintenance, Cluster, Lock, Election, BrowserWatch, BrowserLease]);
 
 export async function serveClientApi(api: ClientApi, url: URL, options: ClientListenerOptions): Promise<Listener> {
+  const listener = await bindClientApi(url, options);
+  listener.serve(api);
+  return listener;
+}
+
+/**
+ * Requests held while a bound listener waits for its API (the member is still
+ * starting); past this many, a request is answered 503 at once.
+ */
+export const requestsWaitingForStartMax = 1024;
+
+/**
+ * Binds the client port without serving it yet: etcd binds every listener
+ * before it touches the data dir, so a port in use fails the start at once
+ * and creates nothing (issue 25). Requests that arrive before `serve` wait
+ * for it (up to requestsWaitingForStartMax), as connections wait in etcd's
+ * accept backlog.
+ */
+export async function bindClientApi(url: URL, options: ClientListenerOptions): Promise<Listener & { serve(api: ClientApi): void }> {
+  let handlers: { http2: NodeRequestHandler; http1: NodeRequestHandler | undefined } | undefined;
+  const waiting: Array<() => void> = [];
+  const deferred =
+    (pick: (ready: NonNullable<typeof handlers>) => NodeRequestHandler | undefined): NodeRequestHandler =>
+    (request, response) => {
+      const run = () => (pick(handlers as NonNullable<typeof handlers>) ?? refuse)(request, response);
+      if (handlers !== undefined) run();
+      else if (waiting.length < requestsWaitingForStartMax) waiting.push(run);
+      else refuse(request, response);
+    };
+  const host = url.hostname === "localhost" ? "127.0.0.1" : url.hostname.replace(/^\[|\]$/g, "");
+  const port = Number(url.port || (url.protocol === "https:" ? 443 : 80));
+  const listener = await listenHttp({
+    host,
+    port,
+    handleHttp2: deferred((ready) => ready.http2),
+    handleHttp1: options.http ? deferred((ready) => ready.http1) : undefined,
+    limits: clientTransportLimits(options.transport),
+  });
+  return {
+    ...listener,
+    serve(api) {
+      handlers = clientHandlers(api, options);
+      for (const run of waiting.splice(0)) run();
+    },
+  };
+}
+
+function clientHandlers(api: ClientApi, options: ClientListenerOptions): { http2: NodeRequestHandler; http1: NodeRequestHandler | undefined } {
   const httpHandler = getRequestListener(api.http.fetch);
   const rpcHandler = connectNodeAdapter({
     ...api.routerOptions,
     routes: api.routes,
     fallback: (request, response) => void httpHandler(request as never, response as never),
   });
-  const host = url.hostname === "localhost" ? "127.0.0.1" : url.hostname.replace(/^\[|\]$/g, "");
-  const port = Number(url.port || (url.protocol === "https:" ? 443 : 80));
   const httpOnly: NodeRequestHandler = (request, response) => void httpHandler(request as never, response as never);
-  return listenHttp({
-    host,
-    port,
-    handleHttp2: withCors(api.cors, withUnaryFairness(options.grpc ? rpcHandler : httpOnly, streamingCallPaths)),
-    handleHttp1: options.http ? withCors(api.cors, closingAfterUnreadBody(rpcHandler)) : undefined,
-    limits: clientTransportLimits(options.transport),
-  });
+  return {
+    http2: withCors(api.cors, withUnaryFairness(options.grpc ? rpcHandler : httpOnly, streamingCallPaths)),
+    http1: options.http ? withCors(api.cors, closingAfterUnreadBody(rpcHandler)) : undefined,
+  };
 }
+
+/** Too many requests while starting: try again. */
+const refuse: NodeRequestHandler = (_request, response) => {
+  response.statusCode = 503;
+  response.end();
+};
 
 /** Adds the CORS headers before the handler writes its head, and answers every OPTIONS request itself, as etcd does. */
 function withCors(policy: CorsPolicy, handler: NodeRequestHandler): NodeRequestHandler {

@@ -7,7 +7,7 @@ import type { Host } from "../../src/cli/edgetcd.ts";
 import type { Logger, Runtime } from "../../src/ports.ts";
 import type { LogLevel } from "../../src/server/config.ts";
 import { buildInfo } from "./build-info.ts";
-import { serveClientApi } from "./client-server.ts";
+import { bindClientApi } from "./client-server.ts";
 import { nodePeerNetwork, nodePeerNetworkDialing } from "./peer-network.ts";
 import { crashPointsFromEnv } from "../faults/crash-points.ts";
 import { runtimeWithTestFaults } from "../faults/mutants.ts";
@@ -28,7 +28,7 @@ export function createHost(runtime: Runtime): Host {
     build: buildInfo(),
     // Test builds: EDGETCD_TEST_WAL_SEGMENT_BYTES=<bytes> (absent in production: etcd's 64 MiB).
     ...walSegmentBytesFromEnv(process.env),
-    serveClients: (api, url, options) => serveClientApi(api, url, options),
+    bindClients: (url, options) => bindClientApi(url, options),
     metricsText: () => registry.metrics(),
     onShutdownSignal(handler) {
       for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => handler(signal));

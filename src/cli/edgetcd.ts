@@ -7,6 +7,7 @@ import type { CrashPoints } from "../storage/crash-points.ts";
 import { ConfigError, serverConfigFromFlags, type LogLevel, type ServerConfig } from "../server/config.ts";
 import { clusterVersion, EtcdServer, serverVersion } from "../server/etcd-server.ts";
 import { FlagError, parseFlags } from "./flags.ts";
+import { bindPeerListeners, type PreboundPeers } from "./prebound-peers.ts";
 import { usageText, versionText, type BuildInfo } from "./usage.ts";
 
 export interface Host {
@@ -21,7 +22,8 @@ export interface Host {
   build: BuildInfo;
   /** Test builds only (EDGETCD_TEST_WAL_SEGMENT_BYTES): small WAL segments, so tests see several. */
   walSegmentBytesMax?: number;
-  serveClients(api: ClientApi, url: URL, options: ClientListenerOptions): Promise<ClientListener>;
+  /** Binds a client URL; it serves once given the API (requests before that wait). Bound before the data dir is touched. */
+  bindClients(url: URL, options: ClientListenerOptions): Promise<ClientListener & { serve(api: ClientApi): void }>;
   metricsText(): Promise<string>;
   onShutdownSignal(handler: (signal: string) => void): void;
   write(stream: "stdout" | "stderr", text: string): void;
@@ -98,10 +100,31 @@ export async function runEdgetcd(host: Host, argv: readonly string[], env: Recor
     runtime: host.build.runtime,
   });
 
+  // Every listener is bound before the data dir is touched, as etcd does: a
+  // port in use fails the start at once and creates nothing.
+  const listeners: Array<ClientListener & { serve(api: ClientApi): void }> = [];
+  const separateHttp = config.listenClientHttpUrls.length > 0;
+  let peers: PreboundPeers;
+  try {
+    for (const url of config.listenClientUrls) {
+      listeners.push(await host.bindClients(url, { grpc: true, http: !separateHttp, transport: config }));
+    }
+    for (const url of config.listenClientHttpUrls) {
+      listeners.push(await host.bindClients(url, { grpc: false, http: true, transport: config }));
+    }
+    // A single member runs no peer transport and binds no peer port.
+    peers = await bindPeerListeners(host.peerNetwork, config.initialCluster.size > 1 ? config.listenPeerUrls : []);
+  } catch (error) {
+    logger.error("failed to listen", { error: error instanceof Error ? error.message : String(error) });
+    await Promise.all(listeners.map((listener) => listener.close()));
+    host.exit(1);
+    return;
+  }
+
   let server: EtcdServer;
   try {
     server = await EtcdServer.start(host.runtime, config, logger, {
-      peerNetwork: host.peerNetwork,
+      peerNetwork: peers.network,
       ...(host.crashPoints === undefined ? {} : { crashPoints: host.crashPoints }),
       // Fatal means exit, as in etcd: no cleanup that could hang on a broken
       // disk, no "ready" after it; the kernel drops the data-dir lock.
@@ -112,23 +135,9 @@ export async function runEdgetcd(host: Host, argv: readonly string[], env: Recor
     host.exit(1);
     return;
   }
+  await peers.closeUntaken();
   const api = createClientApi(server, () => host.metricsText(), cors);
-  const listeners: ClientListener[] = [];
-  const separateHttp = config.listenClientHttpUrls.length > 0;
-  try {
-    for (const url of config.listenClientUrls) {
-      listeners.push(await host.serveClients(api, url, { grpc: true, http: !separateHttp, transport: config }));
-    }
-    for (const url of config.listenClientHttpUrls) {
-      listeners.push(await host.serveClients(api, url, { grpc: false, http: true, transport: config }));
-    }
-  } catch (error) {
-    logger.error("failed to listen for clients", { error: error instanceof Error ? error.message : String(error) });
-    await Promise.all(listeners.map((listener) => listener.close()));
-    await server.stop();
-    host.exit(1);
-    return;
-  }
+  for (const listener of listeners) listener.serve(api);
   // The handlers are in place before "ready" is said: a supervisor that
   // signals as soon as it reads it must get a graceful stop, not the default
   // action (death without a word).
