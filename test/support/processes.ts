@@ -59,6 +59,8 @@ export interface StartOptions {
   runtime?: "node" | "bun";
   env?: Record<string, string>;
   readyTimeoutMs?: number;
+  /** A command the server runs under, e.g. ["unshare", "--pid", "--fork", "--mount-proc"] (its own PID namespace). */
+  prefix?: string[];
 }
 
 export function testRuntimeName(): "node" | "bun" {
@@ -95,7 +97,8 @@ async function startProcess(
     "--initial-cluster", `default=${peerUrl}`,
     ...(options.extraArgs ?? []),
   ];
-  const child = spawn(command, args, {
+  const [program, ...programArgs] = [...(options.prefix ?? []), command, ...args] as [string, ...string[]];
+  const child = spawn(program, programArgs, {
     cwd: repoRoot,
     env: { ...process.env, ...env, ...(options.env ?? {}) },
     stdio: ["ignore", "pipe", "pipe"],
