@@ -57,8 +57,9 @@ function onlyChildOf(pid: number): number {
 
 async function killMinus9AsPid1(server: RunningServer): Promise<void> {
   const inner = onlyChildOf(server.process.pid as number);
-  const holder = JSON.parse(readFileSync(join(server.dataDir, "member/lock.db.holder"), "utf8")) as { pid: number };
-  assert.equal(holder.pid, 1, "the server was not PID 1 in its namespace");
+  // NSpid: its pid in each namespace, outermost first.
+  const nsPids = /^NSpid:\s*(.*)$/m.exec(readFileSync(`/proc/${inner}/status`, "utf8"))?.[1]?.trim().split(/\s+/);
+  assert.equal(nsPids?.at(-1), "1", `the server was not PID 1 in its namespace: NSpid ${nsPids?.join(" ")}`);
   process.kill(inner, "SIGKILL");
   await server.kill(); // unshare itself, once its child is gone
 }
