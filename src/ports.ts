@@ -111,7 +111,7 @@ export interface Logger {
 }
 
 /**
- * The peer network: HTTP/2 between edgetcd nodes, cleartext (h2c) for now.
+ * The peer network: HTTP/2 between edgetcd nodes, cleartext (h2c) or TLS (https URLs).
  * `src/peer` carries Raft messages over it; runtime/node implements it with
  * node:http2 (Bun reuses that). Headers are lower-case.
  */
@@ -123,6 +123,33 @@ export interface PeerNetwork {
    * throws: a failure to connect closes the session and fails its streams.
    */
   connect(url: string): PeerSession;
+  /**
+   * A one-off HTTP request to a peer URL (GET /members, lease forwarding), over
+   * TLS with this member's peer certificate when the URL is https. Absent: the
+   * web-standard fetch (plaintext peers).
+   */
+  fetch?: PeerFetch;
+}
+
+export type PeerFetch = (url: URL | string, init?: RequestInit) => Promise<Response>;
+
+/**
+ * etcd's peer TLS flags (--peer-*): file paths, read by the runtime. The
+ * certificate and key serve https peer URLs and are shown when dialling one.
+ */
+export interface PeerTlsConfig {
+  certFile: string;
+  keyFile: string;
+  /** --peer-trusted-ca-file: verifies peers both ways; when set, a dialling peer must show a certificate it signed. */
+  trustedCaFile: string | undefined;
+  /** --peer-client-cert-auth: a dialling peer must show a certificate the trusted CA signed. */
+  clientCertAuth: boolean;
+  /** --peer-cert-allowed-cn: a verified certificate must carry this CommonName. */
+  allowedCn: string | undefined;
+  /** --peer-cert-allowed-hostname: a verified certificate must be valid for this host name or IP. */
+  allowedHostname: string | undefined;
+  /** --peer-crl-file: certificates revoked by the CA. */
+  crlFile: string | undefined;
 }
 
 export interface PeerListener {

@@ -8,7 +8,9 @@ import type { Logger, Runtime } from "../../src/ports.ts";
 import type { LogLevel } from "../../src/server/config.ts";
 import { buildInfo } from "./build-info.ts";
 import { bindClientApi } from "./client-server.ts";
-import { nodePeerNetwork, nodePeerNetworkDialing } from "./peer-network.ts";
+import { nodePeerNetwork, nodePeerNetworkDialing, nodePeerNetworkWithTls } from "./peer-network.ts";
+import { loadPeerTls } from "./peer-tls.ts";
+import { LogLimiter } from "../../src/log-limiter.ts";
 import { crashPointsFromEnv } from "../faults/crash-points.ts";
 import { runtimeWithTestFaults } from "../faults/mutants.ts";
 import { peerDialerFromEnv } from "../faults/peer-dial.ts";
@@ -22,6 +24,13 @@ export function createHost(runtime: Runtime): Host {
     // Test builds: EDGETCD_TEST_DISK=lose-unsynced, EDGETCD_MUTANT=<name> (absent in production: the runtime as is).
     runtime: runtimeWithTestFaults(runtime, process.env),
     peerNetwork: peerDialer === undefined ? nodePeerNetwork : nodePeerNetworkDialing(peerDialer),
+    peerNetworkWithTls(tls, logger) {
+      // Anyone who reaches the peer port can fail a handshake: one line a second per reason.
+      const refusals = new LogLimiter(() => performance.now());
+      return nodePeerNetworkWithTls(loadPeerTls(tls), peerDialer, (reason, remoteAddress) =>
+        refusals.warn(logger, "rejected peer connection", { error: reason, "remote-addr": remoteAddress }),
+      );
+    },
     // Test builds: EDGETCD_CRASH_POINT=<name>:<n> (absent in production).
     crashPoints: crashPointsFromEnv(process.env),
     createLogger: (settings) => createLogger(settings),

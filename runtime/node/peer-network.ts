@@ -1,9 +1,12 @@
-// The peer network port on node:http2, cleartext (h2c). Used by both runtimes:
-// Bun implements node:http2's server and client. The listener also answers
-// HTTP/1.1 (curl http://peer/version), through the shared preface router.
+// The peer network port on node:http2, cleartext (h2c), or TLS for https peer
+// URLs when the member has a peer certificate (peer-tls.ts). Used by both
+// runtimes: Bun implements node:http2's server and client. The listener also
+// answers HTTP/1.1 (curl http://peer/version), through the shared preface
+// router (plaintext) or ALPN (TLS).
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
+import * as tls from "node:tls";
 import type {
   PeerIncomingRequest,
   PeerListener,
@@ -14,6 +17,7 @@ import type {
 } from "../../src/ports.ts";
 import { listenHttp } from "./http-listener.ts";
 import { peerTransportLimits } from "./transport-limits.ts";
+import { listenPeerTls, peerClientTlsOptions, peerTlsFetch, type PeerTlsMaterial } from "./peer-tls.ts";
 
 /**
  * The receive window of each peer connection. HTTP/2's default (64 KiB for the
@@ -31,10 +35,7 @@ const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
 export const nodePeerNetwork: PeerNetwork = {
   async listen(url, handler) {
     const host = url.hostname === "localhost" ? "127.0.0.1" : url.hostname.replace(/^\[|\]$/g, "");
-    const serve = (request: http.IncomingMessage | http2.Http2ServerRequest, response: http.ServerResponse | http2.Http2ServerResponse) => {
-      if ("stream" in request) widenWindow(request.stream.session);
-      handler(incomingRequest(request, response));
-    };
+    const serve = servePeer(handler);
     const listener = await listenHttp({
       host,
       port: Number(url.port || 80),
@@ -53,6 +54,49 @@ export const nodePeerNetwork: PeerNetwork = {
     return new NodePeerSession(url);
   },
 };
+
+function servePeer(handler: PeerRequestHandler) {
+  return (request: http.IncomingMessage | http2.Http2ServerRequest, response: http.ServerResponse | http2.Http2ServerResponse) => {
+    if ("stream" in request) widenWindow(request.stream.session);
+    handler(incomingRequest(request, response));
+  };
+}
+
+/**
+ * The peer network of a member with a peer certificate (--peer-cert-file):
+ * https URLs are served and dialled over TLS, http ones exactly as
+ * nodePeerNetwork does (etcd serves each listen URL by its scheme).
+ */
+export function nodePeerNetworkWithTls(material: PeerTlsMaterial, dialer?: PeerDialer, onRefused?: (reason: string, remoteAddress: string | undefined) => void): PeerNetwork {
+  const clientTls = peerClientTlsOptions(material);
+  return {
+    async listen(url, handler) {
+      if (url.protocol !== "https:") return nodePeerNetwork.listen(url, handler);
+      const host = url.hostname === "localhost" ? "127.0.0.1" : url.hostname.replace(/^\[|\]$/g, "");
+      const listener = await listenPeerTls({
+        host,
+        port: Number(url.port || 443),
+        handle: servePeer(handler),
+        limits: peerTransportLimits,
+        material,
+        ...(onRefused === undefined ? {} : { onRefused }),
+      });
+      const bound = new URL(url.href);
+      bound.port = String(listener.port);
+      const result: PeerListener = { url: bound, close: () => listener.close() };
+      return result;
+    },
+    connect(url) {
+      const dial = dialer?.(url);
+      if (!url.startsWith("https:")) return new NodePeerSession(url, dial);
+      // Through a test proxy the TLS session runs over the proxied socket, checked against the peer's own host.
+      const host = new URL(url).hostname;
+      const createConnection = dial === undefined ? undefined : () => tls.connect({ ...clientTls, socket: dial(), ALPNProtocols: ["h2"], host, servername: net.isIP(host) === 0 ? host : "" });
+      return new NodePeerSession(url, createConnection, clientTls);
+    },
+    fetch: peerTlsFetch(material),
+  };
+}
 
 /**
  * Opens the socket of a session to `url`, or returns undefined to let
@@ -121,8 +165,11 @@ class NodePeerSession implements PeerSession {
   private readonly session: http2.ClientHttp2Session;
   readonly closed: Promise<void>;
 
-  constructor(url: string, createConnection?: () => net.Socket) {
-    this.session = http2.connect(url, createConnection === undefined ? { settings: sessionSettings } : { settings: sessionSettings, createConnection });
+  constructor(url: string, createConnection?: () => net.Socket, clientTls: tls.ConnectionOptions = {}) {
+    this.session = http2.connect(
+      url,
+      createConnection === undefined ? { ...clientTls, settings: sessionSettings } : { ...clientTls, settings: sessionSettings, createConnection },
+    );
     this.session.on("error", () => this.session.destroy());
     this.session.once("connect", () => widenWindow(this.session));
     // A GOAWAY (the peer is stopping) means no new streams: let the session go.

@@ -2,7 +2,7 @@
 // runtime/<name>/main.ts builds the Host and calls runEdgetcd.
 import { createClientApi, type ClientApi } from "../api/client-api.ts";
 import { CorsFlagError, parseCorsFlag, type CorsPolicy } from "../api/cors.ts";
-import type { Logger, PeerNetwork, Runtime } from "../ports.ts";
+import type { Logger, PeerNetwork, PeerTlsConfig, Runtime } from "../ports.ts";
 import type { CrashPoints } from "../storage/crash-points.ts";
 import { ConfigError, serverConfigFromFlags, type LogLevel, type ServerConfig } from "../server/config.ts";
 import { clusterVersion, EtcdServer, serverVersion } from "../server/etcd-server.ts";
@@ -14,6 +14,8 @@ export interface Host {
   runtime: Runtime;
   /** How members reach each other over their peer URLs. */
   peerNetwork: PeerNetwork;
+  /** The peer network with peer TLS (--peer-cert-file …); reads the files, throws if one is missing or bad. */
+  peerNetworkWithTls(tls: PeerTlsConfig, logger: Logger): PeerNetwork;
   /** Fault injection in test builds only (EDGETCD_CRASH_POINT, read by the composition root). */
   crashPoints?: CrashPoints;
   /** Throws when an output cannot be opened (a file path in a missing directory). */
@@ -113,7 +115,8 @@ export async function runEdgetcd(host: Host, argv: readonly string[], env: Recor
       listeners.push(await host.bindClients(url, { grpc: false, http: true, transport: config }));
     }
     // A single member runs no peer transport and binds no peer port.
-    peers = await bindPeerListeners(host.peerNetwork, config.initialCluster.size > 1 ? config.listenPeerUrls : []);
+    const peerNetwork = config.peerTls === undefined ? host.peerNetwork : host.peerNetworkWithTls(config.peerTls, logger);
+    peers = await bindPeerListeners(peerNetwork, config.initialCluster.size > 1 ? config.listenPeerUrls : []);
   } catch (error) {
     logger.error("failed to listen", { error: error instanceof Error ? error.message : String(error) });
     await Promise.all(listeners.map((listener) => listener.close()));

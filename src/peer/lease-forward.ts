@@ -29,7 +29,7 @@ import {
   type LeaseTimeToLiveResponse,
 } from "../gen/etcdserverpb/rpc_pb.ts";
 import { EtcdError, etcdError } from "../errors.ts";
-import type { PeerIncomingRequest, PeerNetwork } from "../ports.ts";
+import type { PeerFetch, PeerIncomingRequest, PeerNetwork } from "../ports.ts";
 import type { NodeId } from "../raft/types.ts";
 import { admitPeerRequest, type PeerAdmission } from "./admission.ts";
 import { peerRequestHeaders } from "./headers.ts";
@@ -176,15 +176,20 @@ export type PeerPost = (
   timeoutMs: number,
 ) => Promise<{ status: number; body: Uint8Array }>;
 
-export const fetchPeerPost: PeerPost = async (url, body, headers, timeoutMs) => {
-  const response = await fetch(url, {
-    method: "POST",
-    body: body as Uint8Array<ArrayBuffer>,
-    headers,
-    signal: AbortSignal.timeout(timeoutMs),
-  });
-  return { status: response.status, body: new Uint8Array(await response.arrayBuffer()) };
-};
+/** A PeerPost over `fetchFn`: the peer network's (TLS with this member's certificate for https peers) or the web-standard one. */
+export function peerPostVia(fetchFn: PeerFetch): PeerPost {
+  return async (url, body, headers, timeoutMs) => {
+    const response = await fetchFn(url, {
+      method: "POST",
+      body: body as Uint8Array<ArrayBuffer>,
+      headers,
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    return { status: response.status, body: new Uint8Array(await response.arrayBuffer()) };
+  };
+}
+
+export const fetchPeerPost: PeerPost = peerPostVia((url, init) => fetch(url, init));
 
 export interface LeaseForwarderOptions {
   localId: NodeId;
@@ -328,5 +333,7 @@ export function withLeaseRoutes(network: PeerNetwork, host: () => LeaseRouteHost
         void serveLeaseRequest(request, serving);
       }),
     connect: (url) => network.connect(url),
+    // One-off peer requests (GET /members, lease forwarding) keep the network's TLS.
+    ...(network.fetch === undefined ? {} : { fetch: network.fetch }),
   };
 }

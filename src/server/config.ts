@@ -1,5 +1,6 @@
 // The server's configuration, derived from etcd's flags (src/cli/flags.ts).
 import { parseDurationMs, type ParsedFlags } from "../cli/flags.ts";
+import type { PeerTlsConfig } from "../ports.ts";
 
 export interface ServerConfig {
   name: string;
@@ -16,6 +17,8 @@ export interface ServerConfig {
   advertiseClientUrls: string[];
   listenPeerUrls: URL[];
   initialAdvertisePeerUrls: string[];
+  /** --peer-cert-file and the other --peer-* TLS flags; undefined when no peer certificate is given (plaintext peers). */
+  peerTls: PeerTlsConfig | undefined;
   initialCluster: Map<string, string[]>;
   initialClusterState: "new" | "existing";
   initialClusterToken: string;
@@ -120,6 +123,47 @@ function logSettings(get: (name: string) => string): Pick<ServerConfig, "logLeve
   };
 }
 
+/**
+ * The --peer-* TLS flags, checked as etcd 3.4 checks them (embed/etcd.go,
+ * pkg/transport/listener.go): an https peer URL needs a certificate and key;
+ * one without the other is an error; the allowed CN and hostname exclude each
+ * other. Given with only http URLs they serve nothing (etcd warns and ignores
+ * them for those URLs) but are still shown when dialling an https peer.
+ */
+function peerTlsSettings(get: (name: string) => string, listenPeerUrls: readonly URL[]): PeerTlsConfig | undefined {
+  const certFile = get("peer-cert-file");
+  const keyFile = get("peer-key-file");
+  const https = listenPeerUrls.find((url) => url.protocol === "https:");
+  if (certFile === "" && keyFile === "") {
+    if (https !== undefined) {
+      throw new ConfigError(`TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for peer url ${https.href} with HTTPS scheme`);
+    }
+    const stray = ["peer-trusted-ca-file", "peer-cert-allowed-cn", "peer-cert-allowed-hostname", "peer-crl-file"].find((name) => get(name) !== "");
+    // Without a certificate etcd has no peer TLS at all; a CA or CN given alone would be a quiet no-op.
+    if (stray !== undefined || get("peer-client-cert-auth") === "true") {
+      throw new ConfigError(`--${stray ?? "peer-client-cert-auth"} needs --peer-cert-file and --peer-key-file`);
+    }
+    return undefined;
+  }
+  if (certFile === "" || keyFile === "") {
+    throw new ConfigError(`KeyFile and CertFile must both be present[key: ${keyFile}, cert: ${certFile}]`);
+  }
+  const allowedCn = get("peer-cert-allowed-cn") || undefined;
+  const allowedHostname = get("peer-cert-allowed-hostname") || undefined;
+  if (allowedCn !== undefined && allowedHostname !== undefined) {
+    throw new ConfigError(`AllowedCN and AllowedHostname are mutually exclusive (cn="${allowedCn}", hostname="${allowedHostname}")`);
+  }
+  return {
+    certFile,
+    keyFile,
+    trustedCaFile: get("peer-trusted-ca-file") || undefined,
+    clientCertAuth: get("peer-client-cert-auth") === "true",
+    allowedCn,
+    allowedHostname,
+    crlFile: get("peer-crl-file") || undefined,
+  };
+}
+
 export function serverConfigFromFlags(flags: ParsedFlags): ServerConfig {
   const get = (name: string) => flags.values.get(name) ?? "";
   const [refusal] = flags.refusals;
@@ -150,6 +194,7 @@ export function serverConfigFromFlags(flags: ParsedFlags): ServerConfig {
     advertiseClientUrls: get("advertise-client-urls").split(","),
     listenPeerUrls: urls("listen-peer-urls", get("listen-peer-urls")),
     initialAdvertisePeerUrls,
+    peerTls: peerTlsSettings(get, urls("listen-peer-urls", get("listen-peer-urls"))),
     initialCluster,
     initialClusterState: state,
     initialClusterToken: get("initial-cluster-token"),

@@ -49,11 +49,11 @@ import {
 } from "../raft/types.ts";
 import { SnapshotFiles } from "./snapshot-files.ts";
 import { takeDataDir } from "./data-dir.ts";
-import type { Clock, Logger, PeerNetwork, Runtime, Timer } from "../ports.ts";
+import type { Clock, Logger, PeerFetch, PeerNetwork, Runtime, Timer } from "../ports.ts";
 import { LeaseExpiryLoop } from "../lease/expiry-loop.ts";
 import { randomLeaseId } from "../lease/lease-id.ts";
 import { Lessor, leaseTtlMaxSeconds, minLeaseTtlSeconds } from "../lease/lessor.ts";
-import { fetchPeerPost, LeaseForwarder, LeaseForwardRetry, withLeaseRoutes } from "../peer/lease-forward.ts";
+import { fetchPeerPost, LeaseForwarder, peerPostVia, LeaseForwardRetry, withLeaseRoutes } from "../peer/lease-forward.ts";
 import type { MembershipOf } from "../peer/admission.ts";
 import { snapshotBytesMaxFor } from "../peer/limits.ts";
 import { PeerTransport } from "../peer/transport.ts";
@@ -115,6 +115,8 @@ export class EtcdServer {
     private readonly snapshotFiles: SnapshotFiles,
     private readonly crashPoints: CrashPoints | undefined,
     private readonly releaseLock: () => Promise<void>,
+    /** One-off requests to peers (lease forwarding): TLS with the peer certificate when peer TLS is on. */
+    peerFetch: PeerFetch | undefined,
   ) {
     this.watchHub = new WatchableStore(store);
     this.watchScheduler = new WatchScheduler(this.watchHub, runtime.clock, {
@@ -135,7 +137,7 @@ export class EtcdServer {
       watchers?.(events, revision);
       this.lessor.observe(events);
     };
-    this.leaseForwarder = new LeaseForwarder({ localId: identity.memberId, clusterId: identity.clusterId, post: fetchPeerPost });
+    this.leaseForwarder = new LeaseForwarder({ localId: identity.memberId, clusterId: identity.clusterId, post: peerFetch === undefined ? fetchPeerPost : peerPostVia(peerFetch) });
     this.leaseExpiry = new LeaseExpiryLoop(
       this.lessor,
       runtime.clock,
@@ -198,6 +200,7 @@ export class EtcdServer {
         identity =
           config.initialClusterState === "existing" && config.initialCluster.size > 1
             ? await joinIdentity(config, {
+                ...(options.peerNetwork?.fetch === undefined ? {} : { fetch: options.peerNetwork.fetch }),
                 timeoutMs: requestTimeoutMs(config) * 2,
                 nowMs: () => runtime.clock.nowMs(),
                 sleep: (ms) => new Promise((resolve) => runtime.clock.setTimer(ms, () => resolve(undefined))),
@@ -254,6 +257,7 @@ export class EtcdServer {
               members.all().filter((member) => member.id !== identity.memberId).flatMap((member) => member.peerUrls),
               identity.clusterId,
               id,
+              options.peerNetwork?.fetch,
             ),
           onVouched: (id, peerUrls) => transport?.addPeer(id, peerUrls),
           onLapsed: (id) => {
@@ -340,6 +344,7 @@ export class EtcdServer {
         snapshotFiles,
         crashPoints,
         () => lock.release(),
+        options.peerNetwork?.fetch,
       );
       // Replay what the WAL has past the backend's consistent index.
       server.appliedIndex = applied;

@@ -4,7 +4,7 @@
 // finds itself in it by its advertised peer URLs (a `member add` put it
 // there), and starts with that membership and an empty log; the leader then
 // sends it the log, or a snapshot when the log was compacted.
-import type { PeerNetwork } from "../ports.ts";
+import type { PeerFetch, PeerNetwork } from "../ports.ts";
 import { ConfigError, type ServerConfig } from "./config.ts";
 import type { MemberIdentity } from "./identity.ts";
 import type { MemberRecord } from "./members.ts";
@@ -48,6 +48,8 @@ export function withMembersRoute(network: PeerNetwork, host: () => MembersRouteH
         request.end(new TextEncoder().encode(JSON.stringify(body)));
       }),
     connect: (url) => network.connect(url),
+    // One-off peer requests (GET /members, lease forwarding) keep the network's TLS.
+    ...(network.fetch === undefined ? {} : { fetch: network.fetch }),
   };
 }
 
@@ -63,9 +65,9 @@ const sameUrls = (a: readonly string[], b: readonly string[]) => [...a].sort().j
  */
 export async function joinIdentity(
   config: ServerConfig,
-  options: { timeoutMs: number; notListedGraceMs?: number; fetch?: typeof globalThis.fetch; sleep: (ms: number) => Promise<void>; nowMs: () => number },
+  options: { timeoutMs: number; notListedGraceMs?: number; fetch?: PeerFetch; sleep: (ms: number) => Promise<void>; nowMs: () => number },
 ): Promise<MemberIdentity> {
-  const fetchFn = options.fetch ?? globalThis.fetch;
+  const fetchFn: PeerFetch = options.fetch ?? ((url, init) => globalThis.fetch(url, init));
   const remotes = [...config.initialCluster.entries()]
     .filter(([name]) => name !== config.name)
     .flatMap(([, urls]) => urls);
@@ -121,7 +123,7 @@ export async function peerUrlsListedBy(
   knownPeerUrls: readonly string[],
   clusterId: bigint,
   id: number,
-  fetchFn: typeof globalThis.fetch = globalThis.fetch,
+  fetchFn: PeerFetch = (url, init) => globalThis.fetch(url, init),
 ): Promise<string[] | undefined> {
   for (const url of knownPeerUrls) {
     const answer = await fetchMembers(fetchFn, url, vouchingLookupTimeoutMs);
@@ -134,7 +136,7 @@ export async function peerUrlsListedBy(
 
 /** One member's `GET /members` answer, or undefined when it is down, not ready or not a member. */
 async function fetchMembers(
-  fetchFn: typeof globalThis.fetch,
+  fetchFn: PeerFetch,
   url: string,
   timeoutMs = 2000,
 ): Promise<{ members: MemberJson[]; clusterId: bigint } | undefined> {

@@ -45,6 +45,10 @@ export interface ClusterOptions {
   proxies?: boolean;
   /** How long each member may take to be ready (startProcess's default otherwise). */
   readyTimeoutMs?: number;
+  /** "https": peer URLs (listen, advertise, --initial-cluster) are https; give the --peer-* flags in `argsFor`. */
+  peerScheme?: "http" | "https";
+  /** More flags for one member (its own peer certificate, say). */
+  argsFor?: (member: ClusterMember) => string[];
 }
 
 export async function startCluster(size = 3, options: ClusterOptions = {}): Promise<TestCluster> {
@@ -59,7 +63,8 @@ export async function startCluster(size = 3, options: ClusterOptions = {}): Prom
       server: undefined,
     });
   }
-  const initialCluster = members.map((m) => `${m.name}=http://127.0.0.1:${m.peerPort}`).join(",");
+  const peerScheme = options.peerScheme ?? "http";
+  const initialCluster = members.map((m) => `${m.name}=${peerScheme}://127.0.0.1:${m.peerPort}`).join(",");
   const links = options.proxies === true ? await startLinks(members) : undefined;
   const starter = options.kind === "etcd" ? startEtcd : (start: StartOptions) => startEdgetcd({ ...start, runtime: options.runtime });
   const start = async (member: ClusterMember) => {
@@ -78,6 +83,9 @@ export async function startCluster(size = 3, options: ClusterOptions = {}): Prom
         "--initial-cluster-token", "test-cluster",
         "--heartbeat-interval", String(options.heartbeatMs ?? heartbeatMs),
         "--election-timeout", String(options.electionMs ?? electionMs),
+        // The last of a repeated flag wins: these replace the http peer URLs startProcess gives.
+        ...(peerScheme === "http" ? [] : peerUrlArgs(`${peerScheme}://127.0.0.1:${member.peerPort}`)),
+        ...(options.argsFor?.(member) ?? []),
         ...(options.extraArgs ?? []),
         ...(member.extraArgs ?? []),
       ],
@@ -102,6 +110,8 @@ export async function startCluster(size = 3, options: ClusterOptions = {}): Prom
     links,
   };
 }
+
+const peerUrlArgs = (url: string) => ["--listen-peer-urls", url, "--initial-advertise-peer-urls", url];
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 

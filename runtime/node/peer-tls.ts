@@ -1,0 +1,277 @@
+// Peer TLS (etcd's --peer-* flags) on node:tls and node:http2, for both
+// runtimes. An https peer URL is served as HTTP/2 over TLS (ALPN h2, HTTP/1.1
+// for curl and one-off requests) under the same transport limits as the
+// plaintext peer listener; members dial https peers with their own peer
+// certificate and trust only the peer CA.
+//
+// Who may talk: with --peer-client-cert-auth or --peer-trusted-ca-file a
+// dialling peer must show a certificate the CA signed and the CRL does not
+// revoke (OpenSSL refuses the handshake); --peer-cert-allowed-cn and
+// --peer-cert-allowed-hostname are checked as soon as the handshake completes,
+// before a byte of HTTP is read (Node has no hook inside the server's
+// verification), and on the certificate of every peer this member dials.
+import { readFileSync } from "node:fs";
+import * as http from "node:http";
+import * as http2 from "node:http2";
+import * as tls from "node:tls";
+import type { PeerFetch, PeerTlsConfig } from "../../src/ports.ts";
+import { guardedHttp2Socket, type GuardedConnection } from "./h2-connection.ts";
+import type { NodeRequestHandler } from "./http-listener.ts";
+import { SessionSupervisor } from "./h2-session-limits.ts";
+import { Http1TimeoutWatch } from "./http1-timeouts.ts";
+import type { TransportLimits } from "./transport-limits.ts";
+
+const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
+
+/** etcd's floor (pkg/transport: tls.VersionTLS12). */
+const tlsVersionMin = "TLSv1.2";
+
+/** The files of PeerTlsConfig, read once at start (a missing file fails the start, as in etcd). */
+export interface PeerTlsMaterial {
+  cert: Buffer;
+  key: Buffer;
+  ca: Buffer | undefined;
+  crl: Buffer | undefined;
+  /** A dialling peer must show a certificate signed by `ca` (etcd: --peer-client-cert-auth or a trusted CA given). */
+  requireClientCert: boolean;
+  allowedCn: string | undefined;
+  allowedHostname: string | undefined;
+}
+
+export function loadPeerTls(config: PeerTlsConfig): PeerTlsMaterial {
+  const read = (flag: string, path: string) => {
+    try {
+      return readFileSync(path);
+    } catch (error) {
+      throw new Error(`--${flag} ${path}: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  };
+  const material: PeerTlsMaterial = {
+    cert: read("peer-cert-file", config.certFile),
+    key: read("peer-key-file", config.keyFile),
+    ca: config.trustedCaFile === undefined ? undefined : read("peer-trusted-ca-file", config.trustedCaFile),
+    crl: config.crlFile === undefined ? undefined : read("peer-crl-file", config.crlFile),
+    requireClientCert: config.clientCertAuth || config.trustedCaFile !== undefined,
+    allowedCn: config.allowedCn,
+    allowedHostname: config.allowedHostname,
+  };
+  if (material.requireClientCert && material.ca === undefined) {
+    // etcd would verify against the system roots; a peer CA is what peer TLS is for.
+    throw new Error("--peer-client-cert-auth needs --peer-trusted-ca-file");
+  }
+  // Fails now on a key that does not match its certificate, a bad PEM or a bad CRL.
+  tls.createSecureContext(secureContextOptions(material));
+  return material;
+}
+
+function secureContextOptions(material: PeerTlsMaterial): tls.SecureContextOptions {
+  return {
+    cert: material.cert,
+    key: material.key,
+    minVersion: tlsVersionMin,
+    ...(material.ca === undefined ? {} : { ca: material.ca }),
+    ...(material.crl === undefined ? {} : { crl: material.crl }),
+  };
+}
+
+/**
+ * Why `certificate` may not talk to us, or undefined when it may: the allowed
+ * CN is an exact match of the subject's CommonName, the allowed hostname is
+ * checked against the SANs (and CN) as a server name would be (etcd 3.4's
+ * VerifyPeerCertificate, on both the serving and the dialling side).
+ */
+export function certificateRefusal(material: PeerTlsMaterial, certificate: tls.PeerCertificate | undefined): string | undefined {
+  if (material.allowedCn === undefined && material.allowedHostname === undefined) return undefined;
+  if (certificate === undefined || Object.keys(certificate).length === 0) return "no certificate";
+  if (material.allowedCn !== undefined) {
+    const commonName = certificate.subject?.CN;
+    return commonName === material.allowedCn ? undefined : `CommonName ${JSON.stringify(commonName)} is not ${JSON.stringify(material.allowedCn)}`;
+  }
+  const mismatch = tls.checkServerIdentity(material.allowedHostname ?? "", certificate);
+  return mismatch === undefined ? undefined : mismatch.message;
+}
+
+export interface TlsListenOptions {
+  host: string;
+  port: number;
+  handle: NodeRequestHandler;
+  limits: TransportLimits;
+  material: PeerTlsMaterial;
+  /** Told of each handshake or certificate refused (rate-limited by the caller). */
+  onRefused?: (reason: string, remoteAddress: string | undefined) => void;
+}
+
+export interface TlsListener {
+  port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * The https peer listener. The TLS server decides the protocol by ALPN, then
+ * hands the decrypted socket to the same HTTP/2 and HTTP/1.1 servers and
+ * limits as listenHttp does for plaintext: Node's native HTTP/2 socket (nghttp2
+ * holds the frame limits), Bun's through the frame guard.
+ */
+export async function listenPeerTls(options: TlsListenOptions): Promise<TlsListener> {
+  const { limits, material } = options;
+  const nowMs = () => performance.now();
+  const h2 = http2.createServer(
+    {
+      settings: { maxConcurrentStreams: limits.concurrentStreamsMax, maxHeaderListSize: limits.headerListBytesMax },
+      maxSessionMemory: limits.sessionMemoryMegabytesMax,
+    },
+    options.handle,
+  );
+  const supervisor = new SessionSupervisor(limits, nowMs);
+  let connectionHandedOver: GuardedConnection | undefined;
+  h2.on("session", (session) => supervisor.adopt(session, connectionHandedOver));
+  const h1 = http.createServer(options.handle);
+  h1.keepAliveTimeout = 60_000;
+  const http1Timeouts = new Http1TimeoutWatch(
+    h1,
+    { headersTimeoutMs: limits.http1HeadersTimeoutMs, requestTimeoutMs: limits.http1RequestTimeoutMs },
+    nowMs,
+  );
+  const server = tls.createServer({
+    ...secureContextOptions(material),
+    ALPNProtocols: ["h2", "http/1.1"],
+    requestCert: material.requireClientCert,
+    rejectUnauthorized: material.requireClientCert,
+    // The plaintext listener's preface timeout, for the handshake.
+    handshakeTimeout: limits.prefaceTimeoutMs,
+  });
+  const sockets = new Set<tls.TLSSocket>();
+  server.on("tlsClientError", (error, socket) => {
+    options.onRefused?.(error.message, socket.remoteAddress);
+    socket.destroy();
+  });
+  server.on("secureConnection", (socket: tls.TLSSocket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+    socket.on("error", () => socket.destroy());
+    const refusal = material.requireClientCert ? certificateRefusal(material, socket.getPeerCertificate()) : undefined;
+    if (refusal !== undefined) {
+      options.onRefused?.(`peer certificate refused: ${refusal}`, socket.remoteAddress);
+      socket.destroy();
+      return;
+    }
+    socket.setNoDelay(true);
+    if (socket.alpnProtocol !== "h2") {
+      http1Timeouts.adopt(socket);
+      h1.emit("connection", socket);
+      return;
+    }
+    if (!isBun) {
+      h2.emit("connection", socket);
+      return;
+    }
+    const { stream, connection } = guardedHttp2Socket(socket, Buffer.alloc(0), {
+      limits,
+      keepalive: limits.keepalive,
+      rewriteAuthority: false,
+      nowMs,
+    });
+    connectionHandedOver = connection;
+    h2.emit("connection", stream);
+    connectionHandedOver = undefined;
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port, options.host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const address = server.address();
+  const port = typeof address === "object" && address !== null ? address.port : options.port;
+  return {
+    port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        supervisor.stop();
+        for (const socket of sockets) socket.destroy();
+        h2.close();
+        h1.close();
+      }),
+  };
+}
+
+/** The TLS options of a session dialled to an https peer: our certificate, the peer CA, the allowed CN or hostname. */
+export function peerClientTlsOptions(material: PeerTlsMaterial): tls.ConnectionOptions {
+  return {
+    ...secureContextOptions(material),
+    checkServerIdentity(host, certificate) {
+      // The URL's host must be in the certificate (as Go's client checks), and then etcd's allowed CN or hostname.
+      const mismatch = tls.checkServerIdentity(host, certificate);
+      if (mismatch !== undefined) return mismatch;
+      const refusal = certificateRefusal(material, certificate);
+      return refusal === undefined ? undefined : new Error(`peer certificate refused: ${refusal}`);
+    },
+  };
+}
+
+/** Bytes a one-off peer answer may have (GET /members of a large cluster is a few KiB). */
+const peerFetchResponseBytesMax = 16 * 1024 * 1024;
+
+/**
+ * A fetch for https peer URLs over HTTP/2 with this member's certificate (one
+ * session per request: these are rare, GET /members and lease forwarding);
+ * http URLs go to the web-standard fetch exactly as without peer TLS.
+ */
+export function peerTlsFetch(material: PeerTlsMaterial): PeerFetch {
+  const clientOptions = peerClientTlsOptions(material);
+  return async (input, init = {}) => {
+    const url = new URL(String(input));
+    if (url.protocol !== "https:") return fetch(url, init);
+    const session = http2.connect(url.origin, clientOptions);
+    session.on("error", () => {});
+    try {
+      return await new Promise<Response>((resolve, reject) => {
+        const fail = (error: unknown) => reject(error instanceof Error ? error : new Error(String(error)));
+        session.once("error", fail);
+        const signal = init.signal ?? undefined;
+        if (signal?.aborted === true) return fail(signal.reason);
+        signal?.addEventListener("abort", () => {
+          session.destroy();
+          fail(signal.reason);
+        });
+        const headers: Record<string, string> = {};
+        new Headers(init.headers).forEach((value, name) => (headers[name] = value));
+        const stream = session.request({ ":method": init.method ?? "GET", ":path": url.pathname + url.search, ...headers });
+        stream.on("error", fail);
+        stream.once("close", () => fail(new Error(`peer stream closed (code ${stream.rstCode})`)));
+        const chunks: Buffer[] = [];
+        let bytes = 0;
+        let status = 0;
+        const responseHeaders = new Headers();
+        stream.once("response", (head) => {
+          status = Number(head[":status"]);
+          for (const [name, value] of Object.entries(head)) {
+            if (!name.startsWith(":") && value !== undefined) responseHeaders.set(name, Array.isArray(value) ? value.join(", ") : String(value));
+          }
+        });
+        stream.on("data", (chunk: Buffer) => {
+          bytes += chunk.length;
+          if (bytes > peerFetchResponseBytesMax) {
+            stream.close(http2.constants.NGHTTP2_CANCEL);
+            fail(new Error(`peer answer over ${peerFetchResponseBytesMax} bytes`));
+            return;
+          }
+          chunks.push(chunk);
+        });
+        stream.once("end", () => {
+          const body = Buffer.concat(chunks);
+          // 204 and 304 carry no body; Response refuses one for them.
+          resolve(new Response(status === 204 || status === 304 ? null : body, { status, headers: responseHeaders }));
+        });
+        const body = init.body;
+        if (body === undefined || body === null) stream.end();
+        else if (typeof body === "string" || body instanceof Uint8Array) stream.end(body);
+        else fail(new Error("peer fetch takes a string or Uint8Array body"));
+      });
+    } finally {
+      session.close();
+    }
+  };
+}
