@@ -87,7 +87,10 @@ export function certificateRefusal(material: PeerTlsMaterial, certificate: tls.P
     const commonName = certificate.subject?.CN;
     return commonName === material.allowedCn ? undefined : `CommonName ${JSON.stringify(commonName)} is not ${JSON.stringify(material.allowedCn)}`;
   }
-  const mismatch = tls.checkServerIdentity(material.allowedHostname ?? "", certificate);
+  // Go's VerifyHostname reads the CommonName only from a certificate without
+  // SANs; Node falls back to it whenever no DNS SAN is there.
+  const namesOnly = certificate.subjectaltname ? { ...certificate, subject: { ...certificate.subject, CN: "" } } : certificate;
+  const mismatch = tls.checkServerIdentity(material.allowedHostname ?? "", namesOnly as tls.PeerCertificate);
   return mismatch === undefined ? undefined : mismatch.message;
 }
 

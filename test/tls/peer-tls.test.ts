@@ -113,6 +113,15 @@ describe(`peer TLS on ${isBun ? "Bun" : "Node"}`, { timeout: 300_000 }, () => {
     assert.equal(linearizable.stdout, "over-tls\nyes\n", linearizable.stderr);
   });
 
+  test("lease questions a follower forwards to the leader travel over peer TLS (leaseTimeToLive, keep-alive)", async () => {
+    const granted = await clientsOf(leader).lease.leaseGrant({ TTL: 60n });
+    const answer = await clientsOf(follower).lease.leaseTimeToLive({ ID: granted.ID });
+    assert.ok(answer.TTL > 0n && answer.TTL <= 60n, `TTL ${answer.TTL}`);
+    const keptAlive = etcdctl(`127.0.0.1:${follower.clientPort}`, ["lease", "keep-alive", "--once", granted.ID.toString(16)]);
+    assert.equal(keptAlive.status, 0, keptAlive.stderr);
+    assert.match(keptAlive.stdout, /keepalived with TTL\(60\)/);
+  });
+
   test("a member's own certificate is taken (the refusals below are about the certificate, not the client)", async () => {
     const outcome = await peerRequest(follower.peerPort, pki.ca, pki.issue("control", memberCommonName), peerPaths.probing, {});
     assert.deepEqual(outcome, { status: 200 });
