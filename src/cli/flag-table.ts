@@ -165,7 +165,7 @@ export const flagDefinitions: readonly FlagDefinition[] = [
       "bool",
       "false",
       "Serve peers TLS with a self-signed certificate.",
-      refused("self-signed peer certificates are not generated yet (Node and Bun have no X.509 writer; it needs a new dependency); give --peer-cert-file and --peer-key-file"),
+      refused("self-signed peer certificates are not generated yet; give --peer-cert-file and --peer-key-file"),
     ],
     ["peer-crl-file", "string", "", "Revoked peer certificates."],
     ["cipher-suites", "string", "", "TLS cipher suites allowed, comma-separated.", noTls],
