@@ -6,6 +6,7 @@ import { getRequestListener } from "@hono/node-server";
 import type { ClientApi } from "../../src/api/client-api.ts";
 import type { ClientListenerOptions } from "../../src/cli/edgetcd.ts";
 import { corsHeaders, type CorsPolicy } from "../../src/api/cors.ts";
+import { clientTlsListenOptions } from "./client-tls.ts";
 import { listenHttp, type Listener, type NodeRequestHandler } from "./http-listener.ts";
 import { clientTransportLimits } from "./transport-limits.ts";
 import { closingAfterUnreadBody } from "./unread-body.ts";
@@ -56,6 +57,7 @@ export async function bindClientApi(url: URL, options: ClientListenerOptions): P
     handleHttp2: deferred((ready) => ready.http2),
     handleHttp1: options.http ? deferred((ready) => ready.http1) : undefined,
     limits: clientTransportLimits(options.transport),
+    ...(options.tls === undefined ? {} : { tls: clientTlsListenOptions(options.tls) }),
   });
   return {
     ...listener,

@@ -12,6 +12,7 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
+import * as tls from "node:tls";
 import { guardedHttp2Socket, type GuardedConnection } from "./h2-connection.ts";
 import type { Violation } from "./h2-frame-guard.ts";
 import { SessionSupervisor } from "./h2-session-limits.ts";
@@ -40,7 +41,23 @@ export interface ListenOptions {
   rewriteAuthority?: boolean;
   /** Told of each connection closed for breaking a limit (for logs and tests). */
   onViolation?: (violation: Violation) => void;
+  /** Serve TLS on this port (an https URL); absent for plain text. */
+  tls?: TlsListenOptions;
 }
+
+export interface TlsListenOptions {
+  /** Key, certificate, CA, CRL, ciphers, requestCert: what tls.createServer takes. */
+  secureOptions: tls.TlsOptions;
+  /** After a successful handshake: false closes the connection (etcd's --client-cert-allowed-hostname). */
+  acceptPeer?(socket: tls.TLSSocket): boolean;
+}
+
+/**
+ * Offered by ALPN: gRPC clients (grpc-go, etcdctl) insist on h2; browsers and
+ * curl take either. A client that offers neither is still served: the first
+ * bytes decide, as on a plaintext port.
+ */
+const alpnProtocols = ["h2", "http/1.1"];
 
 export interface Listener {
   /** The bound port (useful when listening on port 0). */
@@ -117,12 +134,16 @@ export async function listenHttp(options: ListenOptions): Promise<Listener> {
     },
   };
   const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
+  const track = (socket: net.Socket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
+  };
+  const serveConnection = (socket: net.Socket) => {
+    track(socket);
     socket.setNoDelay(true);
     routeByPreface(socket, route, limits.prefaceTimeoutMs);
-  });
+  };
+  const server = options.tls === undefined ? net.createServer(serveConnection) : tlsServer(options.tls, limits, serveConnection, track);
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(options.port, options.host, () => {
@@ -151,6 +172,35 @@ export async function listenHttp(options: ListenOptions): Promise<Listener> {
         h1.close();
       }),
   };
+}
+
+/**
+ * A TLS server whose decrypted sockets go through the same routing, frame
+ * guard, session limits and HTTP/1.1 timeouts as plaintext ones: the TLS layer
+ * only adds a handshake, held to its own timeout.
+ */
+function tlsServer(
+  options: TlsListenOptions,
+  limits: TransportLimits,
+  serveConnection: (socket: net.Socket) => void,
+  track: (socket: net.Socket) => void,
+): tls.Server {
+  const server = tls.createServer(
+    { ...options.secureOptions, ALPNProtocols: alpnProtocols, handshakeTimeout: limits.tlsHandshakeTimeoutMs },
+    (socket) => {
+      if (options.acceptPeer !== undefined && !options.acceptPeer(socket)) {
+        socket.destroy();
+        return;
+      }
+      serveConnection(socket);
+    },
+  );
+  // The raw socket, tracked so close() also ends connections still in their handshake.
+  server.on("connection", (socket: net.Socket) => track(socket));
+  // A failed handshake (no certificate, another CA, revoked, timed out) closes
+  // that socket; the server serves on.
+  server.on("tlsClientError", (_error, socket) => socket.destroy());
+  return server;
 }
 
 interface Route {

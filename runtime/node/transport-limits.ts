@@ -13,6 +13,8 @@ export interface TransportLimits extends FrameLimits, SessionLimits {
   sessionMemoryMegabytesMax: number;
   /** A connection whose first bytes decide neither HTTP/1.1 nor HTTP/2 within this is closed. */
   prefaceTimeoutMs: number;
+  /** TLS ports: a connection whose handshake has not finished within this is closed. */
+  tlsHandshakeTimeoutMs: number;
   /** HTTP/1.1: a request's headers must arrive within this (Node's headersTimeout default). */
   http1HeadersTimeoutMs: number;
   /** HTTP/1.1: a whole request must arrive within this (Node's requestTimeout default). */
@@ -52,6 +54,11 @@ export const transportLimitsDefault: TransportLimits = {
   // etcd's --grpc-keepalive-min-time default.
   keepalive: { pingIntervalMsMin: 5000 },
   prefaceTimeoutMs: 10_000,
+  // grpc-go (etcd 3.4) allows 120 s (ConnectionTimeout), as does Node's default;
+  // a handshake is 1-2 round trips, well under a second even across regions, so
+  // 10 s (as long as the preface may take) lets a slow client in and stops
+  // sockets that never speak from being held for two minutes each.
+  tlsHandshakeTimeoutMs: 10_000,
   http1HeadersTimeoutMs: 60_000,
   http1RequestTimeoutMs: 300_000,
 };

@@ -5,6 +5,7 @@ import { CorsFlagError, parseCorsFlag, type CorsPolicy } from "../api/cors.ts";
 import type { Logger, PeerNetwork, PeerTlsConfig, Runtime } from "../ports.ts";
 import type { CrashPoints } from "../storage/crash-points.ts";
 import { ConfigError, serverConfigFromFlags, type LogLevel, type ServerConfig } from "../server/config.ts";
+import type { ClientTlsSettings } from "../server/client-tls.ts";
 import { clusterVersion, EtcdServer, serverVersion } from "../server/etcd-server.ts";
 import { FlagError, parseFlags } from "./flags.ts";
 import { bindPeerListeners, type PreboundPeers } from "./prebound-peers.ts";
@@ -45,6 +46,8 @@ export interface ClientListenerOptions {
   http: boolean;
   grpc: boolean;
   transport: Pick<ServerConfig, "maxConcurrentStreams" | "grpcKeepaliveMinTimeMs" | "grpcKeepaliveIntervalMs" | "grpcKeepaliveTimeoutMs">;
+  /** Serve TLS with these settings (an https URL); undefined for plain text. */
+  tls?: ClientTlsSettings;
 }
 
 export async function runEdgetcd(host: Host, argv: readonly string[], env: Record<string, string | undefined>): Promise<void> {
@@ -107,12 +110,14 @@ export async function runEdgetcd(host: Host, argv: readonly string[], env: Recor
   const listeners: Array<ClientListener & { serve(api: ClientApi): void }> = [];
   const separateHttp = config.listenClientHttpUrls.length > 0;
   let peers: PreboundPeers;
+  // etcd serves TLS on https URLs only; an http URL stays plain text whatever the TLS flags.
+  const tlsFor = (url: URL) => (url.protocol === "https:" && config.clientTls !== undefined ? { tls: config.clientTls } : {});
   try {
     for (const url of config.listenClientUrls) {
-      listeners.push(await host.bindClients(url, { grpc: true, http: !separateHttp, transport: config }));
+      listeners.push(await host.bindClients(url, { grpc: true, http: !separateHttp, transport: config, ...tlsFor(url) }));
     }
     for (const url of config.listenClientHttpUrls) {
-      listeners.push(await host.bindClients(url, { grpc: false, http: true, transport: config }));
+      listeners.push(await host.bindClients(url, { grpc: false, http: true, transport: config, ...tlsFor(url) }));
     }
     // A single member runs no peer transport and binds no peer port.
     const peerNetwork = config.peerTls === undefined ? host.peerNetwork : host.peerNetworkWithTls(config.peerTls, logger);

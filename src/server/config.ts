@@ -1,6 +1,7 @@
 // The server's configuration, derived from etcd's flags (src/cli/flags.ts).
 import { parseDurationMs, type ParsedFlags } from "../cli/flags.ts";
 import type { PeerTlsConfig } from "../ports.ts";
+import { ClientTlsError, clientTlsFromFlags, type ClientTlsSettings } from "./client-tls.ts";
 
 export interface ServerConfig {
   name: string;
@@ -15,6 +16,8 @@ export interface ServerConfig {
   /** 3.5.8+: a separate listener for HTTP/1.1 traffic (gateway, health, metrics). */
   listenClientHttpUrls: URL[];
   advertiseClientUrls: string[];
+  /** TLS for the https client URLs (src/server/client-tls.ts); undefined when every client URL is http. */
+  clientTls: ClientTlsSettings | undefined;
   listenPeerUrls: URL[];
   initialAdvertisePeerUrls: string[];
   /** --peer-cert-file and the other --peer-* TLS flags; undefined when no peer certificate is given (plaintext peers). */
@@ -184,14 +187,29 @@ export function serverConfigFromFlags(flags: ParsedFlags): ServerConfig {
   const initialAdvertisePeerUrls = get("initial-advertise-peer-urls").split(",");
   const initialCluster = parseInitialCluster(get("initial-cluster"));
   if (initialCluster.size === 0) initialCluster.set(name, initialAdvertisePeerUrls);
+  const listenClientUrls = urls("listen-client-urls", get("listen-client-urls"));
+  const listenClientHttpUrls = urls("listen-client-http-urls", get("listen-client-http-urls"));
+  const logging = logSettings(get);
+  let clientTls: ClientTlsSettings | undefined;
+  try {
+    clientTls = clientTlsFromFlags({
+      listenUrls: [...listenClientUrls, ...listenClientHttpUrls],
+      get,
+      warn: (message) => logging.startWarnings.push(message),
+    });
+  } catch (error) {
+    if (error instanceof ClientTlsError) throw new ConfigError(error.message);
+    throw error;
+  }
   return {
     name,
     dataDir: get("data-dir") || `${name}.edgetcd`,
     walDir: get("wal-dir") || undefined,
     maxWals: integer("max-wals"),
-    listenClientUrls: urls("listen-client-urls", get("listen-client-urls")),
-    listenClientHttpUrls: urls("listen-client-http-urls", get("listen-client-http-urls")),
+    listenClientUrls,
+    listenClientHttpUrls,
     advertiseClientUrls: get("advertise-client-urls").split(","),
+    clientTls,
     listenPeerUrls: urls("listen-peer-urls", get("listen-peer-urls")),
     initialAdvertisePeerUrls,
     peerTls: peerTlsSettings(get, urls("listen-peer-urls", get("listen-peer-urls"))),
@@ -219,6 +237,6 @@ export function serverConfigFromFlags(flags: ParsedFlags): ServerConfig {
       get("experimental-enable-lease-checkpoint") === "true"
         ? (parseDurationMs(get("experimental-lease-checkpoint-interval")) ?? 300_000)
         : undefined,
-    ...logSettings(get),
+    ...logging,
   };
 }
