@@ -97,7 +97,7 @@ describe("server flags", () => {
   });
 
   test("refused flags exit non-zero naming the flag; warned ones start and say why", async () => {
-    for (const args of [["--cert-file", "/tmp/c.pem"], ["--unsafe-no-fsync"], ["--experimental-initial-corrupt-check"], ["--enable-v2"]]) {
+    for (const args of [["--config-file", "/tmp/etcd.yaml"], ["--unsafe-no-fsync"], ["--experimental-initial-corrupt-check"], ["--enable-v2"]]) {
       const dataDir = join(root, "refused");
       const result = run(["--data-dir", dataDir, ...args]);
       assert.equal(result.status, 1, args.join(" "));
@@ -118,7 +118,7 @@ describe("server flags", () => {
     assert.match(result.stdout, /--data-dir '\$\{name\}\.edgetcd'\n {4}\S/);
     assert.doesNotMatch(result.stdout, /--data-dir ''/);
     assert.match(result.stdout, /--log-level 'info'\n {4}.*debug, info, warn, error, panic or fatal/);
-    assert.match(result.stdout, /--cert-file ''\n.*\n {4}\[refused\] TLS/);
+    assert.match(result.stdout, /--config-file ''\n.*\n {4}\[refused\] configuration files/);
     // Every flag line is followed by its description.
     for (const match of result.stdout.matchAll(/^ {2}--[a-z].*\n(.*)$/gm)) assert.match(match[1] as string, /^ {4}\S/);
   });
