@@ -65,7 +65,7 @@ async function runAttackProcess(attack: ClientAttack, clientPort: number, scale:
   child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
   child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
   // Every attack bounds its own time; this only stops one that hangs anyway.
-  const killer = setTimeout(() => child.kill("SIGKILL"), 120_000);
+  const killer = setTimeout(() => child.kill("SIGKILL"), 180_000);
   await new Promise<void>((resolve) => child.once("close", () => resolve()));
   clearTimeout(killer);
   const line = /^attack-result (.*)$/m.exec(output);
