@@ -38,7 +38,7 @@ describe("flags", () => {
   });
 
   test("refused flags stop the start, naming the flag; at their default they ask for nothing", () => {
-    for (const argv of [["--config-file", "/etc/etcd.yaml"], ["--discovery", "https://discovery.example/x"], ["--enable-v2"], ["--unsafe-no-fsync"], ["--experimental-initial-corrupt-check"], ["--proxy", "on"], ["--force-new-cluster"], ["--auth-token", "jwt"]]) {
+    for (const argv of [["--config-file", "/etc/etcd.yaml"], ["--discovery", "https://discovery.example/x"], ["--enable-v2"], ["--unsafe-no-fsync"], ["--proxy", "on"], ["--force-new-cluster"], ["--auth-token", "jwt"]]) {
       const flags = parseFlags(argv, {});
       const name = (argv[0] as string).slice(2);
       assert.equal(flags.refusals.length, 1, argv.join(" "));

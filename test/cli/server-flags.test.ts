@@ -97,7 +97,7 @@ describe("server flags", () => {
   });
 
   test("refused flags exit non-zero naming the flag; warned ones start and say why", async () => {
-    for (const args of [["--config-file", "/tmp/etcd.yaml"], ["--unsafe-no-fsync"], ["--experimental-initial-corrupt-check"], ["--enable-v2"]]) {
+    for (const args of [["--config-file", "/tmp/etcd.yaml"], ["--unsafe-no-fsync"], ["--enable-v2"]]) {
       const dataDir = join(root, "refused");
       const result = run(["--data-dir", dataDir, ...args]);
       assert.equal(result.status, 1, args.join(" "));
