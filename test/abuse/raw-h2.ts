@@ -4,57 +4,22 @@
 // reads, floods of PING, SETTINGS and RST_STREAM. It reads the server's frames
 // only to notice a GOAWAY and its error code.
 import * as net from "node:net";
+import { flags, frame, frameTypes, hpackString } from "../runtime/raw-h2-client.ts";
 
-export const frameType = {
-  data: 0x0,
-  headers: 0x1,
-  rstStream: 0x3,
-  settings: 0x4,
-  ping: 0x6,
-  goaway: 0x7,
-  windowUpdate: 0x8,
-  continuation: 0x9,
-} as const;
-
-export const frameFlag = { endStream: 0x1, ack: 0x1, endHeaders: 0x4 } as const;
+// Frames and HPACK strings are the transport-limit tests' hand-driven client's
+// (test/runtime/raw-h2-client.ts); this file adds what an attacker needs on top:
+// floods that wait for the socket to drain, and a reader that never reads.
+export { frame };
+export const frameType = frameTypes;
+export const frameFlag = flags;
 
 export const settingId = { initialWindowSize: 0x4, maxFrameSize: 0x5 } as const;
 
 const preface = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 
-export function frame(type: number, flags: number, streamId: number, payload: Uint8Array = new Uint8Array(0)): Buffer {
-  const header = Buffer.alloc(9);
-  header.writeUIntBE(payload.length, 0, 3);
-  header[3] = type;
-  header[4] = flags;
-  header.writeUInt32BE(streamId & 0x7fffffff, 5);
-  return Buffer.concat([header, payload]);
-}
-
-/** HPACK integer with an N-bit prefix (RFC 7541 §5.1); `first` holds the bits above the prefix. */
-function hpackInteger(value: number, prefixBits: number, first: number): number[] {
-  const limit = (1 << prefixBits) - 1;
-  if (value < limit) return [first | value];
-  const bytes = [first | limit];
-  let rest = value - limit;
-  while (rest >= 128) {
-    bytes.push((rest % 128) + 128);
-    rest = Math.floor(rest / 128);
-  }
-  bytes.push(rest);
-  return bytes;
-}
-
 /** A header block of literal fields without indexing (no Huffman), which every decoder must accept. */
 export function headerBlock(headers: ReadonlyArray<readonly [string, string]>): Buffer {
-  const parts: Buffer[] = [];
-  for (const [name, value] of headers) {
-    const nameBytes = Buffer.from(name, "latin1");
-    const valueBytes = Buffer.from(value, "latin1");
-    parts.push(Buffer.from([0x00, ...hpackInteger(nameBytes.length, 7, 0)]), nameBytes);
-    parts.push(Buffer.from(hpackInteger(valueBytes.length, 7, 0)), valueBytes);
-  }
-  return Buffer.concat(parts);
+  return Buffer.concat(headers.flatMap(([name, value]) => [Buffer.from([0x00]), hpackString(name), hpackString(value)]));
 }
 
 export function grpcRequestHeaders(authority: string, path: string): Array<[string, string]> {

@@ -33,7 +33,8 @@ export function requestBlock(path: string, extra: Record<string, string> = {}): 
   return Buffer.concat(parts);
 }
 
-function hpackString(text: string): Buffer {
+/** An HPACK string literal (RFC 7541 §5.2), without Huffman coding. */
+export function hpackString(text: string): Buffer {
   const bytes = Buffer.from(text);
   if (bytes.length >= 127) {
     let rest = bytes.length - 127;
