@@ -138,8 +138,16 @@ export type PeerFetch = (url: URL | string, init?: RequestInit) => Promise<Respo
  * certificate and key serve https peer URLs and are shown when dialling one.
  */
 export interface PeerTlsConfig {
-  certFile: string;
-  keyFile: string;
+  /** PEM files; undefined with --peer-auto-tls (the runtime generates a self-signed pair in memory). */
+  certFile: string | undefined;
+  keyFile: string | undefined;
+  /**
+   * --peer-auto-tls with no certificate given: the hosts of the self-signed
+   * certificate. As in etcd 3.4 this encrypts but does not authenticate:
+   * https peers are dialled without verifying their certificate, and no
+   * certificate is asked of members dialling in.
+   */
+  autoTlsHosts: string[] | undefined;
   /** --peer-trusted-ca-file: verifies peers both ways; when set, a dialling peer must show a certificate it signed. */
   trustedCaFile: string | undefined;
   /** --peer-client-cert-auth: a dialling peer must show a certificate the trusted CA signed. */

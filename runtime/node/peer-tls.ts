@@ -2,7 +2,9 @@
 // runtimes. An https peer URL is served as HTTP/2 over TLS (ALPN h2, HTTP/1.1
 // for curl and one-off requests) under the same transport limits as the
 // plaintext peer listener; members dial https peers with their own peer
-// certificate and trust only the peer CA.
+// certificate and trust only the peer CA. With --peer-auto-tls the member
+// serves a self-signed certificate made in memory and dials https peers
+// without verifying theirs, as etcd 3.4 does (encryption, not authentication).
 //
 // Who may talk: with --peer-client-cert-auth or --peer-trusted-ca-file a
 // dialling peer must show a certificate the CA signed and the CRL does not
@@ -20,6 +22,7 @@ import type { NodeRequestHandler } from "./http-listener.ts";
 import { SessionSupervisor } from "./h2-session-limits.ts";
 import { Http1TimeoutWatch } from "./http1-timeouts.ts";
 import type { TransportLimits } from "./transport-limits.ts";
+import { selfSignedCertificate } from "./self-signed-certificate.ts";
 
 const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
 
@@ -36,9 +39,29 @@ export interface PeerTlsMaterial {
   requireClientCert: boolean;
   allowedCn: string | undefined;
   allowedHostname: string | undefined;
+  /**
+   * --peer-auto-tls: the certificate is self-signed, so https peers are dialled
+   * without verifying theirs (etcd's InsecureSkipVerify for a self-signed
+   * TLSInfo): encryption, not authentication.
+   */
+  skipPeerVerification?: boolean;
 }
 
 export function loadPeerTls(config: PeerTlsConfig): PeerTlsMaterial {
+  if (config.certFile === undefined || config.keyFile === undefined) {
+    if (config.autoTlsHosts === undefined) throw new Error("peer TLS needs --peer-cert-file and --peer-key-file, or --peer-auto-tls");
+    const pair = selfSignedCertificate(config.autoTlsHosts);
+    return {
+      cert: Buffer.from(pair.certificatePem),
+      key: Buffer.from(pair.keyPem),
+      ca: undefined,
+      crl: undefined,
+      requireClientCert: false,
+      allowedCn: undefined,
+      allowedHostname: undefined,
+      skipPeerVerification: true,
+    };
+  }
   const read = (flag: string, path: string) => {
     try {
       return readFileSync(path);
@@ -49,6 +72,7 @@ export function loadPeerTls(config: PeerTlsConfig): PeerTlsMaterial {
   const material: PeerTlsMaterial = {
     cert: read("peer-cert-file", config.certFile),
     key: read("peer-key-file", config.keyFile),
+    skipPeerVerification: false,
     ca: config.trustedCaFile === undefined ? undefined : read("peer-trusted-ca-file", config.trustedCaFile),
     crl: config.crlFile === undefined ? undefined : read("peer-crl-file", config.crlFile),
     requireClientCert: config.clientCertAuth || config.trustedCaFile !== undefined,
@@ -202,6 +226,8 @@ export async function listenPeerTls(options: TlsListenOptions): Promise<TlsListe
 
 /** The TLS options of a session dialled to an https peer: our certificate, the peer CA, the allowed CN or hostname. */
 export function peerClientTlsOptions(material: PeerTlsMaterial): tls.ConnectionOptions {
+  // --peer-auto-tls: any certificate is taken (the peer's is self-signed too).
+  if (material.skipPeerVerification === true) return { ...secureContextOptions(material), rejectUnauthorized: false };
   return {
     ...secureContextOptions(material),
     checkServerIdentity(host, certificate) {

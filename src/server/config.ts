@@ -128,20 +128,45 @@ function logSettings(get: (name: string) => string): Pick<ServerConfig, "logLeve
 
 /**
  * The --peer-* TLS flags, checked as etcd 3.4 checks them (embed/etcd.go,
- * pkg/transport/listener.go): an https peer URL needs a certificate and key;
- * one without the other is an error; the allowed CN and hostname exclude each
- * other. Given with only http URLs they serve nothing (etcd warns and ignores
- * them for those URLs) but are still shown when dialling an https peer.
+ * pkg/transport/listener.go): an https peer URL needs a certificate and key
+ * (or --peer-auto-tls); one without the other is an error; the allowed CN and
+ * hostname exclude each other. Given with only http URLs they serve nothing
+ * (etcd warns and ignores them for those URLs) but are still shown when
+ * dialling an https peer.
+ *
+ * --peer-auto-tls (embed/config.go PeerSelfCert): with no certificate or key
+ * given, a self-signed certificate for the peer listen hosts replaces the
+ * whole peer TLS setting, so the CA, client-cert-auth, allowed CN/hostname and
+ * CRL flags do nothing (etcd drops them silently; edgetcd says so); with a
+ * certificate given it is ignored with etcd's warning.
  */
-function peerTlsSettings(get: (name: string) => string, listenPeerUrls: readonly URL[]): PeerTlsConfig | undefined {
+function peerTlsSettings(get: (name: string) => string, listenPeerUrls: readonly URL[], warn: (message: string) => void): PeerTlsConfig | undefined {
   const certFile = get("peer-cert-file");
   const keyFile = get("peer-key-file");
+  const autoTls = get("peer-auto-tls") === "true";
   const https = listenPeerUrls.find((url) => url.protocol === "https:");
+  const authFlags = ["peer-trusted-ca-file", "peer-cert-allowed-cn", "peer-cert-allowed-hostname", "peer-crl-file"];
   if (certFile === "" && keyFile === "") {
+    if (autoTls) {
+      const ignored = [...authFlags.filter((name) => get(name) !== ""), ...(get("peer-client-cert-auth") === "true" ? ["peer-client-cert-auth"] : [])];
+      if (ignored.length > 0) {
+        warn(`ignoring ${ignored.map((name) => `--${name}`).join(", ")} with --peer-auto-tls: self-signed peer certificates are not verified (encryption only, as etcd)`);
+      }
+      return {
+        certFile: undefined,
+        keyFile: undefined,
+        autoTlsHosts: listenPeerUrls.map((url) => url.hostname.replace(/^\[|\]$/g, "")),
+        trustedCaFile: undefined,
+        clientCertAuth: false,
+        allowedCn: undefined,
+        allowedHostname: undefined,
+        crlFile: undefined,
+      };
+    }
     if (https !== undefined) {
       throw new ConfigError(`TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for peer url ${https.href} with HTTPS scheme`);
     }
-    const stray = ["peer-trusted-ca-file", "peer-cert-allowed-cn", "peer-cert-allowed-hostname", "peer-crl-file"].find((name) => get(name) !== "");
+    const stray = authFlags.find((name) => get(name) !== "");
     // Without a certificate etcd has no peer TLS at all; a CA or CN given alone would be a quiet no-op.
     if (stray !== undefined || get("peer-client-cert-auth") === "true") {
       throw new ConfigError(`--${stray ?? "peer-client-cert-auth"} needs --peer-cert-file and --peer-key-file`);
@@ -151,6 +176,7 @@ function peerTlsSettings(get: (name: string) => string, listenPeerUrls: readonly
   if (certFile === "" || keyFile === "") {
     throw new ConfigError(`KeyFile and CertFile must both be present[key: ${keyFile}, cert: ${certFile}]`);
   }
+  if (autoTls) warn("ignoring peer auto TLS since certs given");
   const allowedCn = get("peer-cert-allowed-cn") || undefined;
   const allowedHostname = get("peer-cert-allowed-hostname") || undefined;
   if (allowedCn !== undefined && allowedHostname !== undefined) {
@@ -159,6 +185,7 @@ function peerTlsSettings(get: (name: string) => string, listenPeerUrls: readonly
   return {
     certFile,
     keyFile,
+    autoTlsHosts: undefined,
     trustedCaFile: get("peer-trusted-ca-file") || undefined,
     clientCertAuth: get("peer-client-cert-auth") === "true",
     allowedCn,
@@ -212,7 +239,7 @@ export function serverConfigFromFlags(flags: ParsedFlags): ServerConfig {
     clientTls,
     listenPeerUrls: urls("listen-peer-urls", get("listen-peer-urls")),
     initialAdvertisePeerUrls,
-    peerTls: peerTlsSettings(get, urls("listen-peer-urls", get("listen-peer-urls"))),
+    peerTls: peerTlsSettings(get, urls("listen-peer-urls", get("listen-peer-urls")), (message) => logging.startWarnings.push(message)),
     initialCluster,
     initialClusterState: state,
     initialClusterToken: get("initial-cluster-token"),

@@ -72,6 +72,26 @@ describe("flags", () => {
     assert.throws(() => config(["--log-outputs", "default,stdout"]), /multi logoutput for "default" is not supported yet/);
   });
 
+  test("--peer-auto-tls: a self-signed peer certificate for the listen hosts, ignored with etcd's warning when files are given", () => {
+    const config = (argv: string[]) => serverConfigFromFlags(parseFlags(argv, {}));
+    const https = ["--listen-peer-urls", "https://127.0.0.1:2380,https://[::1]:2380", "--initial-advertise-peer-urls", "https://127.0.0.1:2380"];
+    assert.throws(() => config(https), /must be provided for peer url/);
+    const auto = config([...https, "--peer-auto-tls"]);
+    assert.deepEqual(auto.peerTls?.autoTlsHosts, ["127.0.0.1", "::1"]);
+    assert.equal(auto.peerTls?.certFile, undefined);
+    assert.equal(auto.peerTls?.clientCertAuth, false);
+    assert.deepEqual(auto.startWarnings, []);
+    const withCa = config([...https, "--peer-auto-tls", "--peer-trusted-ca-file", "/ca.crt", "--peer-client-cert-auth"]);
+    assert.equal(withCa.peerTls?.trustedCaFile, undefined);
+    assert.match(withCa.startWarnings.join(), /ignoring --peer-trusted-ca-file, --peer-client-cert-auth with --peer-auto-tls/);
+    const files = config([...https, "--peer-auto-tls", "--peer-cert-file", "/m.crt", "--peer-key-file", "/m.key"]);
+    assert.equal(files.peerTls?.certFile, "/m.crt");
+    assert.equal(files.peerTls?.autoTlsHosts, undefined);
+    assert.match(files.startWarnings.join(), /ignoring peer auto TLS since certs given/);
+    // Without the flag, plaintext peers stay plaintext.
+    assert.equal(config([]).peerTls, undefined);
+  });
+
   test("--wal-dir and --max-wals reach the configuration; counts take no sign, as Go's uint flags", () => {
     const config = serverConfigFromFlags(parseFlags(["--wal-dir", "/disk2/wal", "--max-wals", "0"], {}));
     assert.equal(config.walDir, "/disk2/wal");
