@@ -12,6 +12,7 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
+import type { Duplex } from "node:stream";
 import * as tls from "node:tls";
 import { guardedHttp2Socket, type GuardedConnection } from "./h2-connection.ts";
 import type { Violation } from "./h2-frame-guard.ts";
@@ -74,9 +75,26 @@ export interface Listener {
 const http2PrefaceStart = Buffer.from("PRI * HTTP/2.0");
 const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
 
-export async function listenHttp(options: ListenOptions): Promise<Listener> {
-  const limits = options.limits ?? transportLimitsDefault;
-  const nowMs = () => performance.now();
+/**
+ * The HTTP/2 and HTTP/1.1 servers a listener hands its connections to, with
+ * the transport limits every listener keeps (plaintext, client TLS, peer TLS):
+ * stream and header-list settings, the session supervisor, HTTP/1.1 timeouts.
+ */
+export interface LimitedServers {
+  h2: http2.Http2Server;
+  h1: http.Server;
+  supervisor: SessionSupervisor;
+  http1Timeouts: Http1TimeoutWatch;
+  /** Gives h2 a connection read through the frame guard; its session is supervised with that connection. */
+  serveGuarded(stream: Duplex, connection: GuardedConnection): void;
+}
+
+export function limitedHttpServers(
+  limits: TransportLimits,
+  handleHttp2: NodeRequestHandler,
+  handleHttp1: (request: http.IncomingMessage, response: http.ServerResponse) => void,
+  nowMs: () => number,
+): LimitedServers {
   const h2 = http2.createServer(
     {
       settings: { maxConcurrentStreams: limits.concurrentStreamsMax, maxHeaderListSize: limits.headerListBytesMax },
@@ -84,25 +102,42 @@ export async function listenHttp(options: ListenOptions): Promise<Listener> {
       // API layer enforces the limit with etcd's error, so the transport must not.
       maxSessionMemory: limits.sessionMemoryMegabytesMax,
     },
-    options.handleHttp2,
+    handleHttp2,
   );
   const supervisor = new SessionSupervisor(limits, nowMs);
   // The session is created while the server takes the connection, so the
   // connection being handed over is the one its session reads.
   let connectionHandedOver: GuardedConnection | undefined;
   h2.on("session", (session) => supervisor.adopt(session, connectionHandedOver));
-  const sessions = new Set<http2.Http2Session>();
-  h2.on("session", (session) => {
-    sessions.add(session);
-    session.once("close", () => sessions.delete(session));
-  });
-  const h1 = http.createServer(options.handleHttp1 ?? refuseHttp1);
+  const h1 = http.createServer(handleHttp1);
   h1.keepAliveTimeout = 60_000;
   const http1Timeouts = new Http1TimeoutWatch(
     h1,
     { headersTimeoutMs: limits.http1HeadersTimeoutMs, requestTimeoutMs: limits.http1RequestTimeoutMs },
     nowMs,
   );
+  return {
+    h2,
+    h1,
+    supervisor,
+    http1Timeouts,
+    serveGuarded(stream, connection) {
+      connectionHandedOver = connection;
+      h2.emit("connection", stream);
+      connectionHandedOver = undefined;
+    },
+  };
+}
+
+export async function listenHttp(options: ListenOptions): Promise<Listener> {
+  const limits = options.limits ?? transportLimitsDefault;
+  const nowMs = () => performance.now();
+  const { h2, h1, supervisor, http1Timeouts, serveGuarded } = limitedHttpServers(limits, options.handleHttp2, options.handleHttp1 ?? refuseHttp1, nowMs);
+  const sessions = new Set<http2.Http2Session>();
+  h2.on("session", (session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+  });
   const route: Route = {
     http2(socket, head) {
       if (options.rewriteAuthority === false && !isBun) {
@@ -121,9 +156,7 @@ export async function listenHttp(options: ListenOptions): Promise<Listener> {
         nowMs,
         ...(options.onViolation === undefined ? {} : { onViolation: options.onViolation }),
       });
-      connectionHandedOver = connection;
-      h2.emit("connection", stream);
-      connectionHandedOver = undefined;
+      serveGuarded(stream, connection);
     },
     http1(socket, head) {
       socket.pause();

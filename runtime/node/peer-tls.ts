@@ -13,14 +13,11 @@
 // before a byte of HTTP is read (Node has no hook inside the server's
 // verification), and on the certificate of every peer this member dials.
 import { readFileSync } from "node:fs";
-import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as tls from "node:tls";
 import type { PeerFetch, PeerTlsConfig } from "../../src/ports.ts";
-import { guardedHttp2Socket, type GuardedConnection } from "./h2-connection.ts";
-import type { NodeRequestHandler } from "./http-listener.ts";
-import { SessionSupervisor } from "./h2-session-limits.ts";
-import { Http1TimeoutWatch } from "./http1-timeouts.ts";
+import { guardedHttp2Socket } from "./h2-connection.ts";
+import { limitedHttpServers, type NodeRequestHandler } from "./http-listener.ts";
 import type { TransportLimits } from "./transport-limits.ts";
 import { selfSignedCertificate } from "./self-signed-certificate.ts";
 
@@ -142,23 +139,7 @@ export interface TlsListener {
 export async function listenPeerTls(options: TlsListenOptions): Promise<TlsListener> {
   const { limits, material } = options;
   const nowMs = () => performance.now();
-  const h2 = http2.createServer(
-    {
-      settings: { maxConcurrentStreams: limits.concurrentStreamsMax, maxHeaderListSize: limits.headerListBytesMax },
-      maxSessionMemory: limits.sessionMemoryMegabytesMax,
-    },
-    options.handle,
-  );
-  const supervisor = new SessionSupervisor(limits, nowMs);
-  let connectionHandedOver: GuardedConnection | undefined;
-  h2.on("session", (session) => supervisor.adopt(session, connectionHandedOver));
-  const h1 = http.createServer(options.handle);
-  h1.keepAliveTimeout = 60_000;
-  const http1Timeouts = new Http1TimeoutWatch(
-    h1,
-    { headersTimeoutMs: limits.http1HeadersTimeoutMs, requestTimeoutMs: limits.http1RequestTimeoutMs },
-    nowMs,
-  );
+  const { h2, h1, supervisor, http1Timeouts, serveGuarded } = limitedHttpServers(limits, options.handle, options.handle, nowMs);
   const server = tls.createServer({
     ...secureContextOptions(material),
     ALPNProtocols: ["h2", "http/1.1"],
@@ -198,9 +179,7 @@ export async function listenPeerTls(options: TlsListenOptions): Promise<TlsListe
       rewriteAuthority: false,
       nowMs,
     });
-    connectionHandedOver = connection;
-    h2.emit("connection", stream);
-    connectionHandedOver = undefined;
+    serveGuarded(stream, connection);
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
