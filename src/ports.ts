@@ -100,6 +100,17 @@ export interface Runtime {
   sqlite: SqliteDriver;
   clock: Clock;
   random: Random;
+  passwords: PasswordHasher;
+}
+
+/** bcrypt, off the event loop (a worker pool), so an Authenticate burst does not stall other requests. */
+export interface PasswordHasher {
+  /** A bcrypt hash ("$2a$…"/"$2b$…") of `password` at `cost` (etcd's --bcrypt-cost, 4..31). */
+  hash(password: string, cost: number): Promise<string>;
+  /** Whether `password` matches the bcrypt `hash`. A malformed hash is false, never a throw. */
+  verify(password: string, hash: string): Promise<boolean>;
+  /** Ends the workers (the member is stopping). */
+  close(): Promise<void>;
 }
 
 /** Structured logging (JSON lines like etcd's zap logger). */

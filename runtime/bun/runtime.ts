@@ -1,6 +1,7 @@
 // Composition root of the ports on Bun.
 import type { Runtime } from "../../src/ports.ts";
 import { hostClock, hostRandom } from "../node/clock.ts";
+import { WorkerPasswordHasher } from "../node/password-hasher.ts";
 import { bunFileSystem } from "./fs.ts";
 import { bunSqlite } from "./sqlite.ts";
 
@@ -10,4 +11,5 @@ export const bunRuntime: Runtime = {
   sqlite: bunSqlite,
   clock: hostClock,
   random: hostRandom,
+  passwords: new WorkerPasswordHasher(),
 };

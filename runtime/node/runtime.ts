@@ -2,6 +2,7 @@
 import type { Runtime } from "../../src/ports.ts";
 import { hostClock, hostRandom } from "./clock.ts";
 import { nodeFileSystem } from "./fs.ts";
+import { WorkerPasswordHasher } from "./password-hasher.ts";
 import { nodeSqlite } from "./sqlite.ts";
 
 export const nodeRuntime: Runtime = {
@@ -10,4 +11,5 @@ export const nodeRuntime: Runtime = {
   sqlite: nodeSqlite,
   clock: hostClock,
   random: hostRandom,
+  passwords: new WorkerPasswordHasher(),
 };

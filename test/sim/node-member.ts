@@ -9,6 +9,7 @@ import { EtcdServer } from "../../src/server/etcd-server.ts";
 import type { Backend } from "../../src/storage/backend.ts";
 import type { SimClock } from "../../runtime/sim/clock.ts";
 import { type CrashKind, SimFileSystem } from "../../runtime/sim/file-system.ts";
+import { simPasswordHasher } from "../../runtime/sim/password-hasher.ts";
 import type { SimPeerHub } from "../../runtime/sim/peer-network.ts";
 import type { Prng } from "../../runtime/sim/prng.ts";
 import { simRandom } from "../../runtime/sim/random.ts";
@@ -164,7 +165,8 @@ export class SimMember {
     this.state = "starting";
     const clock = new IncarnationClock(this.env.clock, (error) => this.env.onCrashBug(this, error));
     this.clock = clock;
-    const runtime: Runtime = { name: "sim", fs: this.fs, sqlite: rollingBackOnClose(this.env.sqlite), clock, random: simRandom(this.env.random.fork()) };
+    const random = simRandom(this.env.random.fork());
+    const runtime: Runtime = { name: "sim", fs: this.fs, sqlite: rollingBackOnClose(this.env.sqlite), clock, random, passwords: simPasswordHasher(random) };
     const network = this.env.hub.networkFor(this.endpoint, () => incarnation === this.incarnation);
     const diskRandom = this.env.random.fork();
     const syncMsMax = this.env.diskSyncMsMax;
