@@ -75,6 +75,8 @@ const table = {
   invalidAuthToken: [C.Unauthenticated, "etcdserver: invalid auth token"],
   invalidAuthMgmt: [C.InvalidArgument, "etcdserver: invalid auth management"],
   authOldRevision: [C.InvalidArgument, "etcdserver: revision of auth store is old"],
+  // etcd 3.5's check; etcd 3.4 stops on a grant without a permission.
+  permissionNotGiven: [C.InvalidArgument, "etcdserver: permission not given"],
   noLeader: [C.Unavailable, "etcdserver: no leader"],
   notLeader: [C.FailedPrecondition, "etcdserver: not leader"],
   leaderChanged: [C.Unavailable, "etcdserver: leader changed"],

@@ -2,6 +2,9 @@
 // HTTP/2; gRPC-Web and Connect over either), the hono app for everything else.
 // Every request first passes the `--cors` policy (src/api/cors.ts).
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { createContextValues, type ContextValues } from "@connectrpc/connect";
+import type { TLSSocket } from "node:tls";
+import { clientCommonNameKey } from "../../src/api/auth-context.ts";
 import { getRequestListener } from "@hono/node-server";
 import type { ClientApi } from "../../src/api/client-api.ts";
 import type { ClientListenerOptions } from "../../src/cli/edgetcd.ts";
@@ -73,6 +76,7 @@ function clientHandlers(api: ClientApi, options: ClientListenerOptions): { http2
   const rpcHandler = connectNodeAdapter({
     ...api.routerOptions,
     routes: api.routes,
+    ...(options.tls === undefined ? {} : { contextValues: clientCertificateContext }),
     fallback: (request, response) => void httpHandler(request as never, response as never),
   });
   const httpOnly: NodeRequestHandler = (request, response) => void httpHandler(request as never, response as never);
@@ -80,6 +84,23 @@ function clientHandlers(api: ClientApi, options: ClientListenerOptions): { http2
     http2: withCors(api.cors, withUnaryFairness(options.grpc ? rpcHandler : httpOnly, streamingCallPaths)),
     http1: options.http ? withCors(api.cors, closingAfterUnreadBody(rpcHandler)) : undefined,
   };
+}
+
+/**
+ * The CommonName of the client certificate the TLS handshake verified, for
+ * --client-cert-auth (src/api/auth-context.ts). Only a certificate that
+ * chained to the trusted CA counts (`authorized`); the gateway's in-memory
+ * calls never get here.
+ */
+function clientCertificateContext(request: { socket: unknown }): ContextValues {
+  const values = createContextValues();
+  const socket = request.socket as Partial<TLSSocket> | undefined;
+  if (socket?.authorized === true && typeof socket.getPeerCertificate === "function") {
+    const subject = socket.getPeerCertificate().subject as { CN?: string | string[] } | undefined;
+    const commonName = Array.isArray(subject?.CN) ? subject.CN[0] : subject?.CN;
+    if (commonName !== undefined && commonName !== "") values.set(clientCommonNameKey, commonName);
+  }
+  return values;
 }
 
 /** Too many requests while starting: try again. */

@@ -10,6 +10,7 @@ import { buildInfo } from "./build-info.ts";
 import { bindClientApi } from "./client-server.ts";
 import { nodePeerNetwork, nodePeerNetworkDialing, nodePeerNetworkWithTls } from "./peer-network.ts";
 import { loadPeerTls } from "./peer-tls.ts";
+import { loadJwtKeys } from "./jwt-keys.ts";
 import { LogLimiter } from "../../src/log-limiter.ts";
 import { crashPointsFromEnv } from "../faults/crash-points.ts";
 import { runtimeWithTestFaults } from "../faults/mutants.ts";
@@ -38,6 +39,7 @@ export function createHost(runtime: Runtime): Host {
     // Test builds: EDGETCD_TEST_WAL_SEGMENT_BYTES=<bytes> (absent in production: etcd's 64 MiB).
     ...walSegmentBytesFromEnv(process.env),
     bindClients: (url, options) => bindClientApi(url, options),
+    loadJwtKeys: (options) => loadJwtKeys(options),
     metricsText: () => registry.metrics(),
     onShutdownSignal(handler) {
       for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => handler(signal));

@@ -6,12 +6,13 @@
 // start revision, or a create etcd refuses).
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { BrowserWatch } from "../gen/edgetcd/v1/edgetcd_pb.ts";
-import { WatchSession, type WatchBackend } from "./watch-service.ts";
+import { callerOf } from "./auth-context.ts";
+import { WatchSession, watchRefusal, type WatchBackend } from "./watch-service.ts";
 
 export function browserWatchService(server: WatchBackend, fragmentBytes: number): ServiceImpl<typeof BrowserWatch> {
   return {
     async *watch(request, context) {
-      const session = new WatchSession(server, fragmentBytes);
+      const session = new WatchSession(server, fragmentBytes, watchRefusal(server, callerOf(context)));
       try {
         session.create(request);
         for await (const response of session.responses(context.signal)) {

@@ -3,7 +3,9 @@
 import type { ConnectRouter, ConnectRouterOptions } from "@connectrpc/connect";
 import type { Hono } from "hono";
 import { BrowserLease, BrowserWatch } from "../gen/edgetcd/v1/edgetcd_pb.ts";
-import { Cluster, KV, Lease, Maintenance, Watch } from "../gen/etcdserverpb/rpc_pb.ts";
+import { Auth, Cluster, KV, Lease, Maintenance, Watch } from "../gen/etcdserverpb/rpc_pb.ts";
+import { authInterceptor } from "./auth-context.ts";
+import { authService } from "./auth-service.ts";
 import { Election } from "../gen/v3electionpb/v3election_pb.ts";
 import { Lock } from "../gen/v3lockpb/v3lock_pb.ts";
 import type { EtcdServer } from "../server/etcd-server.ts";
@@ -41,6 +43,7 @@ export function createClientApi(server: EtcdServer, metricsText: () => Promise<s
     router.service(BrowserLease, browserLeaseService(server));
     router.service(Lock, lockService(server));
     router.service(Election, electionService(server));
+    router.service(Auth, authService(server));
     answerDecodeErrorsAsEtcd(router);
   };
   const recursionLimit = messageNestingDepthMax(server.config.maxTxnOps);
@@ -53,7 +56,7 @@ export function createClientApi(server: EtcdServer, metricsText: () => Promise<s
     grpc: true,
     grpcWeb: true,
     connect: true,
-    interceptors: [learnerGate(() => server.isLearnerMember)],
+    interceptors: [learnerGate(() => server.isLearnerMember), authInterceptor(server)],
   } as ConnectRouterOptions;
   return { routes, routerOptions, http: createHttpApp({ server, routes, routerOptions, metricsText }), cors };
 }

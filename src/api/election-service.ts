@@ -8,7 +8,7 @@
 // has the create revision the campaign returned (a txn compare), so a leader
 // whose lease expired cannot speak for the next one.
 import { create } from "@bufbuild/protobuf";
-import type { ServiceImpl } from "@connectrpc/connect";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { TxnRequestSchema, type ResponseHeader } from "../gen/etcdserverpb/rpc_pb.ts";
 import { Event_EventType, type KeyValue } from "../gen/mvccpb/kv_pb.ts";
 import {
@@ -22,6 +22,7 @@ import {
 import { EtcdError, GrpcCode } from "../errors.ts";
 import { equalBytes } from "../mvcc/key-bytes.ts";
 import type { EtcdServer } from "../server/etcd-server.ts";
+import { callerOf, serverAs } from "./auth-context.ts";
 import { guarded } from "./errors.ts";
 import {
   createRevisionIs,
@@ -45,26 +46,28 @@ const noLeaderMessage = "election: no leader";
 const missingLeaderKeyMessage = '"leader" field must be provided';
 
 export function electionService(server: EtcdServer): ServiceImpl<typeof Election> {
+  // Each call runs as its caller (see serverAs).
+  const as = (context: HandlerContext) => serverAs(server, callerOf(context));
   return {
-    campaign: (request, context) => guarded(() => campaign(server, request, context.signal)),
-    proclaim: (request) =>
+    campaign: (request, context) => guarded(() => campaign(as(context), request, context.signal)),
+    proclaim: (request, context) =>
       guarded(async () => {
-        const header = await proclaim(server, leaderOf(request.leader), request.value);
+        const header = await proclaim(as(context), leaderOf(request.leader), request.value);
         return { $typeName: "v3electionpb.ProclaimResponse", header };
       }),
-    leader: (request) =>
+    leader: (request, context) =>
       guarded(async () => {
-        const response = await server.range(firstCreate(recipePrefix(request.name)));
+        const response = await as(context).range(firstCreate(recipePrefix(request.name)));
         const kv = response.kvs[0];
         if (kv === undefined) throw new EtcdError(GrpcCode.Unknown, noLeaderMessage);
         return { $typeName: "v3electionpb.LeaderResponse", header: response.header, kv };
       }),
-    resign: (request) =>
+    resign: (request, context) =>
       guarded(async () => {
-        const header = await resign(server, leaderOf(request.leader));
+        const header = await resign(as(context), leaderOf(request.leader));
         return { $typeName: "v3electionpb.ResignResponse", header };
       }),
-    observe: (request, context) => observe(server, recipePrefix(request.name), context.signal),
+    observe: (request, context) => observe(as(context), recipePrefix(request.name), context.signal),
   };
 }
 

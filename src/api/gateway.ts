@@ -9,7 +9,7 @@ import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { fromJson, toBinary, toJson, type DescField, type DescMessage, type DescMethodUnary, type JsonValue } from "@bufbuild/protobuf";
 import { Code, ConnectError, createRouterTransport, type ConnectRouter, type ConnectRouterOptions, type Transport } from "@connectrpc/connect";
-import { Cluster, KV, Maintenance } from "../gen/etcdserverpb/rpc_pb.ts";
+import { Auth, Cluster, KV, Maintenance } from "../gen/etcdserverpb/rpc_pb.ts";
 import { isNestingLimitError, messageTooLargeError, nestingTooDeepError } from "./request-limits.ts";
 
 /** HTTP status for each gRPC code, as grpc-gateway maps them. */
@@ -43,6 +43,23 @@ const gatewayRoutes: ReadonlyArray<readonly [string, DescMethodUnary]> = [
   ["/v3/maintenance/alarm", Maintenance.method.alarm],
   ["/v3/maintenance/hash", Maintenance.method.hashKV],
   ["/v3/cluster/member/list", Cluster.method.memberList],
+  ["/v3/auth/enable", Auth.method.authEnable],
+  ["/v3/auth/disable", Auth.method.authDisable],
+  ["/v3/auth/status", Auth.method.authStatus],
+  ["/v3/auth/authenticate", Auth.method.authenticate],
+  ["/v3/auth/user/add", Auth.method.userAdd],
+  ["/v3/auth/user/get", Auth.method.userGet],
+  ["/v3/auth/user/list", Auth.method.userList],
+  ["/v3/auth/user/delete", Auth.method.userDelete],
+  ["/v3/auth/user/changepw", Auth.method.userChangePassword],
+  ["/v3/auth/user/grant", Auth.method.userGrantRole],
+  ["/v3/auth/user/revoke", Auth.method.userRevokeRole],
+  ["/v3/auth/role/add", Auth.method.roleAdd],
+  ["/v3/auth/role/get", Auth.method.roleGet],
+  ["/v3/auth/role/list", Auth.method.roleList],
+  ["/v3/auth/role/delete", Auth.method.roleDelete],
+  ["/v3/auth/role/grant", Auth.method.roleGrantPermission],
+  ["/v3/auth/role/revoke", Auth.method.roleRevokePermission],
 ];
 
 /**
@@ -91,7 +108,12 @@ async function callGateway(c: Context, transport: Transport, method: DescMethodU
   const messageBytes = toBinary(method.input as DescMessage, request as never).length;
   if (messageBytes > limits.messageBytesMax) return gatewayError(c, messageTooLargeError(messageBytes, limits.messageBytesMax));
   try {
-    const response = await transport.unary(method, undefined, undefined, undefined, request as never, undefined);
+    // The token travels as grpc-gateway forwards it: the Authorization header
+    // becomes `authorization` metadata. No client certificate's name is used
+    // here (etcd ignores it on gateway calls).
+    const authorization = c.req.header("authorization");
+    const header = authorization === undefined ? undefined : { authorization };
+    const response = await transport.unary(method, undefined, undefined, header, request as never, undefined);
     return c.json(toJson(method.output as DescMessage, response.message as never, { useProtoFieldName: true }) as object);
   } catch (error) {
     return gatewayError(c, ConnectError.from(error));

@@ -9,31 +9,32 @@ import {
   validateRangeRequest,
   validateTxnRequest,
 } from "../server/validate-kv.ts";
+import { callerOf } from "./auth-context.ts";
 import { guarded } from "./errors.ts";
 
 export function kvService(server: EtcdServer): ServiceImpl<typeof KV> {
   const maxTxnOps = server.config.maxTxnOps;
   return {
-    range: (request) =>
+    range: (request, context) =>
       guarded(() => {
         validateRangeRequest(request);
-        return server.range(request);
+        return server.range(request, callerOf(context));
       }),
-    put: (request) =>
+    put: (request, context) =>
       guarded(() => {
         validatePutRequest(request);
-        return server.put(request);
+        return server.put(request, callerOf(context));
       }),
-    deleteRange: (request) =>
+    deleteRange: (request, context) =>
       guarded(() => {
         validateDeleteRangeRequest(request);
-        return server.deleteRange(request);
+        return server.deleteRange(request, callerOf(context));
       }),
-    txn: (request) =>
+    txn: (request, context) =>
       guarded(() => {
         validateTxnRequest(request, maxTxnOps);
-        return server.txn(request);
+        return server.txn(request, callerOf(context));
       }),
-    compact: (request) => guarded(() => server.compact(request)),
+    compact: (request, context) => guarded(() => server.compact(request, callerOf(context))),
   };
 }

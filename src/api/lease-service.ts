@@ -15,6 +15,7 @@ import {
 import { EtcdError, etcdError } from "../errors.ts";
 import type { Clock } from "../ports.ts";
 import type { EtcdServer } from "../server/etcd-server.ts";
+import { callerOf } from "./auth-context.ts";
 import { guarded, toConnectError } from "./errors.ts";
 
 /**
@@ -49,8 +50,8 @@ export async function keepAliveOnce(server: EtcdServer, request: LeaseKeepAliveR
 
 export function leaseService(server: EtcdServer): ServiceImpl<typeof Lease> {
   return {
-    leaseGrant: (request) => guarded(() => server.leaseGrant(request)),
-    leaseRevoke: (request) => guarded(() => server.leaseRevoke(request)),
+    leaseGrant: (request, context) => guarded(() => server.leaseGrant(request, callerOf(context))),
+    leaseRevoke: (request, context) => guarded(() => server.leaseRevoke(request, callerOf(context))),
     leaseTimeToLive: (request) => guarded(() => server.leaseTimeToLive(request)),
     leaseLeases: () => guarded(() => server.leaseLeases()),
     async *leaseKeepAlive(requests) {

@@ -36,6 +36,7 @@ import { EtcdError, etcdError, GrpcCode } from "../errors.ts";
 import { leaseIdHex } from "../lease/lease-id.ts";
 import type { EtcdServer } from "../server/etcd-server.ts";
 import { validateDeleteRangeRequest } from "../server/validate-kv.ts";
+import { callerOf, serverAs } from "./auth-context.ts";
 import { guarded } from "./errors.ts";
 import { WatchSession } from "./watch-service.ts";
 import { mutant } from "../mutants.ts";
@@ -50,12 +51,12 @@ export const sessionExpiredMessage = "mutex: session is expired";
 
 export function lockService(server: EtcdServer): ServiceImpl<typeof Lock> {
   return {
-    lock: (request, context) => guarded(() => lock(server, request.name, request.lease, context.signal)),
-    unlock: (request) =>
+    lock: (request, context) => guarded(() => lock(serverAs(server, callerOf(context)), request.name, request.lease, context.signal)),
+    unlock: (request, context) =>
       guarded(async () => {
         const deletion = create(DeleteRangeRequestSchema, { key: request.key });
         validateDeleteRangeRequest(deletion);
-        const response = await server.deleteRange(deletion);
+        const response = await server.deleteRange(deletion, callerOf(context));
         return { $typeName: "v3lockpb.UnlockResponse", header: response.header };
       }),
   };

@@ -1,5 +1,5 @@
 // etcdserverpb.Maintenance: what etcdctl's endpoint commands need.
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import {
   AlarmResponseSchema,
@@ -12,6 +12,7 @@ import {
   type Maintenance,
 } from "../gen/etcdserverpb/rpc_pb.ts";
 import type { EtcdServer } from "../server/etcd-server.ts";
+import { callerOf } from "./auth-context.ts";
 import { guarded } from "./errors.ts";
 
 const snapshotChunkBytes = 32 * 1024;
@@ -20,6 +21,8 @@ const notYet = (what: string) => () =>
   Promise.reject(new ConnectError(`edgetcd: ${what} is not implemented yet`, Code.Unimplemented));
 
 export function maintenanceService(server: EtcdServer): ServiceImpl<typeof Maintenance> {
+  // Root only with auth on, as etcd's authMaintenanceServer (and 3.5's MoveLeader).
+  const admin = (context: HandlerContext) => server.auth.checkAdmin(callerOf(context));
   return {
     status: () =>
       guarded(() => {
@@ -40,8 +43,9 @@ export function maintenanceService(server: EtcdServer): ServiceImpl<typeof Maint
     // No alarms are raised yet (quota alarms arrive with the quota work): an
     // alarm list is always empty, and deactivating nothing succeeds.
     alarm: () => guarded(() => create(AlarmResponseSchema, { header: server.header(), alarms: [] })),
-    hashKV: (request) =>
+    hashKV: (request, context) =>
       guarded(() => {
+        admin(context);
         const hash = server.hashKV(Number(request.revision));
         return create(HashKVResponseSchema, {
           header: server.header(),
@@ -49,16 +53,24 @@ export function maintenanceService(server: EtcdServer): ServiceImpl<typeof Maint
           compactRevision: BigInt(hash.compactRevision),
         });
       }),
-    defragment: () =>
+    defragment: (_request, context) =>
       guarded(() => {
+        admin(context);
         server.defragment();
         return create(DefragmentResponseSchema, { header: server.header() });
       }),
-    hash: () => guarded(() => create(HashResponseSchema, { header: server.header(), hash: server.hash() })),
+    hash: (_request, context) =>
+      guarded(() => {
+        admin(context);
+        return create(HashResponseSchema, { header: server.header(), hash: server.hash() });
+      }),
     // The database file in 32 KiB pieces, then its SHA-256 (as etcd sends it,
     // for `etcdctl snapshot restore` to check). The file is SQLite, not bbolt.
-    snapshot: async function* () {
-      const data = await guarded(() => server.backendSnapshot());
+    snapshot: async function* (_request, context) {
+      const data = await guarded(() => {
+        admin(context);
+        return server.backendSnapshot();
+      });
       for (let sent = 0; sent < data.length; ) {
         const blob = data.subarray(sent, Math.min(data.length, sent + snapshotChunkBytes));
         sent += blob.length;
@@ -67,8 +79,9 @@ export function maintenanceService(server: EtcdServer): ServiceImpl<typeof Maint
       const digest = new Uint8Array(await globalThis.crypto.subtle.digest("SHA-256", data as Uint8Array<ArrayBuffer>));
       yield create(SnapshotResponseSchema, { header: server.header(), remainingBytes: 0n, blob: digest });
     },
-    moveLeader: (request) =>
+    moveLeader: (request, context) =>
       guarded(async () => {
+        admin(context);
         await server.moveLeader(Number(request.targetID));
         return create(MoveLeaderResponseSchema, { header: server.header() });
       }),

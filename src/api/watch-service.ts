@@ -21,6 +21,8 @@ import { unbounded } from "../mvcc/watch-group.ts";
 import { invalidWatchId, type WatchDelivery, type WatchStream } from "../mvcc/watch-stream.ts";
 import type { WatchableStore } from "../mvcc/watchable-store.ts";
 import type { EtcdServer } from "../server/etcd-server.ts";
+import type { AuthInfo, AuthStore } from "../auth/store.ts";
+import { callerOf } from "./auth-context.ts";
 
 /** Responses a stream buffers before its watchers become victims (etcd's chanBufLen). */
 export const watchStreamResponsesMax = 128;
@@ -29,6 +31,25 @@ export const watchStreamResponsesMax = 128;
 export interface WatchBackend {
   watchHub: WatchableStore;
   header: EtcdServer["header"];
+  auth?: AuthStore;
+}
+
+/**
+ * The caller must be allowed to read the whole watched range, as for a range
+ * request (etcd's isWatchPermitted): a watch from a key to the end of the
+ * keyspace needs a grant that is open-ended too.
+ */
+export function watchRefusal(server: WatchBackend, caller: AuthInfo | undefined): (request: WatchCreateRequest) => string | undefined {
+  return (request) => {
+    const auth = server.auth;
+    if (auth === undefined || !auth.enabled) return undefined;
+    try {
+      auth.checkRange(caller, request.key, request.rangeEnd);
+      return undefined;
+    } catch (error) {
+      return error instanceof Error ? error.message : String(error);
+    }
+  };
 }
 
 export class WatchSession {
@@ -43,6 +64,8 @@ export class WatchSession {
     private readonly server: WatchBackend,
     /** Responses of fragmenting watchers are split above this size (etcd: max request bytes + gRPC overhead). */
     private readonly fragmentBytes: number,
+    /** Why the caller may not watch a range (etcd's message), or undefined when it may; checked at each create. */
+    private readonly refusal: (request: WatchCreateRequest) => string | undefined = () => undefined,
   ) {
     this.stream = server.watchHub.newStream({ send: (delivery, force) => this.deliver(delivery, force) });
   }
@@ -76,6 +99,16 @@ export class WatchSession {
 
   /** Creates a watcher and queues its created (or failed) response; returns that response. */
   create(request: WatchCreateRequest): WatchResponse {
+    const refused = this.refusal(request);
+    if (refused !== undefined) {
+      const response = this.response(this.stream.revision);
+      response.created = true;
+      response.canceled = true;
+      response.watchId = invalidWatchId;
+      response.cancelReason = refused;
+      this.push(response);
+      return response;
+    }
     // etcd: an empty key is the smallest key "\0"; range_end "\0" means every key >= key.
     const key = request.key.length === 0 ? "\u0000" : keyString(request.key);
     let end: string | undefined;
@@ -259,7 +292,7 @@ function embeddedSize(length: number): number {
 export function watchService(server: WatchBackend, fragmentBytes: number): ServiceImpl<typeof Watch> {
   return {
     watch(requests, context) {
-      const session = new WatchSession(server, fragmentBytes);
+      const session = new WatchSession(server, fragmentBytes, watchRefusal(server, callerOf(context)));
       // Requests are read concurrently with responses being written. After the
       // client half-closes, etcd keeps the stream (and its watchers) open.
       void (async () => {

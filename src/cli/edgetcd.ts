@@ -8,6 +8,9 @@ import { ConfigError, serverConfigFromFlags, type LogLevel, type ServerConfig } 
 import type { ClientTlsSettings } from "../server/client-tls.ts";
 import { clusterVersion, EtcdServer, serverVersion } from "../server/etcd-server.ts";
 import { FlagError, parseFlags } from "./flags.ts";
+import { JwtTokens, type JwtKey } from "../auth/jwt-tokens.ts";
+import { parseAuthTokenOption, type JwtTokenOptions } from "../auth/token-options.ts";
+import { AuthTokens } from "../auth/tokens.ts";
 import { bindPeerListeners, type PreboundPeers } from "./prebound-peers.ts";
 import { usageText, versionText, type BuildInfo } from "./usage.ts";
 
@@ -28,6 +31,8 @@ export interface Host {
   /** Binds a client URL; it serves once given the API (requests before that wait). Bound before the data dir is touched. */
   bindClients(url: URL, options: ClientListenerOptions): Promise<ClientListener & { serve(api: ClientApi): void }>;
   metricsText(): Promise<string>;
+  /** The keys of --auth-token jwt (PEM files: certificates and PKCS#1/SEC1/PKCS#8 keys); throws naming a missing or unusable file. */
+  loadJwtKeys(options: Pick<JwtTokenOptions, "signMethod" | "publicKeyPath" | "privateKeyPath">): Promise<{ signKey?: JwtKey; verifyKey: JwtKey }>;
   onShutdownSignal(handler: (signal: string) => void): void;
   write(stream: "stdout" | "stderr", text: string): void;
   exit(code: number): void;
@@ -131,7 +136,9 @@ export async function runEdgetcd(host: Host, argv: readonly string[], env: Recor
 
   let server: EtcdServer;
   try {
+    const tokens = await authTokensOf(host, config, logger);
     server = await EtcdServer.start(host.runtime, config, logger, {
+      ...(tokens === undefined ? {} : { tokens }),
       peerNetwork: peers.network,
       ...(host.crashPoints === undefined ? {} : { crashPoints: host.crashPoints }),
       // Fatal means exit, as in etcd: no cleanup that could hang on a broken
@@ -201,4 +208,24 @@ const exitCodeAfterSignal: Record<string, number> = { SIGINT: 130, SIGTERM: 143 
 
 function usage(): string {
   return usageText();
+}
+
+/**
+ * --auth-token jwt,…: keys read and checked against each other before the
+ * member starts, so a bad key stops the start rather than every login.
+ * Undefined for simple tokens (the server's default).
+ */
+async function authTokensOf(host: Host, config: ServerConfig, logger: Logger): Promise<AuthTokens | undefined> {
+  const options = parseAuthTokenOption(config.authToken);
+  if (options.kind === "simple") return undefined;
+  for (const name of options.unknownOptions) logger.warn("unknown JWT option", { option: name });
+  const keys = await host.loadJwtKeys(options);
+  const jwt = await JwtTokens.start({
+    signMethod: options.signMethod,
+    ...(keys.signKey === undefined ? {} : { signKey: keys.signKey }),
+    verifyKey: keys.verifyKey,
+    ttlMs: options.ttlMs,
+    clock: host.runtime.clock,
+  });
+  return new AuthTokens({ kind: "jwt", jwt });
 }

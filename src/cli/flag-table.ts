@@ -54,7 +54,6 @@ const refused = (reason: string): FlagStatus => ({ kind: "refused", reason });
 const warned = (reason: string): FlagStatus => ({ kind: "warned", reason });
 
 const noTls = refused("TLS is not served yet (issue 13); edgetcd would run in plain text");
-const noAuth = refused("etcd's authentication is not served yet (issue 13); edgetcd would let every client in");
 const noV2 = refused("the v2 API is not served; edgetcd serves etcd's v3 API only");
 const noProxy = warned("only read in v2 proxy mode, which edgetcd does not have (--proxy is refused)");
 const noDiscovery = refused("discovery is not implemented; bootstrap with --initial-cluster");
@@ -173,9 +172,9 @@ export const flagDefinitions: readonly FlagDefinition[] = [
     ],
   ]),
   ...group("Auth", [
-    ["auth-token", "string", "simple", "Kind of auth token: 'simple' or 'jwt,...'.", noAuth],
-    ["bcrypt-cost", "uint", "10", "bcrypt cost of stored password hashes (4 to 31).", noAuth],
-    ["auth-token-ttl", "uint", "300", "Seconds a simple auth token lives.", noAuth],
+    ["auth-token", "string", "simple", "Kind of auth token: 'simple' or 'jwt,pub-key=...,priv-key=...,sign-method=...,ttl=...'."],
+    ["bcrypt-cost", "uint", "10", "bcrypt cost of stored password hashes (4 to 31)."],
+    ["auth-token-ttl", "uint", "300", "Seconds an unused simple auth token lives."],
   ]),
   ...group("Profiling and monitoring", [
     ["enable-pprof", "bool", "false", "Serve runtime profiles at /debug/pprof/.", warned("there are no Go profiles to serve; profile with the runtime's own tools")],

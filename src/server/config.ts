@@ -55,7 +55,19 @@ export interface ServerConfig {
   logOutputs: string[];
   /** Things to log once the logger exists (a deprecated --logger value). */
   startWarnings: string[];
+  /** --auth-token: "simple", or "jwt,pub-key=…,priv-key=…,sign-method=…,ttl=…" (parsed by src/auth/token-options.ts). */
+  authToken: string;
+  /** --auth-token-ttl: seconds an unused simple token lives. */
+  authTokenTtlSeconds: number;
+  /** --bcrypt-cost for stored password hashes. */
+  bcryptCost: number;
+  /** --client-cert-auth: a request without a token runs as its verified client certificate's CommonName. */
+  clientCertAuth: boolean;
 }
+
+/** bcrypt's cost bounds (golang.org/x/crypto/bcrypt MinCost, MaxCost). */
+export const bcryptCostMin = 4;
+export const bcryptCostMax = 31;
 
 /** etcd's --log-level values (its zap levels; panic and fatal log only what stops the process). */
 export const logLevels = ["debug", "info", "warn", "error", "panic", "fatal"] as const;
@@ -228,8 +240,16 @@ export function serverConfigFromFlags(flags: ParsedFlags): ServerConfig {
     if (error instanceof ClientTlsError) throw new ConfigError(error.message);
     throw error;
   }
+  const bcryptCost = integer("bcrypt-cost");
+  if (!Number.isInteger(bcryptCost) || bcryptCost < bcryptCostMin || bcryptCost > bcryptCostMax) {
+    throw new ConfigError(`--bcrypt-cost must be between ${bcryptCostMin} and ${bcryptCostMax}, got ${get("bcrypt-cost")}`);
+  }
   return {
     name,
+    authToken: get("auth-token") || "simple",
+    authTokenTtlSeconds: integer("auth-token-ttl"),
+    bcryptCost,
+    clientCertAuth: get("client-cert-auth") === "true",
     dataDir: get("data-dir") || `${name}.edgetcd`,
     walDir: get("wal-dir") || undefined,
     maxWals: integer("max-wals"),

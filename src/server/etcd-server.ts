@@ -34,7 +34,7 @@ import {
   type TxnRequest,
   type TxnResponse,
 } from "../gen/etcdserverpb/rpc_pb.ts";
-import { EtcdError, etcdError, GrpcCode } from "../errors.ts";
+import { assert, EtcdError, etcdError, GrpcCode } from "../errors.ts";
 import { decodeConfChange } from "../raft/conf-change-codec.ts";
 import {
   ConfChangeType,
@@ -74,7 +74,34 @@ import { LocalLog } from "./local-log.ts";
 import { MemberStore, type MemberRecord } from "./members.ts";
 import { RaftLog } from "./raft-log.ts";
 import type { ServerLog } from "./server-log.ts";
-import { decodeRequest, encodeRequest, RequestKind, type InternalRequest } from "./request-codec.ts";
+import { decodeRequest, encodeRequest, RequestKind, type InternalRequest, type RequestOf } from "./request-codec.ts";
+import { AuthStore, type AuthInfo } from "../auth/store.ts";
+import { AuthTokens } from "../auth/tokens.ts";
+import { SimpleTokens } from "../auth/simple-tokens.ts";
+import { checkTxnPermitted } from "../auth/request-checks.ts";
+import type { PasswordHasher } from "../ports.ts";
+
+/** What an applied login answers its proposer: the user, the revision, and the simple token (undefined for jwt). */
+export interface AppliedLogin {
+  username: string;
+  revision: number;
+  token: string | undefined;
+}
+
+/** Requests that change users, roles or the enabled flag, or log a user in. */
+export type AuthRequestKind =
+  | RequestKind.AuthEnable
+  | RequestKind.AuthDisable
+  | RequestKind.Authenticate
+  | RequestKind.AuthUserAdd
+  | RequestKind.AuthUserDelete
+  | RequestKind.AuthUserChangePassword
+  | RequestKind.AuthUserGrantRole
+  | RequestKind.AuthUserRevokeRole
+  | RequestKind.AuthRoleAdd
+  | RequestKind.AuthRoleDelete
+  | RequestKind.AuthRoleGrantPermission
+  | RequestKind.AuthRoleRevokePermission;
 
 /** The etcd API version we speak; clients gate features on it. */
 export const serverVersion = "3.5.0";
@@ -99,6 +126,8 @@ export class EtcdServer {
   private readonly leaseExpiry: LeaseExpiryLoop;
   /** Carries renewals and time-to-live questions from this member to the leader (etcd's leasehttp). */
   private readonly leaseForwarder: LeaseForwarder;
+  /** Users, roles and permissions, as applied from the log. */
+  readonly auth: AuthStore;
 
   private constructor(
     readonly config: ServerConfig,
@@ -117,7 +146,10 @@ export class EtcdServer {
     private readonly releaseLock: () => Promise<void>,
     /** One-off requests to peers (lease forwarding): TLS with the peer certificate when peer TLS is on. */
     peerFetch: PeerFetch | undefined,
+    /** The tokens Authenticate hands out (--auth-token). */
+    readonly tokens: AuthTokens,
   ) {
+    this.auth = new AuthStore(backend, tokens);
     this.watchHub = new WatchableStore(store);
     this.watchScheduler = new WatchScheduler(this.watchHub, runtime.clock, {
       progressNotifyIntervalMs: config.watchProgressNotifyIntervalMs,
@@ -163,6 +195,8 @@ export class EtcdServer {
       crashPoints?: CrashPoints;
       /** A storage failure: the process host exits at once (etcd's fatal log), after the one line fail() logs. */
       onFatal?: (reason: string) => void;
+      /** --auth-token: simple tokens when not given. */
+      tokens?: AuthTokens;
     } = {},
   ): Promise<EtcdServer> {
     const { fs } = runtime;
@@ -345,6 +379,7 @@ export class EtcdServer {
         crashPoints,
         () => lock.release(),
         options.peerNetwork?.fetch,
+        options.tokens ?? defaultTokens(runtime, config),
       );
       // Replay what the WAL has past the backend's consistent index.
       server.appliedIndex = applied;
@@ -377,39 +412,74 @@ export class EtcdServer {
 
   // --- reads -------------------------------------------------------------
 
-  async range(request: RangeRequest): Promise<RangeResponse> {
+  async range(request: RangeRequest, auth?: AuthInfo): Promise<RangeResponse> {
     this.assertServing();
     if (!request.serializable) await this.log.readBarrier();
+    this.auth.checkRange(auth, request.key, request.rangeEnd);
     const response = this.applier.range(request);
+    this.auth.checkUnchangedSince(auth);
     response.header = this.header(response.header?.revision);
     return response;
   }
 
+  /** Waits until this member has applied everything committed when it was called (a linearizable read's barrier). */
+  readBarrier(): Promise<void> {
+    this.assertServing();
+    return this.log.readBarrier();
+  }
+
+  /** Proposes a user or role change (or a checked login); answers when it is applied. */
+  proposeAuth<K extends AuthRequestKind>(kind: K, request: RequestOf<K>, auth: AuthInfo | undefined): Promise<unknown> {
+    return this.propose({ kind, id: this.nextRequestId(), auth, request } as InternalRequest);
+  }
+
+  /**
+   * The user a call runs as: its token's, else (with --client-cert-auth) its
+   * verified certificate's CommonName, else nobody. A token that is not valid
+   * is refused even with auth off, as etcd refuses it.
+   */
+  async authInfoFrom(token: string | undefined, commonName: string | undefined): Promise<AuthInfo | undefined> {
+    if (token !== undefined) {
+      const info = await this.tokens.info(token, this.auth.revision);
+      if (info === undefined) throw etcdError("invalidAuthToken");
+      return info;
+    }
+    if (commonName !== undefined && commonName !== "" && this.config.clientCertAuth) return { username: commonName, revision: this.auth.revision };
+    return undefined;
+  }
+
+  /** bcrypt off the event loop. */
+  get passwords(): PasswordHasher {
+    return this.runtime.passwords;
+  }
+
   // --- writes ------------------------------------------------------------
 
-  put(request: PutRequest): Promise<PutResponse> {
-    return this.propose({ kind: RequestKind.Put, id: this.nextRequestId(), request });
+  put(request: PutRequest, auth?: AuthInfo): Promise<PutResponse> {
+    return this.propose({ kind: RequestKind.Put, id: this.nextRequestId(), auth, request });
   }
 
-  deleteRange(request: DeleteRangeRequest): Promise<DeleteRangeResponse> {
-    return this.propose({ kind: RequestKind.DeleteRange, id: this.nextRequestId(), request });
+  deleteRange(request: DeleteRangeRequest, auth?: AuthInfo): Promise<DeleteRangeResponse> {
+    return this.propose({ kind: RequestKind.DeleteRange, id: this.nextRequestId(), auth, request });
   }
 
-  txn(request: TxnRequest): Promise<TxnResponse> {
+  txn(request: TxnRequest, auth?: AuthInfo): Promise<TxnResponse> {
     // A read-only txn needs no log entry (etcd serves it like a range).
     if (isTxnReadOnly(request)) {
       this.assertServing();
       return this.log.readBarrier().then(() => {
+        checkTxnPermitted(this.auth, auth, request);
         const response = this.applier.txn(request);
+        this.auth.checkUnchangedSince(auth);
         response.header = this.header(response.header?.revision);
         return response;
       });
     }
-    return this.propose({ kind: RequestKind.Txn, id: this.nextRequestId(), request });
+    return this.propose({ kind: RequestKind.Txn, id: this.nextRequestId(), auth, request });
   }
 
-  compact(request: CompactionRequest): Promise<CompactionResponse> {
-    return this.propose({ kind: RequestKind.Compact, id: this.nextRequestId(), request });
+  compact(request: CompactionRequest, auth?: AuthInfo): Promise<CompactionResponse> {
+    return this.propose({ kind: RequestKind.Compact, id: this.nextRequestId(), auth, request });
   }
 
   private propose<T>(internal: InternalRequest): Promise<T> {
@@ -493,15 +563,15 @@ export class EtcdServer {
     return this.runtime.clock;
   }
 
-  leaseGrant(request: LeaseGrantRequest): Promise<LeaseGrantResponse> {
+  leaseGrant(request: LeaseGrantRequest, auth?: AuthInfo): Promise<LeaseGrantResponse> {
     // The proposer picks the id, so every member applies the same one.
     const ID = request.ID === 0n ? randomLeaseId(this.runtime.random) : request.ID;
     if (request.TTL > BigInt(leaseTtlMaxSeconds)) return Promise.reject(etcdError("leaseTtlTooLarge"));
-    return this.propose({ kind: RequestKind.LeaseGrant, id: this.nextRequestId(), request: { ...request, ID } });
+    return this.propose({ kind: RequestKind.LeaseGrant, id: this.nextRequestId(), auth, request: { ...request, ID } });
   }
 
-  leaseRevoke(request: LeaseRevokeRequest): Promise<LeaseRevokeResponse> {
-    return this.propose({ kind: RequestKind.LeaseRevoke, id: this.nextRequestId(), request });
+  leaseRevoke(request: LeaseRevokeRequest, auth?: AuthInfo): Promise<LeaseRevokeResponse> {
+    return this.propose({ kind: RequestKind.LeaseRevoke, id: this.nextRequestId(), auth, request });
   }
 
   /** The cluster id, for the peer lease routes. */
@@ -697,6 +767,7 @@ export class EtcdServer {
     await this.snapshotFiles.swapIn(this.backend);
     this.crashPoints?.hit("snapshot-after-apply");
     this.store.reload();
+    this.auth.reload();
     this.watchHub.storeReplaced();
     this.lessor.reload(this.store.restoredLeases);
     this.memberStore.reload();
@@ -748,7 +819,7 @@ export class EtcdServer {
       } else if (entry.data.length > 0) {
         const internal = decodeRequest(entry.data);
         try {
-          result = this.applyRequest(internal);
+          result = this.applyRequest(internal, entry.index);
         } catch (error) {
           failure = error;
         }
@@ -772,16 +843,29 @@ export class EtcdServer {
     this.maybeSnapshot();
   }
 
-  private applyRequest(internal: InternalRequest): unknown {
+  private applyRequest(internal: InternalRequest, index: number): unknown {
     let response: { header?: ResponseHeader | undefined };
+    // The user's rights are checked again here, on every member, against the
+    // auth state this entry is applied on (etcd's authApplierV3).
+    const auth = internal.auth;
     switch (internal.kind) {
-      case RequestKind.Put:
-        response = this.applier.put(internal.request);
+      case RequestKind.Put: {
+        const request = internal.request;
+        this.auth.checkPut(auth, request.key);
+        this.checkLeaseKeysWritable(auth, request.lease);
+        if (request.prevKv) this.auth.checkRange(auth, request.key, new Uint8Array(0));
+        response = this.applier.put(request);
         break;
-      case RequestKind.DeleteRange:
-        response = this.applier.deleteRange(internal.request);
+      }
+      case RequestKind.DeleteRange: {
+        const request = internal.request;
+        this.auth.checkDeleteRange(auth, request.key, request.rangeEnd);
+        if (request.prevKv) this.auth.checkRange(auth, request.key, request.rangeEnd);
+        response = this.applier.deleteRange(request);
         break;
+      }
       case RequestKind.Txn:
+        checkTxnPermitted(this.auth, auth, internal.request);
         response = this.applier.txn(internal.request);
         break;
       case RequestKind.Compact:
@@ -793,6 +877,7 @@ export class EtcdServer {
         break;
       }
       case RequestKind.LeaseRevoke:
+        this.checkLeaseKeysWritable(auth, internal.request.ID);
         this.applyLeaseRevoke(internal.request.ID);
         response = create(LeaseRevokeResponseSchema, {});
         break;
@@ -808,9 +893,78 @@ export class EtcdServer {
         }
         return {};
       }
+      default:
+        return this.applyAuthRequest(internal, index);
     }
     response.header = this.header(response.header?.revision);
     return response;
+  }
+
+  /** A user or role change, enable/disable, or a login: root only, except the login. */
+  private applyAuthRequest(internal: InternalRequest, index: number): unknown {
+    const auth = internal.auth;
+    if (internal.kind !== RequestKind.Authenticate) this.auth.checkAdmin(auth);
+    switch (internal.kind) {
+      case RequestKind.AuthEnable:
+        this.auth.enable();
+        break;
+      case RequestKind.AuthDisable:
+        this.auth.disable();
+        break;
+      case RequestKind.Authenticate: {
+        const { name, simpleTokenPrefix } = internal.request;
+        const revision = this.auth.authenticate(name);
+        return { username: name, revision, token: this.tokens.assigned(simpleTokenPrefix, index, name) } satisfies AppliedLogin;
+      }
+      case RequestKind.AuthUserAdd: {
+        const { name, hashedPassword, options } = internal.request;
+        this.auth.userAdd(name, hashedPassword, options?.noPassword === true);
+        break;
+      }
+      case RequestKind.AuthUserDelete:
+        this.auth.userDelete(internal.request.name);
+        break;
+      case RequestKind.AuthUserChangePassword:
+        this.auth.userChangePassword(internal.request.name, internal.request.hashedPassword);
+        break;
+      case RequestKind.AuthUserGrantRole:
+        this.auth.userGrantRole(internal.request.user, internal.request.role);
+        break;
+      case RequestKind.AuthUserRevokeRole:
+        this.auth.userRevokeRole(internal.request.name, internal.request.role);
+        break;
+      case RequestKind.AuthRoleAdd:
+        this.auth.roleAdd(internal.request.name);
+        break;
+      case RequestKind.AuthRoleDelete:
+        this.auth.roleDelete(internal.request.role);
+        break;
+      case RequestKind.AuthRoleGrantPermission: {
+        const { name, perm } = internal.request;
+        if (perm === undefined) throw etcdError("permissionNotGiven");
+        this.auth.roleGrantPermission(name, perm);
+        break;
+      }
+      case RequestKind.AuthRoleRevokePermission: {
+        const { role, key, rangeEnd } = internal.request;
+        this.auth.roleRevokePermission(role, key, rangeEnd);
+        break;
+      }
+      default:
+        assert(false, `request kind ${internal.kind} is applied`);
+    }
+    return { header: this.header() };
+  }
+
+  /**
+   * A lease's keys must all be writable by the user who revokes it or
+   * attaches another key to it: revoking deletes them (etcd's checkLeasePuts).
+   */
+  private checkLeaseKeysWritable(auth: AuthInfo | undefined, leaseId: bigint): void {
+    if (!this.auth.enabled || leaseId === 0n) return;
+    const lease = this.lessor.lookup(leaseId);
+    if (lease === undefined) return;
+    for (const key of lease.keys.values()) this.auth.checkPut(auth, key);
   }
 
   /** A committed membership change: Raft's configuration, the member store, the transport. */
@@ -1172,6 +1326,8 @@ export class EtcdServer {
     this.watchScheduler.stop();
     this.leaseExpiry.stop();
     this.log.stop();
+    this.tokens.stop();
+    await this.runtime.passwords.close();
     await this.transport?.stop();
     for (const waiter of this.waiters.values()) waiter.reject(etcdError("stopped"));
     this.waiters.clear();
@@ -1180,6 +1336,11 @@ export class EtcdServer {
     await this.wal.close();
     await this.releaseLock();
   }
+}
+
+/** --auth-token simple (etcd's default): tokens registered on every member, expiring after --auth-token-ttl unused. */
+function defaultTokens(runtime: Runtime, config: ServerConfig): AuthTokens {
+  return new AuthTokens({ kind: "simple", simple: new SimpleTokens(runtime.clock, runtime.random, { ttlSeconds: config.authTokenTtlSeconds }) });
 }
 
 /** etcd's request timeout: 5 s plus two election timeouts. */
