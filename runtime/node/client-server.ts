@@ -3,14 +3,15 @@
 // Every request first passes the `--cors` policy (src/api/cors.ts).
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createContextValues, type ContextValues } from "@connectrpc/connect";
-import type { TLSSocket } from "node:tls";
+import type * as http from "node:http";
+import type * as http2 from "node:http2";
 import { clientCommonNameKey } from "../../src/api/auth-context.ts";
 import { getRequestListener } from "@hono/node-server";
 import type { ClientApi } from "../../src/api/client-api.ts";
 import type { ClientListenerOptions } from "../../src/cli/edgetcd.ts";
 import { corsHeaders, type CorsPolicy } from "../../src/api/cors.ts";
 import { clientTlsListenOptions } from "./client-tls.ts";
-import { listenHttp, type Listener, type NodeRequestHandler } from "./http-listener.ts";
+import { listenHttp, tlsSocketOf, type Listener, type NodeRequestHandler } from "./http-listener.ts";
 import { clientTransportLimits } from "./transport-limits.ts";
 import { closingAfterUnreadBody } from "./unread-body.ts";
 import { BrowserLease, BrowserWatch } from "../../src/gen/edgetcd/v1/edgetcd_pb.ts";
@@ -92,10 +93,10 @@ function clientHandlers(api: ClientApi, options: ClientListenerOptions): { http2
  * chained to the trusted CA counts (`authorized`); the gateway's in-memory
  * calls never get here.
  */
-function clientCertificateContext(request: { socket: unknown }): ContextValues {
+function clientCertificateContext(request: http.IncomingMessage | http2.Http2ServerRequest): ContextValues {
   const values = createContextValues();
-  const socket = request.socket as Partial<TLSSocket> | undefined;
-  if (socket?.authorized === true && typeof socket.getPeerCertificate === "function") {
+  const socket = tlsSocketOf(request);
+  if (socket?.authorized === true) {
     const subject = socket.getPeerCertificate().subject as { CN?: string | string[] } | undefined;
     const commonName = Array.isArray(subject?.CN) ? subject.CN[0] : subject?.CN;
     if (commonName !== undefined && commonName !== "") values.set(clientCommonNameKey, commonName);

@@ -86,7 +86,8 @@ export interface LimitedServers {
   supervisor: SessionSupervisor;
   http1Timeouts: Http1TimeoutWatch;
   /** Gives h2 a connection read through the frame guard; its session is supervised with that connection. */
-  serveGuarded(stream: Duplex, connection: GuardedConnection): void;
+  /** `tlsSocket`: the TLS connection under `stream`, when there is one (see tlsSocketOf). */
+  serveGuarded(stream: Duplex, connection: GuardedConnection, tlsSocket?: tls.TLSSocket): void;
 }
 
 export function limitedHttpServers(
@@ -108,7 +109,11 @@ export function limitedHttpServers(
   // The session is created while the server takes the connection, so the
   // connection being handed over is the one its session reads.
   let connectionHandedOver: GuardedConnection | undefined;
-  h2.on("session", (session) => supervisor.adopt(session, connectionHandedOver));
+  let tlsSocketHandedOver: tls.TLSSocket | undefined;
+  h2.on("session", (session) => {
+    supervisor.adopt(session, connectionHandedOver);
+    if (tlsSocketHandedOver !== undefined) tlsSocketOfSession.set(session, tlsSocketHandedOver);
+  });
   const h1 = http.createServer(handleHttp1);
   h1.keepAliveTimeout = 60_000;
   const http1Timeouts = new Http1TimeoutWatch(
@@ -121,12 +126,31 @@ export function limitedHttpServers(
     h1,
     supervisor,
     http1Timeouts,
-    serveGuarded(stream, connection) {
+    serveGuarded(stream, connection, tlsSocket) {
       connectionHandedOver = connection;
+      tlsSocketHandedOver = tlsSocket;
       h2.emit("connection", stream);
       connectionHandedOver = undefined;
+      tlsSocketHandedOver = undefined;
     },
   };
+}
+
+/**
+ * The TLS connection an HTTP/2 session reads. The session reads a guarded
+ * stream, not the TLS socket (Node wraps it again), so a request cannot reach
+ * the certificate through its `socket`; this remembers it per session.
+ */
+const tlsSocketOfSession = new WeakMap<http2.Http2Session, tls.TLSSocket>();
+
+/**
+ * The TLS socket a request came over, whichever HTTP version: for whether
+ * the client's certificate was verified and what it names
+ * (--client-cert-auth's CommonName, src/api/auth-context.ts).
+ */
+export function tlsSocketOf(request: http.IncomingMessage | http2.Http2ServerRequest): tls.TLSSocket | undefined {
+  if ("stream" in request) return tlsSocketOfSession.get(request.stream.session as http2.Http2Session);
+  return request.socket instanceof tls.TLSSocket ? request.socket : undefined;
 }
 
 export async function listenHttp(options: ListenOptions): Promise<Listener> {
@@ -156,7 +180,7 @@ export async function listenHttp(options: ListenOptions): Promise<Listener> {
         nowMs,
         ...(options.onViolation === undefined ? {} : { onViolation: options.onViolation }),
       });
-      serveGuarded(stream, connection);
+      serveGuarded(stream, connection, socket instanceof tls.TLSSocket ? socket : undefined);
     },
     http1(socket, head) {
       socket.pause();

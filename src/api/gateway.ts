@@ -93,7 +93,10 @@ export function addGatewayRoutes(app: Hono, routes: (router: ConnectRouter) => v
     onError: (c) => gatewayError(c, messageTooLargeError(declaredBytes(c) ?? bodyBytesMax + 1, limits.messageBytesMax)),
   });
   for (const [path, method] of gatewayRoutes) {
-    app.post(path, limitBody, (c) => callGateway(c, transport, method, limits));
+    // etcd 3.4 serves every route under /v3beta too (the prefix of 3.3's gateway).
+    for (const served of [path, path.replace(/^\/v3\//, "/v3beta/")]) {
+      app.post(served, limitBody, (c) => callGateway(c, transport, method, limits));
+    }
   }
 }
 

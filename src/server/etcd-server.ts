@@ -75,7 +75,7 @@ import { MemberStore, type MemberRecord } from "./members.ts";
 import { RaftLog } from "./raft-log.ts";
 import type { ServerLog } from "./server-log.ts";
 import { decodeRequest, encodeRequest, RequestKind, type InternalRequest, type RequestOf } from "./request-codec.ts";
-import { AuthStore, type AuthInfo } from "../auth/store.ts";
+import { AuthStore, rootUser, type AuthInfo } from "../auth/store.ts";
 import { AuthTokens } from "../auth/tokens.ts";
 import { SimpleTokens } from "../auth/simple-tokens.ts";
 import { checkTxnPermitted } from "../auth/request-checks.ts";
@@ -175,7 +175,9 @@ export class EtcdServer {
       runtime.clock,
       {
         isLeader: () => this.isLeader,
-        revoke: (id) => this.leaseRevoke(create(LeaseRevokeRequestSchema, { ID: id })),
+        // As root, as etcd revokes expired leases (authStore.WithRoot): with
+        // auth on, the revoke is checked like any other.
+        revoke: (id) => this.leaseRevoke(create(LeaseRevokeRequestSchema, { ID: id }), { username: rootUser, revision: this.auth.revision }),
         checkpoint: (due) => {
           const checkpoints = due.map((checkpoint) => ({ ID: checkpoint.id, remainingTTL: BigInt(checkpoint.remainingTtlSeconds) }));
           const request = create(LeaseCheckpointRequestSchema, { checkpoints });
