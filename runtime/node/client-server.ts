@@ -7,7 +7,7 @@ import type * as http from "node:http";
 import type * as http2 from "node:http2";
 import { clientCommonNameKey } from "../../src/api/auth-context.ts";
 import { getRequestListener } from "@hono/node-server";
-import type { ClientApi } from "../../src/api/client-api.ts";
+import { gatewayCertificateRefusal, type ClientApi } from "../../src/api/client-api.ts";
 import type { ClientListenerOptions } from "../../src/cli/edgetcd.ts";
 import { corsHeaders, type CorsPolicy } from "../../src/api/cors.ts";
 import { clientTlsListenOptions } from "./client-tls.ts";
@@ -81,9 +81,10 @@ function clientHandlers(api: ClientApi, options: ClientListenerOptions): { http2
     fallback: (request, response) => void httpHandler(request as never, response as never),
   });
   const httpOnly: NodeRequestHandler = (request, response) => void httpHandler(request as never, response as never);
+  const gatewayGuard = options.tls === undefined ? (handler: NodeRequestHandler) => handler : (handler: NodeRequestHandler) => refusingNamedCertificateOnGateway(api, handler);
   return {
-    http2: withCors(api.cors, withUnaryFairness(options.grpc ? rpcHandler : httpOnly, streamingCallPaths)),
-    http1: options.http ? withCors(api.cors, closingAfterUnreadBody(rpcHandler)) : undefined,
+    http2: withCors(api.cors, gatewayGuard(withUnaryFairness(options.grpc ? rpcHandler : httpOnly, streamingCallPaths))),
+    http1: options.http ? withCors(api.cors, gatewayGuard(closingAfterUnreadBody(rpcHandler))) : undefined,
   };
 }
 
@@ -102,6 +103,18 @@ function clientCertificateContext(request: http.IncomingMessage | http2.Http2Ser
     if (commonName !== undefined && commonName !== "") values.set(clientCommonNameKey, commonName);
   }
   return values;
+}
+
+/** etcd's refusal of a gateway call made with a named client certificate (see ClientApi). */
+function refusingNamedCertificateOnGateway(api: ClientApi, handler: NodeRequestHandler): NodeRequestHandler {
+  return (request, response) => {
+    if (request.url?.startsWith("/v3/") && api.refusesNamedCertificateOnGateway() && clientCertificateContext(request as never).get(clientCommonNameKey) !== undefined) {
+      response.writeHead(400, { "content-type": "text/plain; charset=utf-8", "x-content-type-options": "nosniff" });
+      response.end(`${gatewayCertificateRefusal}\n`);
+      return;
+    }
+    handler(request, response);
+  };
 }
 
 /** Too many requests while starting: try again. */

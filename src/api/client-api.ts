@@ -29,7 +29,17 @@ export interface ClientApi {
   http: Hono;
   /** Which web origins may call (`--cors`); each runtime's listener applies it to every request. */
   cors: CorsPolicy;
+  /**
+   * Whether a gateway request (`/v3/...`) over TLS with a named client
+   * certificate is refused: with --client-cert-auth and auth on, etcd answers
+   * it 400 rather than run it as nobody while the client believes its
+   * certificate counts. The runtime's listener sees the certificate and asks.
+   */
+  refusesNamedCertificateOnGateway: () => boolean;
 }
+
+/** etcd's answer to such a request (embed/serve.go), as plain text with status 400. */
+export const gatewayCertificateRefusal = "CommonName of client sending a request against gateway will be ignored and not used as expected";
 
 export function createClientApi(server: EtcdServer, metricsText: () => Promise<string>, cors: CorsPolicy = { kind: "all" }): ClientApi {
   const routes = (router: ConnectRouter) => {
@@ -58,5 +68,11 @@ export function createClientApi(server: EtcdServer, metricsText: () => Promise<s
     connect: true,
     interceptors: [learnerGate(() => server.isLearnerMember), authInterceptor(server)],
   } as ConnectRouterOptions;
-  return { routes, routerOptions, http: createHttpApp({ server, routes, routerOptions, metricsText }), cors };
+  return {
+    routes,
+    routerOptions,
+    http: createHttpApp({ server, routes, routerOptions, metricsText }),
+    cors,
+    refusesNamedCertificateOnGateway: () => server.config.clientCertAuth && server.auth.enabled,
+  };
 }

@@ -5,17 +5,9 @@
 // print the same output and exit status on both.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { etcdctlAsync, startEdgetcd, startEtcd, type CommandResult, type RunningServer } from "../support/processes.ts";
+import { startEdgetcd, startEtcd, type RunningServer } from "../support/processes.ts";
+import { scriptDifferences, step, type Step } from "../support/etcdctl-script.ts";
 
-type Step = { args: string[]; input?: string };
-
-function splitArgs(line: string): string[] {
-  const args: string[] = [];
-  for (const match of line.matchAll(/"([^"]*)"|(\S+)/g)) args.push(match[1] ?? (match[2] as string));
-  return args;
-}
-
-const step = (line: string, input?: string): Step => ({ args: splitArgs(line), input });
 const root = "--user root:rootpw";
 const alice = "--user alice:alicepw";
 const bob = "--user bob:bobpw";
@@ -117,32 +109,6 @@ const script: Step[] = [
   step("auth disable"),
 ];
 
-/** Masks what legitimately differs between two servers: ids, revisions' raft parts, timings. */
-function normalize(text: string): string {
-  return text
-    .replace(/"(cluster_id|member_id|ID|leader)":\d+/g, '"$1":<id>')
-    .replace(/"(raft_term|raftIndex|raftTerm|raftAppliedIndex|dbSize|dbSizeInUse)":\d+/g, '"$1":<n>')
-    .replace(/127\.0\.0\.1:\d+/g, "<endpoint>")
-    .replace(/took = [0-9.]+[µmn]?s/g, "took = <t>")
-    .replace(/"ts":"[^"]*"/g, '"ts":<ts>')
-    .replace(/client-[0-9a-f-]{36}/g, "client-<uuid>")
-    .replace(/, [0-9a-f]+, \d+, \d+/g, ", <hash>")
-    // etcd 3.4 answers a non-root defrag, hash or snapshot with its internal
-    // error (Unknown, "auth: permission denied"); 3.5 and edgetcd with the
-    // gRPC error every other RPC gives (PermissionDenied).
-    .replaceAll("rpc error: code = Unknown desc = auth: permission denied", "etcdserver: permission denied")
-    // etcdctl's retry log lines: how many appear depends on timing, not on the answer.
-    .split("\n")
-    .filter((line) => !line.includes('"msg":"retrying of unary invoker failed"'))
-    .join("\n");
-}
-
-async function runScript(server: RunningServer): Promise<CommandResult[]> {
-  const results: CommandResult[] = [];
-  for (const { args, input } of script) results.push(await etcdctlAsync(server.endpoint, args, input));
-  return results;
-}
-
 describe("etcdctl's user, role and auth commands on etcd 3.4 and edgetcd alike", () => {
   let etcd: RunningServer;
   let edgetcd: RunningServer;
@@ -156,16 +122,7 @@ describe("etcdctl's user, role and auth commands on etcd 3.4 and edgetcd alike",
   });
 
   test("every step prints the same output and exit status", { timeout: 300_000 }, async () => {
-    const [expected, actual] = await Promise.all([runScript(etcd), runScript(edgetcd)]);
-    const mismatches: string[] = [];
-    for (const [index, { args }] of script.entries()) {
-      const want = expected[index] as CommandResult;
-      const got = actual[index] as CommandResult;
-      const label = `#${index} etcdctl ${args.join(" ")}`;
-      if (got.status !== want.status) mismatches.push(`${label}: exit ${got.status}, etcd ${want.status} (stderr: ${got.stderr.trim()} | etcd: ${want.stderr.trim()})`);
-      else if (normalize(got.stdout) !== normalize(want.stdout)) mismatches.push(`${label}: stdout\n  edgetcd: ${JSON.stringify(got.stdout)}\n  etcd:    ${JSON.stringify(want.stdout)}`);
-      else if (normalize(got.stderr) !== normalize(want.stderr)) mismatches.push(`${label}: stderr\n  edgetcd: ${JSON.stringify(normalize(got.stderr))}\n  etcd:    ${JSON.stringify(normalize(want.stderr))}`);
-    }
+    const mismatches = await scriptDifferences(etcd, edgetcd, script);
     assert.deepEqual(mismatches, []);
   });
 });
