@@ -19,6 +19,7 @@ import { Cluster, KV, Lease, Maintenance, Watch } from "../../src/gen/etcdserver
 import { Election } from "../../src/gen/v3electionpb/v3election_pb.ts";
 import { Lock } from "../../src/gen/v3lockpb/v3lock_pb.ts";
 import { streamingPaths, withUnaryFairness } from "./unary-fairness.ts";
+import { withGrpcGoMessages } from "./grpc-message.ts";
 
 /** Calls that stay open (watch, keep-alive, snapshot, observe): not counted against a connection's unary share. */
 const streamingCallPaths = streamingPaths([KV, Watch, Lease, Maintenance, Cluster, Lock, Election, BrowserWatch, BrowserLease]);
@@ -83,7 +84,7 @@ function clientHandlers(api: ClientApi, options: ClientListenerOptions): { http2
   const httpOnly: NodeRequestHandler = (request, response) => void httpHandler(request as never, response as never);
   const gatewayGuard = options.tls === undefined ? (handler: NodeRequestHandler) => handler : (handler: NodeRequestHandler) => refusingNamedCertificateOnGateway(api, handler);
   return {
-    http2: withCors(api.cors, gatewayGuard(withUnaryFairness(options.grpc ? rpcHandler : httpOnly, streamingCallPaths))),
+    http2: withCors(api.cors, gatewayGuard(withUnaryFairness(options.grpc ? withGrpcGoMessages(rpcHandler) : httpOnly, streamingCallPaths))),
     http1: options.http ? withCors(api.cors, gatewayGuard(closingAfterUnreadBody(rpcHandler))) : undefined,
   };
 }

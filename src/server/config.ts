@@ -1,4 +1,5 @@
 // The server's configuration, derived from etcd's flags (src/cli/flags.ts).
+import { parseAuthTokenOption } from "../auth/token-options.ts";
 import { parseDurationMs, type ParsedFlags } from "../cli/flags.ts";
 import type { PeerTlsConfig } from "../ports.ts";
 import { ClientTlsError, clientTlsFromFlags, type ClientTlsSettings } from "./client-tls.ts";
@@ -240,13 +241,19 @@ export function serverConfigFromFlags(flags: ParsedFlags): ServerConfig {
     if (error instanceof ClientTlsError) throw new ConfigError(error.message);
     throw error;
   }
+  const authToken = get("auth-token") || "simple";
+  try {
+    parseAuthTokenOption(authToken);
+  } catch (error) {
+    throw new ConfigError(`--auth-token ${authToken}: ${error instanceof Error ? error.message : String(error)}`);
+  }
   const bcryptCost = integer("bcrypt-cost");
   if (!Number.isInteger(bcryptCost) || bcryptCost < bcryptCostMin || bcryptCost > bcryptCostMax) {
     throw new ConfigError(`--bcrypt-cost must be between ${bcryptCostMin} and ${bcryptCostMax}, got ${get("bcrypt-cost")}`);
   }
   return {
     name,
-    authToken: get("auth-token") || "simple",
+    authToken,
     authTokenTtlSeconds: integer("auth-token-ttl"),
     bcryptCost,
     clientCertAuth: get("client-cert-auth") === "true",

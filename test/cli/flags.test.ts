@@ -38,7 +38,7 @@ describe("flags", () => {
   });
 
   test("refused flags stop the start, naming the flag; at their default they ask for nothing", () => {
-    for (const argv of [["--config-file", "/etc/etcd.yaml"], ["--discovery", "https://discovery.example/x"], ["--enable-v2"], ["--unsafe-no-fsync"], ["--proxy", "on"], ["--force-new-cluster"], ["--auth-token", "jwt"]]) {
+    for (const argv of [["--config-file", "/etc/etcd.yaml"], ["--discovery", "https://discovery.example/x"], ["--enable-v2"], ["--unsafe-no-fsync"], ["--proxy", "on"], ["--force-new-cluster"], ["--host-whitelist", "example.com"]]) {
       const flags = parseFlags(argv, {});
       const name = (argv[0] as string).slice(2);
       assert.equal(flags.refusals.length, 1, argv.join(" "));
@@ -47,6 +47,17 @@ describe("flags", () => {
     const harmless = parseFlags(["--client-cert-auth=false", "--cert-file="], { ETCD_AUTO_TLS: "false" });
     assert.deepEqual(harmless.refusals, []);
     serverConfigFromFlags(harmless);
+  });
+
+  test("--auth-token and --bcrypt-cost are checked at start, as etcd does", () => {
+    const config = (argv: string[]) => serverConfigFromFlags(parseFlags(argv, {}));
+    assert.equal(config([]).authToken, "simple");
+    assert.equal(config(["--auth-token", "jwt,pub-key=/k.pub,sign-method=RS256"]).authToken, "jwt,pub-key=/k.pub,sign-method=RS256");
+    assert.throws(() => config(["--auth-token", "jwt"]), (error: Error) => error instanceof ConfigError && /--auth-token/.test(error.message));
+    assert.throws(() => config(["--auth-token", "kerberos"]), (error: Error) => error instanceof ConfigError && /unknown token type/.test(error.message));
+    assert.throws(() => config(["--auth-token", "jwt,pub-key=/k.pub,sign-method=XX256"]), (error: Error) => error instanceof ConfigError && /sign/.test(error.message));
+    assert.throws(() => config(["--bcrypt-cost", "3"]), (error: Error) => error instanceof ConfigError && /--bcrypt-cost/.test(error.message));
+    assert.equal(config(["--bcrypt-cost", "4"]).bcryptCost, 4);
   });
 
   test("every flag has a status, a group and a description", () => {
