@@ -1,5 +1,6 @@
 // npm run bench [-- --seconds S --rounds R --targets etcd,edgetcd-node,edgetcd-bun --cluster]
 // npm run bench -- --watch [...]: the watch fan-out benchmark (test/bench/watch.ts).
+// npm run bench -- --security --loadgen <binary> [...]: TLS and auth (test/bench/security.ts).
 // One load, run against the real etcd 3.4 and edgetcd side by side on this
 // machine, workloads interleaved round by round so noise hits both alike.
 // Prints throughput and p50/p99 latency per target and their ratios to etcd.
@@ -147,6 +148,11 @@ function summary(measurements: Measurement[] | undefined): Measurement {
   };
 }
 
+if (process.argv.includes("--security")) {
+  const { runSecurityBench } = await import("./security.ts");
+  await runSecurityBench();
+  process.exit(0);
+}
 if (process.argv.includes("--watch")) {
   const { runWatchBench } = await import("./watch.ts");
   await runWatchBench({
