@@ -15,14 +15,17 @@ import { listenHttp, tlsSocketOf, type Listener, type NodeRequestHandler } from 
 import { clientTransportLimits } from "./transport-limits.ts";
 import { closingAfterUnreadBody } from "./unread-body.ts";
 import { BrowserLease, BrowserWatch } from "../../src/gen/edgetcd/v1/edgetcd_pb.ts";
-import { Cluster, KV, Lease, Maintenance, Watch } from "../../src/gen/etcdserverpb/rpc_pb.ts";
+import { Auth, Cluster, KV, Lease, Maintenance, Watch } from "../../src/gen/etcdserverpb/rpc_pb.ts";
+import { answeringUnknownGrpcMethods } from "./grpc-unimplemented.ts";
 import { Election } from "../../src/gen/v3electionpb/v3election_pb.ts";
 import { Lock } from "../../src/gen/v3lockpb/v3lock_pb.ts";
 import { streamingPaths, withUnaryFairness } from "./unary-fairness.ts";
 import { withGrpcGoMessages } from "./grpc-message.ts";
 
+/** The services the client port serves (src/api/client-api.ts registers them). */
+const servedServices = [KV, Watch, Lease, Maintenance, Cluster, Auth, Lock, Election, BrowserWatch, BrowserLease];
 /** Calls that stay open (watch, keep-alive, snapshot, observe): not counted against a connection's unary share. */
-const streamingCallPaths = streamingPaths([KV, Watch, Lease, Maintenance, Cluster, Lock, Election, BrowserWatch, BrowserLease]);
+const streamingCallPaths = streamingPaths(servedServices);
 
 export async function serveClientApi(api: ClientApi, url: URL, options: ClientListenerOptions): Promise<Listener> {
   const listener = await bindClientApi(url, options);
@@ -79,7 +82,7 @@ function clientHandlers(api: ClientApi, options: ClientListenerOptions): { http2
     ...api.routerOptions,
     routes: api.routes,
     ...(options.tls === undefined ? {} : { contextValues: clientCertificateContext }),
-    fallback: (request, response) => void httpHandler(request as never, response as never),
+    fallback: answeringUnknownGrpcMethods(servedServices, (request, response) => void httpHandler(request as never, response as never)) as never,
   });
   const httpOnly: NodeRequestHandler = (request, response) => void httpHandler(request as never, response as never);
   const gatewayGuard = options.tls === undefined ? (handler: NodeRequestHandler) => handler : (handler: NodeRequestHandler) => refusingNamedCertificateOnGateway(api, handler);

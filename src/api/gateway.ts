@@ -41,7 +41,8 @@ const gatewayRoutes: ReadonlyArray<readonly [string, DescMethodUnary]> = [
   ["/v3/kv/compaction", KV.method.compact],
   ["/v3/maintenance/status", Maintenance.method.status],
   ["/v3/maintenance/alarm", Maintenance.method.alarm],
-  ["/v3/maintenance/hash", Maintenance.method.hashKV],
+  // etcd's proto gives Hash and HashKV this one path; etcd's gateway serves Hash.
+  ["/v3/maintenance/hash", Maintenance.method.hash],
   ["/v3/cluster/member/list", Cluster.method.memberList],
   ["/v3/auth/enable", Auth.method.authEnable],
   ["/v3/auth/disable", Auth.method.authDisable],
@@ -96,6 +97,8 @@ export function addGatewayRoutes(app: Hono, routes: (router: ConnectRouter) => v
     // etcd 3.4 serves every route under /v3beta too (the prefix of 3.3's gateway).
     for (const served of [path, path.replace(/^\/v3\//, "/v3beta/")]) {
       app.post(served, limitBody, (c) => callGateway(c, transport, method, limits));
+      // grpc-gateway's answer to another method on a known path (http.Error with the status text).
+      app.on(["GET", "PUT", "DELETE", "PATCH", "HEAD"], served, (c) => c.text("Method Not Allowed\n", 405, { "x-content-type-options": "nosniff" }));
     }
   }
 }

@@ -18,13 +18,19 @@ export interface HttpAppOptions {
 export function createHttpApp(options: HttpAppOptions): Hono {
   const { server } = options;
   const app = new Hono();
+  // etcd 3.4's shape, which its e2e suite and scripts match literally; the
+  // reason goes to /readyz and the log, as 3.5's reason field would.
   const health = (c: Context) => {
     const reason = server.healthProblem();
-    return c.json(reason === undefined ? { health: "true", reason: "" } : { health: "false", reason }, reason ? 503 : 200);
+    // Go's JSON encoder ends the body with a newline.
+    return c.body(`${JSON.stringify({ health: reason === undefined ? "true" : "false" })}\n`, reason === undefined ? 200 : 503, { "content-type": "application/json" });
   };
   app.get("/health", health);
   app.get("/livez", (c) => c.text("ok"));
-  app.get("/readyz", (c) => (server.healthProblem() === undefined ? c.text("ok") : c.text("not ready", 503)));
+  app.get("/readyz", (c) => {
+    const reason = server.healthProblem();
+    return reason === undefined ? c.text("ok") : c.text(`not ready: ${reason}`, 503);
+  });
   app.get("/version", (c) => c.json({ etcdserver: server.version, etcdcluster: server.clusterVersion }));
   app.get("/metrics", async (c) => c.text(await options.metricsText(), 200, { "content-type": "text/plain; version=0.0.4" }));
 

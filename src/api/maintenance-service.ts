@@ -2,7 +2,6 @@
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import {
-  AlarmResponseSchema,
   DefragmentResponseSchema,
   HashResponseSchema,
   SnapshotResponseSchema,
@@ -40,9 +39,7 @@ export function maintenanceService(server: EtcdServer): ServiceImpl<typeof Maint
           errors: status.errors,
         });
       }),
-    // No alarms are raised yet (quota alarms arrive with the quota work): an
-    // alarm list is always empty, and deactivating nothing succeeds.
-    alarm: () => guarded(() => create(AlarmResponseSchema, { header: server.header(), alarms: [] })),
+    alarm: (request) => guarded(() => server.alarm(request)),
     hashKV: (request, context) =>
       guarded(() => {
         admin(context);

@@ -5,6 +5,13 @@
 import { create } from "@bufbuild/protobuf";
 import { decode as decodeCbor, encode as encodeCbor } from "cbor-x";
 import {
+  AlarmRequest_AlarmAction,
+  AlarmRequestSchema,
+  AlarmResponseSchema,
+  AlarmType,
+  type AlarmMember,
+  type AlarmRequest,
+  type AlarmResponse,
   LeaseCheckpointRequestSchema,
   LeaseGrantResponseSchema,
   LeaseLeasesResponseSchema,
@@ -79,6 +86,8 @@ import { AuthStore, rootUser, type AuthInfo } from "../auth/store.ts";
 import { AuthTokens } from "../auth/tokens.ts";
 import { SimpleTokens } from "../auth/simple-tokens.ts";
 import { checkTxnPermitted } from "../auth/request-checks.ts";
+import { AlarmStore } from "./alarms.ts";
+import { leaseOverheadBytes, putCostBytes, quotaBytesMaxRecommended, quotaBytesOf, txnCostBytes } from "./quota.ts";
 import type { PasswordHasher } from "../ports.ts";
 
 /** What an applied login answers its proposer: the user, the revision, and the simple token (undefined for jwt). */
@@ -128,6 +137,10 @@ export class EtcdServer {
   private readonly leaseForwarder: LeaseForwarder;
   /** Users, roles and permissions, as applied from the log. */
   readonly auth: AuthStore;
+  /** NOSPACE and CORRUPT alarms, as applied from the log. */
+  readonly alarms: AlarmStore;
+  /** --quota-backend-bytes; undefined when the quota is off. */
+  private readonly quotaBytes: number | undefined;
 
   private constructor(
     readonly config: ServerConfig,
@@ -150,6 +163,8 @@ export class EtcdServer {
     readonly tokens: AuthTokens,
   ) {
     this.auth = new AuthStore(backend, tokens);
+    this.alarms = new AlarmStore(backend);
+    this.quotaBytes = quotaBytesOf(config.quotaBackendBytes);
     this.watchHub = new WatchableStore(store);
     this.watchScheduler = new WatchScheduler(this.watchHub, runtime.clock, {
       progressNotifyIntervalMs: config.watchProgressNotifyIntervalMs,
@@ -314,7 +329,7 @@ export class EtcdServer {
           // Lease renewals forwarded by followers arrive on the peer port too.
           network: withMembersRoute(withLeaseRoutes(options.peerNetwork, () => server, admission), () => server),
           membershipOf,
-          limits: { snapshotBytesMax: snapshotBytesMaxFor(config.quotaBackendBytes) },
+          limits: { snapshotBytesMax: snapshotBytesMaxFor(quotaBytesOf(config.quotaBackendBytes) ?? quotaBytesMaxRecommended) },
           clock: runtime.clock,
           random: runtime.random,
           logger,
@@ -457,7 +472,8 @@ export class EtcdServer {
 
   // --- writes ------------------------------------------------------------
 
-  put(request: PutRequest, auth?: AuthInfo): Promise<PutResponse> {
+  async put(request: PutRequest, auth?: AuthInfo): Promise<PutResponse> {
+    await this.checkQuota(putCostBytes(request));
     return this.propose({ kind: RequestKind.Put, id: this.nextRequestId(), auth, request });
   }
 
@@ -477,7 +493,28 @@ export class EtcdServer {
         return response;
       });
     }
-    return this.propose({ kind: RequestKind.Txn, id: this.nextRequestId(), auth, request });
+    return this.checkQuota(txnCostBytes(request)).then(() => this.propose({ kind: RequestKind.Txn, id: this.nextRequestId(), auth, request }));
+  }
+
+  /**
+   * etcd's quota check before proposing: a write that would take the backend
+   * past --quota-backend-bytes raises the NOSPACE alarm (through the log, for
+   * every member) and fails with "database space exceeded".
+   */
+  private async checkQuota(costBytes: number): Promise<void> {
+    if (this.quotaBytes === undefined || costBytes === 0) return;
+    if (this.backend.sizeBytes() + costBytes < this.quotaBytes) return;
+    const raise = create(AlarmRequestSchema, { action: AlarmRequest_AlarmAction.ACTIVATE, memberID: BigInt(this.identity.memberId), alarm: AlarmType.NOSPACE });
+    if (!this.alarms.has(AlarmType.NOSPACE)) {
+      this.logger.warn("backend quota exceeded: raising the NOSPACE alarm", { "quota-bytes": this.quotaBytes, "db-size-bytes": this.backend.sizeBytes() });
+      await this.alarm(raise).catch(() => undefined);
+    }
+    throw etcdError("noSpace");
+  }
+
+  /** Lists, raises or clears alarms, through the log as etcd does. */
+  alarm(request: AlarmRequest): Promise<AlarmResponse> {
+    return this.propose({ kind: RequestKind.Alarm, id: this.nextRequestId(), request });
   }
 
   compact(request: CompactionRequest, auth?: AuthInfo): Promise<CompactionResponse> {
@@ -569,7 +606,7 @@ export class EtcdServer {
     // The proposer picks the id, so every member applies the same one.
     const ID = request.ID === 0n ? randomLeaseId(this.runtime.random) : request.ID;
     if (request.TTL > BigInt(leaseTtlMaxSeconds)) return Promise.reject(etcdError("leaseTtlTooLarge"));
-    return this.propose({ kind: RequestKind.LeaseGrant, id: this.nextRequestId(), auth, request: { ...request, ID } });
+    return this.checkQuota(leaseOverheadBytes).then(() => this.propose({ kind: RequestKind.LeaseGrant, id: this.nextRequestId(), auth, request: { ...request, ID } }));
   }
 
   leaseRevoke(request: LeaseRevokeRequest, auth?: AuthInfo): Promise<LeaseRevokeResponse> {
@@ -770,6 +807,7 @@ export class EtcdServer {
     this.crashPoints?.hit("snapshot-after-apply");
     this.store.reload();
     this.auth.reload();
+    this.alarms.reload();
     this.watchHub.storeReplaced();
     this.lessor.reload(this.store.restoredLeases);
     this.memberStore.reload();
@@ -850,6 +888,7 @@ export class EtcdServer {
     // The user's rights are checked again here, on every member, against the
     // auth state this entry is applied on (etcd's authApplierV3).
     const auth = internal.auth;
+    this.checkAlarmsAllow(internal);
     switch (internal.kind) {
       case RequestKind.Put: {
         const request = internal.request;
@@ -888,6 +927,8 @@ export class EtcdServer {
           this.lessor.checkpoint(checkpoint.ID, Number(checkpoint.remainingTTL));
         }
         return {};
+      case RequestKind.Alarm:
+        return this.applyAlarm(internal.request);
       case RequestKind.MemberAttributes: {
         const member = this.memberStore.get(Number(internal.request.ID));
         if (member !== undefined) {
@@ -900,6 +941,45 @@ export class EtcdServer {
     }
     response.header = this.header(response.header?.revision);
     return response;
+  }
+
+  /**
+   * While NOSPACE is up, writes that add data fail (etcd's applierV3Capped);
+   * while CORRUPT is up, every KV write fails (applierV3Corrupt).
+   */
+  private checkAlarmsAllow(internal: InternalRequest): void {
+    const kind = internal.kind;
+    const kvWrite = kind === RequestKind.Put || kind === RequestKind.DeleteRange || kind === RequestKind.Txn || kind === RequestKind.Compact;
+    if (kvWrite && this.alarms.has(AlarmType.CORRUPT)) throw etcdError("corrupt");
+    if (!this.alarms.has(AlarmType.NOSPACE)) return;
+    const adds = kind === RequestKind.Put || kind === RequestKind.LeaseGrant || (kind === RequestKind.Txn && txnCostBytes(internal.request) > 0);
+    if (adds) throw etcdError("noSpace");
+  }
+
+  private applyAlarm(request: AlarmRequest): AlarmResponse {
+    let alarms: AlarmMember[] = [];
+    switch (request.action) {
+      case AlarmRequest_AlarmAction.GET:
+        alarms = this.alarms.get(request.alarm);
+        break;
+      case AlarmRequest_AlarmAction.ACTIVATE: {
+        const raised = this.alarms.activate(request.memberID, request.alarm);
+        if (raised !== undefined) {
+          alarms = [raised];
+          this.logger.warn("alarm raised", { "member-id": request.memberID.toString(16), alarm: AlarmType[request.alarm] });
+        }
+        break;
+      }
+      case AlarmRequest_AlarmAction.DEACTIVATE: {
+        const cleared = this.alarms.deactivate(request.memberID, request.alarm);
+        if (cleared !== undefined) {
+          alarms = [cleared];
+          this.logger.info("alarm cleared", { "member-id": request.memberID.toString(16), alarm: AlarmType[request.alarm] });
+        }
+        break;
+      }
+    }
+    return create(AlarmResponseSchema, { header: this.header(), alarms });
   }
 
   /** A user or role change, enable/disable, or a login: root only, except the login. */
@@ -1233,7 +1313,8 @@ export class EtcdServer {
       raftTerm: this.log.term,
       raftAppliedIndex: this.appliedIndex,
       isLearner: this.memberStore.get(this.identity.memberId)?.isLearner ?? false,
-      errors: [] as string[],
+      // etcd lists each alarm up, in protobuf text form.
+      errors: this.alarms.get().map((alarm) => `memberID:${alarm.memberID} alarm:${AlarmType[alarm.alarm]} `),
     };
   }
 
@@ -1263,7 +1344,9 @@ export class EtcdServer {
 
   /** Why the member is not healthy, or undefined when it is. */
   healthProblem(): string | undefined {
-    return this.stoppedReason;
+    if (this.stoppedReason !== undefined) return this.stoppedReason;
+    const [alarm] = this.alarms.get();
+    return alarm === undefined ? undefined : `ALARM ${AlarmType[alarm.alarm]}`;
   }
 
   // --- lifecycle ---------------------------------------------------------

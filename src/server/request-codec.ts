@@ -12,6 +12,7 @@
 import { fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { InternalAuthenticateRequestSchema } from "../gen/edgetcd/v1/internal_pb.ts";
 import {
+  AlarmRequestSchema,
   AuthDisableRequestSchema,
   AuthEnableRequestSchema,
   AuthRoleAddRequestSchema,
@@ -45,6 +46,8 @@ export enum RequestKind {
   LeaseCheckpoint = 7,
   /** A member publishes its name and client URLs (etcd's attribute update). */
   MemberAttributes = 20,
+  /** Raise, clear or list alarms (etcd's Alarm goes through the log for all three). */
+  Alarm = 21,
   AuthEnable = 30,
   AuthDisable = 31,
   /** A checked login (edgetcd.v1.InternalAuthenticateRequest). */
@@ -69,6 +72,7 @@ const schemas = {
   [RequestKind.LeaseRevoke]: LeaseRevokeRequestSchema,
   [RequestKind.LeaseCheckpoint]: LeaseCheckpointRequestSchema,
   [RequestKind.MemberAttributes]: MemberSchema,
+  [RequestKind.Alarm]: AlarmRequestSchema,
   [RequestKind.AuthEnable]: AuthEnableRequestSchema,
   [RequestKind.AuthDisable]: AuthDisableRequestSchema,
   [RequestKind.Authenticate]: InternalAuthenticateRequestSchema,
