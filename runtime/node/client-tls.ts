@@ -6,6 +6,7 @@ import * as tls from "node:tls";
 import type { ClientTlsSettings } from "../../src/server/client-tls.ts";
 import type { TlsListenOptions } from "./http-listener.ts";
 import { selfSignedCertificate } from "./self-signed-certificate.ts";
+import { peerCertificateRevoked, revokedSerials } from "./crl.ts";
 
 /**
  * Go's crypto/tls keeps its TLS 1.3 suites whatever --cipher-suites says
@@ -26,24 +27,21 @@ export function clientTlsListenOptions(settings: ClientTlsSettings): TlsListenOp
     requestCert: settings.requireClientCertificate,
     rejectUnauthorized: settings.requireClientCertificate,
     ...(settings.trustedCaFile === undefined ? {} : { ca: readFileSync(settings.trustedCaFile) }),
-    ...(settings.crlFile === undefined ? {} : { crl: crlAsPem(readFileSync(settings.crlFile)) }),
     ...(settings.cipherSuites.length === 0 ? {} : { ciphers: [...settings.cipherSuites, tls13CipherSuites].join(":") }),
   };
-  const allowedHostname = settings.allowedHostname;
-  if (allowedHostname === undefined) return { secureOptions };
-  return { secureOptions, acceptPeer: (socket) => certificateAllowsHostname(socket, allowedHostname) };
+  const { allowedHostname, crlFile } = settings;
+  if (crlFile !== undefined) revokedSerials(readFileSync(crlFile)); // a list that does not parse stops the start
+  if (allowedHostname === undefined && crlFile === undefined) return { secureOptions };
+  return {
+    secureOptions,
+    acceptPeer: (socket) =>
+      (allowedHostname === undefined || certificateAllowsHostname(socket, allowedHostname)) && (crlFile === undefined || !peerCertificateRevoked(socket, crlFile)),
+  };
 }
 
 function generatedPair(hosts: readonly string[]): { cert: string; key: string } {
   const pair = selfSignedCertificate(hosts);
   return { cert: pair.certificatePem, key: pair.keyPem };
-}
-
-/** etcd (Go's x509.ParseCRL) reads PEM or DER; OpenSSL here takes PEM, so DER is wrapped. */
-function crlAsPem(bytes: Buffer): Buffer | string {
-  if (bytes.subarray(0, 64).toString("latin1").includes("-----BEGIN")) return bytes;
-  const lines = bytes.toString("base64").match(/.{1,64}/g) ?? [];
-  return `-----BEGIN X509 CRL-----\n${lines.join("\n")}\n-----END X509 CRL-----\n`;
 }
 
 /**
