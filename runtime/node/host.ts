@@ -26,11 +26,13 @@ export function createHost(runtime: Runtime): Host {
     runtime: runtimeWithTestFaults(runtime, process.env),
     peerNetwork: peerDialer === undefined ? nodePeerNetwork : nodePeerNetworkDialing(peerDialer),
     peerNetworkWithTls(tls, logger) {
-      // Anyone who reaches the peer port can fail a handshake: one line a second per reason.
+      // Anyone who reaches the peer port can fail a handshake: one line a second per kind.
       const refusals = new LogLimiter(() => performance.now());
-      return nodePeerNetworkWithTls(loadPeerTls(tls), peerDialer, (reason, remoteAddress) =>
-        refusals.warn(logger, "rejected peer connection", { error: reason, "remote-addr": remoteAddress }),
-      );
+      return nodePeerNetworkWithTls(loadPeerTls(tls), peerDialer, {
+        onRefused: (reason, remoteAddress) => refusals.warn(logger, "rejected peer connection", { error: reason, "remote-addr": remoteAddress }),
+        onRefusedByPeer: (reason, remoteAddress) =>
+          refusals.warn(logger, "peer rejected this member's certificate", { error: reason, "remote-addr": remoteAddress }),
+      });
     },
     // Test builds: EDGETCD_CRASH_POINT=<name>:<n> (absent in production).
     crashPoints: crashPointsFromEnv(process.env),

@@ -17,7 +17,8 @@ import type {
 } from "../../src/ports.ts";
 import { listenHttp } from "./http-listener.ts";
 import { peerTransportLimits } from "./transport-limits.ts";
-import { listenPeerTls, peerClientTlsOptions, peerTlsFetch, type PeerTlsMaterial } from "./peer-tls.ts";
+import { isCertificateRefusal, refusedByPeerText } from "./peer-refusal.ts";
+import { listenPeerTls, peerClientTlsOptions, peerTlsFetch, type PeerTlsEvents, type PeerTlsMaterial } from "./peer-tls.ts";
 
 /**
  * The receive window of each peer connection. HTTP/2's default (64 KiB for the
@@ -67,8 +68,8 @@ function servePeer(handler: PeerRequestHandler) {
  * https URLs are served and dialled over TLS, http ones exactly as
  * nodePeerNetwork does (etcd serves each listen URL by its scheme).
  */
-export function nodePeerNetworkWithTls(material: PeerTlsMaterial, dialer?: PeerDialer, onRefused?: (reason: string, remoteAddress: string | undefined) => void): PeerNetwork {
-  const clientTls = peerClientTlsOptions(material);
+export function nodePeerNetworkWithTls(material: PeerTlsMaterial, dialer?: PeerDialer, events: PeerTlsEvents = {}): PeerNetwork {
+  const clientTls = peerClientTlsOptions(material, events.onRefused);
   return {
     async listen(url, handler) {
       if (url.protocol !== "https:") return nodePeerNetwork.listen(url, handler);
@@ -79,7 +80,7 @@ export function nodePeerNetworkWithTls(material: PeerTlsMaterial, dialer?: PeerD
         handle: servePeer(handler),
         limits: peerTransportLimits,
         material,
-        ...(onRefused === undefined ? {} : { onRefused }),
+        ...events,
       });
       const bound = new URL(url.href);
       bound.port = String(listener.port);
@@ -92,9 +93,9 @@ export function nodePeerNetworkWithTls(material: PeerTlsMaterial, dialer?: PeerD
       // Through a test proxy the TLS session runs over the proxied socket, checked against the peer's own host.
       const host = new URL(url).hostname;
       const createConnection = dial === undefined ? undefined : () => tls.connect({ ...clientTls, socket: dial(), ALPNProtocols: ["h2"], host, servername: net.isIP(host) === 0 ? host : "" });
-      return new NodePeerSession(url, createConnection, clientTls);
+      return new NodePeerSession(url, createConnection, clientTls, events);
     },
-    fetch: peerTlsFetch(material),
+    fetch: peerTlsFetch(material, events),
   };
 }
 
@@ -165,15 +166,18 @@ class NodePeerSession implements PeerSession {
   private readonly session: http2.ClientHttp2Session;
   readonly closed: Promise<void>;
 
-  constructor(url: string, createConnection?: () => net.Socket, clientTls: tls.ConnectionOptions = {}) {
+  constructor(url: string, createConnection?: () => net.Socket, clientTls: tls.ConnectionOptions = {}, events: PeerTlsEvents = {}) {
     this.session = http2.connect(
       url,
       createConnection === undefined ? { ...clientTls, settings: sessionSettings } : { ...clientTls, settings: sessionSettings, createConnection },
     );
     this.session.on("error", () => this.session.destroy());
     this.session.once("connect", () => widenWindow(this.session));
-    // A GOAWAY (the peer is stopping) means no new streams: let the session go.
-    this.session.on("goaway", () => this.session.close());
+    // A GOAWAY (the peer is stopping, or refused our certificate) means no new streams: let the session go.
+    this.session.on("goaway", (code: number, _lastStreamId: number, debugData?: Buffer) => {
+      if (isCertificateRefusal(code, debugData)) events.onRefusedByPeer?.(refusedByPeerText, new URL(url).host);
+      this.session.close();
+    });
     this.closed = new Promise((resolve) => this.session.once("close", () => resolve()));
   }
 

@@ -11,13 +11,16 @@
 // revoke (OpenSSL refuses the handshake); --peer-cert-allowed-cn and
 // --peer-cert-allowed-hostname are checked as soon as the handshake completes,
 // before a byte of HTTP is read (Node has no hook inside the server's
-// verification), and on the certificate of every peer this member dials.
+// verification), and on the certificate of every peer this member dials. The
+// side that refuses a certificate after the handshake tells the other why it
+// closes (peer-refusal.ts), as etcd's bad_certificate alert does.
 import { readFileSync } from "node:fs";
 import * as http2 from "node:http2";
 import * as tls from "node:tls";
 import type { PeerFetch, PeerTlsConfig } from "../../src/ports.ts";
 import { guardedHttp2Socket } from "./h2-connection.ts";
 import { limitedHttpServers, type NodeRequestHandler } from "./http-listener.ts";
+import { answerRefusedConnection, certificateRefusedText, isCertificateRefusal, refusedByPeerText } from "./peer-refusal.ts";
 import type { TransportLimits } from "./transport-limits.ts";
 import { selfSignedCertificate } from "./self-signed-certificate.ts";
 
@@ -115,14 +118,35 @@ export function certificateRefusal(material: PeerTlsMaterial, certificate: tls.P
   return mismatch === undefined ? undefined : mismatch.message;
 }
 
-export interface TlsListenOptions {
+/**
+ * Why this member refuses the certificate a peer serves at `host`, or
+ * undefined when it may be talked to: the URL's host must be in it (as Go's
+ * client checks), then etcd's allowed CN or hostname.
+ */
+export function serverCertificateRefusal(material: PeerTlsMaterial, host: string, certificate: tls.PeerCertificate | undefined): string | undefined {
+  // --peer-auto-tls: any certificate is taken (the peer's is self-signed too).
+  if (material.skipPeerVerification === true) return undefined;
+  if (certificate === undefined || Object.keys(certificate).length === 0) return "the peer showed no certificate";
+  const mismatch = tls.checkServerIdentity(host, certificate);
+  if (mismatch !== undefined) return mismatch.message;
+  const refusal = certificateRefusal(material, certificate);
+  return refusal === undefined ? undefined : `${certificateRefusedText}: ${refusal}`;
+}
+
+/** What peer TLS tells the member's log (the caller rate-limits: anyone who reaches the port can cause these). */
+export interface PeerTlsEvents {
+  /** This member refused a peer: a failed handshake, or a certificate it does not take, on either side of a connection. */
+  onRefused?: (reason: string, remoteAddress: string | undefined) => void;
+  /** A peer said it refused this member's certificate (peer-refusal.ts); `reason` is Go's text for it. */
+  onRefusedByPeer?: (reason: string, remoteAddress: string | undefined) => void;
+}
+
+export interface TlsListenOptions extends PeerTlsEvents {
   host: string;
   port: number;
   handle: NodeRequestHandler;
   limits: TransportLimits;
   material: PeerTlsMaterial;
-  /** Told of each handshake or certificate refused (rate-limited by the caller). */
-  onRefused?: (reason: string, remoteAddress: string | undefined) => void;
 }
 
 export interface TlsListener {
@@ -149,37 +173,55 @@ export async function listenPeerTls(options: TlsListenOptions): Promise<TlsListe
     handshakeTimeout: limits.prefaceTimeoutMs,
   });
   const sockets = new Set<tls.TLSSocket>();
+  const refusedByPeer = (remoteAddress: string | undefined) => options.onRefusedByPeer?.(refusedByPeerText, remoteAddress);
   server.on("tlsClientError", (error, socket) => {
     options.onRefused?.(error.message, socket.remoteAddress);
     socket.destroy();
   });
+  // A dialler that refuses our certificate says so in a GOAWAY of its own
+  // (peer-refusal.ts): read here when we took its certificate, by
+  // answerRefusedConnection when we did not. The session is made while the
+  // connection is handed over.
+  let remoteAddressHandedOver: string | undefined;
+  h2.on("session", (session) => {
+    const remoteAddress = remoteAddressHandedOver;
+    session.on("goaway", (code: number, _lastStreamId: number, debugData?: Buffer) => {
+      if (isCertificateRefusal(code, debugData)) refusedByPeer(remoteAddress);
+    });
+  });
   server.on("secureConnection", (socket: tls.TLSSocket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
-    socket.on("error", () => socket.destroy());
+    const remoteAddress = socket.remoteAddress;
     const refusal = material.requireClientCert ? certificateRefusal(material, socket.getPeerCertificate()) : undefined;
     if (refusal !== undefined) {
-      options.onRefused?.(`peer certificate refused: ${refusal}`, socket.remoteAddress);
-      socket.destroy();
+      options.onRefused?.(`${certificateRefusedText}: ${refusal}`, remoteAddress);
+      answerRefusedConnection(socket, () => refusedByPeer(remoteAddress));
       return;
     }
+    socket.on("error", () => socket.destroy());
     socket.setNoDelay(true);
     if (socket.alpnProtocol !== "h2") {
       http1Timeouts.adopt(socket);
       h1.emit("connection", socket);
       return;
     }
-    if (!isBun) {
-      h2.emit("connection", socket);
-      return;
+    remoteAddressHandedOver = remoteAddress;
+    try {
+      if (!isBun) {
+        h2.emit("connection", socket);
+        return;
+      }
+      const { stream, connection } = guardedHttp2Socket(socket, Buffer.alloc(0), {
+        limits,
+        keepalive: limits.keepalive,
+        rewriteAuthority: false,
+        nowMs,
+      });
+      serveGuarded(stream, connection);
+    } finally {
+      remoteAddressHandedOver = undefined;
     }
-    const { stream, connection } = guardedHttp2Socket(socket, Buffer.alloc(0), {
-      limits,
-      keepalive: limits.keepalive,
-      rewriteAuthority: false,
-      nowMs,
-    });
-    serveGuarded(stream, connection);
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -203,18 +245,17 @@ export async function listenPeerTls(options: TlsListenOptions): Promise<TlsListe
   };
 }
 
-/** The TLS options of a session dialled to an https peer: our certificate, the peer CA, the allowed CN or hostname. */
-export function peerClientTlsOptions(material: PeerTlsMaterial): tls.ConnectionOptions {
+/** The TLS options of a session dialled to an https peer: our certificate, the peer CA, the URL's host, the allowed CN or hostname. */
+export function peerClientTlsOptions(material: PeerTlsMaterial, onRefused?: (reason: string, host: string) => void): tls.ConnectionOptions {
   // --peer-auto-tls: any certificate is taken (the peer's is self-signed too).
   if (material.skipPeerVerification === true) return { ...secureContextOptions(material), rejectUnauthorized: false };
   return {
     ...secureContextOptions(material),
     checkServerIdentity(host, certificate) {
-      // The URL's host must be in the certificate (as Go's client checks), and then etcd's allowed CN or hostname.
-      const mismatch = tls.checkServerIdentity(host, certificate);
-      if (mismatch !== undefined) return mismatch;
-      const refusal = certificateRefusal(material, certificate);
-      return refusal === undefined ? undefined : new Error(`peer certificate refused: ${refusal}`);
+      const refusal = serverCertificateRefusal(material, host, certificate);
+      if (refusal === undefined) return undefined;
+      onRefused?.(refusal, host);
+      return new Error(refusal);
     },
   };
 }
@@ -227,8 +268,8 @@ const peerFetchResponseBytesMax = 16 * 1024 * 1024;
  * session per request: these are rare, GET /members and lease forwarding);
  * http URLs go to the web-standard fetch exactly as without peer TLS.
  */
-export function peerTlsFetch(material: PeerTlsMaterial): PeerFetch {
-  const clientOptions = peerClientTlsOptions(material);
+export function peerTlsFetch(material: PeerTlsMaterial, events: PeerTlsEvents = {}): PeerFetch {
+  const clientOptions = peerClientTlsOptions(material, events.onRefused);
   return async (input, init = {}) => {
     const url = new URL(String(input));
     if (url.protocol !== "https:") return fetch(url, init);
@@ -237,6 +278,11 @@ export function peerTlsFetch(material: PeerTlsMaterial): PeerFetch {
     try {
       return await new Promise<Response>((resolve, reject) => {
         const fail = (error: unknown) => reject(error instanceof Error ? error : new Error(String(error)));
+        session.on("goaway", (code: number, _lastStreamId: number, debugData?: Buffer) => {
+          if (!isCertificateRefusal(code, debugData)) return;
+          events.onRefusedByPeer?.(refusedByPeerText, url.host);
+          fail(new Error(refusedByPeerText));
+        });
         session.once("error", fail);
         const signal = init.signal ?? undefined;
         if (signal?.aborted === true) return fail(signal.reason);

@@ -4,10 +4,14 @@
 // certificate" (etcd's e2e TestEtcdPeerCNAuth waits for that line). Node
 // cannot fail the handshake on those checks, so the refusing side sends an
 // HTTP/2 GOAWAY (INADEQUATE_SECURITY, "bad certificate") and nothing else
-// (runtime/node/peer-refusal.ts). Checked here: the frame reader.
-import { test } from "node:test";
+// (runtime/node/peer-refusal.ts). Checked: the frame reader; a server
+// refusing a dialler on the peer network in this process, with no request
+// reaching its handler.
+import { before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { encodeGoaway } from "../../runtime/node/h2-frame-guard.ts";
+import { readFileSync } from "node:fs";
+import type { PeerRequestHandler } from "../../src/ports.ts";
+import { nodePeerNetworkWithTls } from "../../runtime/node/peer-network.ts";
 import {
   certificateRefusalCode,
   certificateRefusalDebugData,
@@ -15,6 +19,11 @@ import {
   isCertificateRefusal,
   serverRefusalFrames,
 } from "../../runtime/node/peer-refusal.ts";
+import type { PeerTlsEvents, PeerTlsMaterial } from "../../runtime/node/peer-tls.ts";
+import { encodeGoaway } from "../../runtime/node/h2-frame-guard.ts";
+import { sleep } from "../support/cluster.ts";
+import { isBun } from "../support/runtime.ts";
+import { makeTestPki, type CertFiles, type TestPki } from "./peer-certs.ts";
 
 const preface = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 const emptySettings = Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]);
@@ -40,4 +49,84 @@ test("a server's refusal is its empty SETTINGS then the GOAWAY", () => {
   assert.deepEqual(serverRefusalFrames(), Buffer.concat([emptySettings, refusalGoaway]));
   assert.ok(isCertificateRefusal(certificateRefusalCode, certificateRefusalDebugData));
   assert.ok(!isCertificateRefusal(certificateRefusalCode, undefined));
+});
+
+interface Heard {
+  refused: string[];
+  refusedByPeer: string[];
+}
+
+function listening(heard: Heard): PeerTlsEvents {
+  return {
+    onRefused: (reason) => heard.refused.push(reason),
+    onRefusedByPeer: (reason) => heard.refusedByPeer.push(reason),
+  };
+}
+
+async function until(condition: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition() && Date.now() < deadline) await sleep(20);
+  return condition();
+}
+
+describe(`refusals on the peer network on ${isBun ? "Bun" : "Node"}`, { timeout: 60_000 }, () => {
+  let pki: TestPki;
+  const material = (own: CertFiles, allowedCn: string | undefined): PeerTlsMaterial => ({
+    cert: readFileSync(own.cert),
+    key: readFileSync(own.key),
+    ca: readFileSync(pki.ca),
+    crl: undefined,
+    requireClientCert: true,
+    allowedCn,
+    allowedHostname: undefined,
+    skipPeerVerification: false,
+  });
+
+  before(() => {
+    pki = makeTestPki();
+  });
+
+  /** One dial from `dialler` to a listener of `server`: what each side heard, and what reached the server's handler. */
+  async function dial(server: PeerTlsMaterial, dialler: PeerTlsMaterial) {
+    const serverHeard: Heard = { refused: [], refusedByPeer: [] };
+    const diallerHeard: Heard = { refused: [], refusedByPeer: [] };
+    const served: string[] = [];
+    const handler: PeerRequestHandler = (request) => {
+      served.push(request.path);
+      request.end();
+    };
+    const listener = await nodePeerNetworkWithTls(server, undefined, listening(serverHeard)).listen(new URL("https://127.0.0.1:0"), handler);
+    const session = nodePeerNetworkWithTls(dialler, undefined, listening(diallerHeard)).connect(listener.url.href.replace(/\/$/, ""));
+    const stream = session.request("/raft/stream/message", { "x-server-from": "1" });
+    const answer = await stream.response.then(
+      ({ status }) => `status ${status}`,
+      (error: unknown) => `failed: ${error instanceof Error ? error.message : String(error)}`,
+    );
+    if (answer.startsWith("status")) stream.end();
+    session.close();
+    await session.closed;
+    // The other side's line may come a moment after this side closed.
+    await until(() => serverHeard.refused.length + serverHeard.refusedByPeer.length > 0 || served.length > 0, 1000);
+    await sleep(100);
+    await listener.close();
+    return { answer, serverHeard, diallerHeard, served };
+  }
+
+  test("a server that refuses the dialler's certificate tells it: the dialler hears Go's 'remote error: tls: bad certificate'", async () => {
+    // The dialler takes anyone; the server takes only "member".
+    const { answer, serverHeard, diallerHeard, served } = await dial(material(pki.issue("s1", "member"), "member"), material(pki.issue("d1", "outsider"), undefined));
+    assert.match(answer, /^failed/);
+    assert.deepEqual(served, [], "the refused dialler's request reached the handler");
+    assert.deepEqual(diallerHeard.refusedByPeer, ["remote error: tls: bad certificate"]);
+    assert.deepEqual(diallerHeard.refused, []);
+    assert.equal(serverHeard.refused.length, 1, JSON.stringify(serverHeard));
+    assert.match(serverHeard.refused[0] ?? "", /^client certificate authentication failed: CommonName "outsider" is not "member"$/);
+  });
+
+  test("certificates both sides take: the request is served", async () => {
+    const { answer, serverHeard, diallerHeard, served } = await dial(material(pki.issue("s4", "member"), "member"), material(pki.issue("d4", "member"), "member"));
+    assert.equal(answer, "status 200");
+    assert.deepEqual(served, ["/raft/stream/message"]);
+    assert.deepEqual([serverHeard, diallerHeard], [{ refused: [], refusedByPeer: [] }, { refused: [], refusedByPeer: [] }]);
+  });
 });
