@@ -7,9 +7,21 @@
 import type { Hono } from "hono";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { fromJson, toBinary, toJson, type DescField, type DescMessage, type DescMethodUnary, type JsonValue } from "@bufbuild/protobuf";
+import {
+  fromJson,
+  toBinary,
+  toJson,
+  type DescField,
+  type DescMessage,
+  type DescMethodBiDiStreaming,
+  type DescMethodServerStreaming,
+  type DescMethodUnary,
+  type JsonValue,
+} from "@bufbuild/protobuf";
 import { Code, ConnectError, createRouterTransport, type ConnectRouter, type ConnectRouterOptions, type Transport } from "@connectrpc/connect";
-import { Auth, Cluster, KV, Maintenance } from "../gen/etcdserverpb/rpc_pb.ts";
+import { Auth, Cluster, KV, Lease, Maintenance, Watch } from "../gen/etcdserverpb/rpc_pb.ts";
+import { Election } from "../gen/v3electionpb/v3election_pb.ts";
+import { Lock } from "../gen/v3lockpb/v3lock_pb.ts";
 import { isNestingLimitError, messageTooLargeError, nestingTooDeepError } from "./request-limits.ts";
 
 /** HTTP status for each gRPC code, as grpc-gateway maps them. */
@@ -44,6 +56,25 @@ const gatewayRoutes: ReadonlyArray<readonly [string, DescMethodUnary]> = [
   // etcd's proto gives Hash and HashKV this one path; etcd's gateway serves Hash.
   ["/v3/maintenance/hash", Maintenance.method.hash],
   ["/v3/cluster/member/list", Cluster.method.memberList],
+  ["/v3/cluster/member/add", Cluster.method.memberAdd],
+  ["/v3/cluster/member/remove", Cluster.method.memberRemove],
+  ["/v3/cluster/member/update", Cluster.method.memberUpdate],
+  ["/v3/cluster/member/promote", Cluster.method.memberPromote],
+  ["/v3/maintenance/defragment", Maintenance.method.defragment],
+  ["/v3/maintenance/transfer-leadership", Maintenance.method.moveLeader],
+  ["/v3/lease/grant", Lease.method.leaseGrant],
+  ["/v3/lease/revoke", Lease.method.leaseRevoke],
+  ["/v3/kv/lease/revoke", Lease.method.leaseRevoke],
+  ["/v3/lease/timetolive", Lease.method.leaseTimeToLive],
+  ["/v3/kv/lease/timetolive", Lease.method.leaseTimeToLive],
+  ["/v3/lease/leases", Lease.method.leaseLeases],
+  ["/v3/kv/lease/leases", Lease.method.leaseLeases],
+  ["/v3/election/campaign", Election.method.campaign],
+  ["/v3/election/proclaim", Election.method.proclaim],
+  ["/v3/election/leader", Election.method.leader],
+  ["/v3/election/resign", Election.method.resign],
+  ["/v3/lock/lock", Lock.method.lock],
+  ["/v3/lock/unlock", Lock.method.unlock],
   ["/v3/auth/enable", Auth.method.authEnable],
   ["/v3/auth/disable", Auth.method.authDisable],
   ["/v3/auth/status", Auth.method.authStatus],
@@ -62,6 +93,21 @@ const gatewayRoutes: ReadonlyArray<readonly [string, DescMethodUnary]> = [
   ["/v3/auth/role/grant", Auth.method.roleGrantPermission],
   ["/v3/auth/role/revoke", Auth.method.roleRevokePermission],
 ];
+
+/**
+ * etcd's gateway paths for streaming RPCs. grpc-gateway reads the body as a
+ * sequence of JSON requests and writes each response as a line
+ * `{"result":{…}}`; a stream error ends it with a line `{"error":{…}}`.
+ */
+const streamingGatewayRoutes: ReadonlyArray<readonly [string, DescMethodBiDiStreaming | DescMethodServerStreaming]> = [
+  ["/v3/watch", Watch.method.watch],
+  ["/v3/lease/keepalive", Lease.method.leaseKeepAlive],
+  ["/v3/election/observe", Election.method.observe],
+  ["/v3/maintenance/snapshot", Maintenance.method.snapshot],
+];
+
+/** Requests one streaming gateway body may hold. */
+const streamingGatewayRequestsMax = 1000;
 
 /**
  * JSON bytes a gateway request may have, as a multiple of the gRPC message
@@ -93,10 +139,14 @@ export function addGatewayRoutes(app: Hono, routes: (router: ConnectRouter) => v
     // or the limit when it streams without a length); etcd reports the message's.
     onError: (c) => gatewayError(c, messageTooLargeError(declaredBytes(c) ?? bodyBytesMax + 1, limits.messageBytesMax)),
   });
-  for (const [path, method] of gatewayRoutes) {
+  const handlers: Array<readonly [string, (c: Context) => Promise<Response>]> = [
+    ...gatewayRoutes.map(([path, method]) => [path, (c: Context) => callGateway(c, transport, method, limits)] as const),
+    ...streamingGatewayRoutes.map(([path, method]) => [path, (c: Context) => streamGateway(c, transport, method, limits)] as const),
+  ];
+  for (const [path, handle] of handlers) {
     // etcd 3.4 serves every route under /v3beta too (the prefix of 3.3's gateway).
     for (const served of [path, path.replace(/^\/v3\//, "/v3beta/")]) {
-      app.post(served, limitBody, (c) => callGateway(c, transport, method, limits));
+      app.post(served, limitBody, handle);
       // grpc-gateway's answer to another method on a known path (http.Error with the status text).
       app.on(["GET", "PUT", "DELETE", "PATCH", "HEAD"], served, (c) => c.text("Method Not Allowed\n", 405, { "x-content-type-options": "nosniff" }));
     }
@@ -126,9 +176,95 @@ async function callGateway(c: Context, transport: Transport, method: DescMethodU
   }
 }
 
+/**
+ * A streaming call: every JSON request in the body is sent (a server-streaming
+ * method takes the first), and every response is written as it comes, one
+ * line each, until the stream ends or the client goes away.
+ */
+async function streamGateway(c: Context, transport: Transport, method: DescMethodBiDiStreaming | DescMethodServerStreaming, limits: GatewayLimits): Promise<Response> {
+  let requests: unknown[];
+  try {
+    requests = splitJsonValues(await c.req.text()).map((text) => decodeRequest(text, method.input as DescMessage, limits.recursionLimit));
+  } catch (error) {
+    return gatewayError(c, decodeError(error));
+  }
+  if (requests.length === 0) requests.push(decodeRequest("", method.input as DescMessage, limits.recursionLimit));
+  if (method.methodKind === "server_streaming") requests = requests.slice(0, 1);
+  const authorization = c.req.header("authorization");
+  const header = authorization === undefined ? undefined : { authorization };
+  const abort = new AbortController();
+  c.req.raw.signal.addEventListener("abort", () => abort.abort(), { once: true });
+  async function* input() {
+    yield* requests as never[];
+  }
+  const encoder = new TextEncoder();
+  const line = (value: unknown) => encoder.encode(`${JSON.stringify(value)}\n`);
+  const output = new ReadableStream<Uint8Array>({
+    async start(controller) {
+      try {
+        const response = await transport.stream(method as never, abort.signal, undefined, header, input() as never, undefined);
+        for await (const message of response.message) {
+          controller.enqueue(line({ result: toJson(method.output as DescMessage, message as never, { useProtoFieldName: true }) }));
+        }
+      } catch (error) {
+        if (!abort.signal.aborted) {
+          const connect = ConnectError.from(error);
+          controller.enqueue(line({ error: { grpc_code: connect.code, http_code: httpStatusOfCode[connect.code] ?? 500, message: connect.rawMessage, http_status: "" } }));
+        }
+      }
+      try {
+        controller.close();
+      } catch {
+        // the client went away first
+      }
+    },
+    cancel() {
+      abort.abort();
+    },
+  });
+  return new Response(output, { status: 200, headers: { "content-type": "application/json" } });
+}
+
+/** The JSON values of a body written one after another (`{…}{…}` or one per line), as a JSON decoder reads a stream. */
+function splitJsonValues(text: string): string[] {
+  const values: string[] = [];
+  let depth = 0;
+  let inString = false;
+  let escaped = false;
+  let start = -1;
+  for (let i = 0; i < text.length; i++) {
+    const char = text[i];
+    if (start < 0) {
+      if (char === "{" || char === "[") {
+        start = i;
+        depth = 1;
+      } else if (char !== undefined && !/\s/.test(char)) {
+        throw new ConnectError(`invalid character '${char}' looking for beginning of value`, Code.InvalidArgument);
+      }
+      continue;
+    }
+    if (inString) {
+      if (escaped) escaped = false;
+      else if (char === "\\") escaped = true;
+      else if (char === '"') inString = false;
+    } else if (char === '"') inString = true;
+    else if (char === "{" || char === "[") depth++;
+    else if (char === "}" || char === "]") {
+      depth--;
+      if (depth === 0) {
+        values.push(text.slice(start, i + 1));
+        start = -1;
+        if (values.length > streamingGatewayRequestsMax) throw new ConnectError("too many requests in one stream body", Code.ResourceExhausted);
+      }
+    }
+  }
+  if (start >= 0) throw new ConnectError("unexpected EOF", Code.InvalidArgument);
+  return values;
+}
+
 /** The request a JSON body stands for: an empty body or `null` is the empty message, as in etcd. */
 function decodeRequest(text: string, schema: DescMessage, recursionLimit: number): unknown {
-  const json = text === "" ? null : (JSON.parse(text) as JsonValue);
+  const json = text === "" ? null : (JSON.parse(quoteLongIntegers(text)) as JsonValue);
   // etcd ignores unknown fields but refuses an unknown enum name, which
   // protobuf-es's ignoreUnknownFields would let through as the default.
   return fromJson(schema, knownFieldsOnly(json ?? {}, schema, recursionLimit), { recursionLimit });
@@ -167,8 +303,47 @@ function isJsonObject(json: JsonValue): json is { [name: string]: JsonValue } {
  * the JSON parser's or protobuf-es's, not Go's (etcd says, e.g., "illegal base64
  * data at input byte 0"); clients match the code and status, not this text.
  */
+/**
+ * Integer literals too long for a JavaScript number, written as strings
+ * (protobuf's JSON takes int64 either way). Go's JSON decoder reads
+ * `{"ID":5077746727278527983}` exactly; JSON.parse would round it to another
+ * lease. etcd's API has no floating-point fields to spoil.
+ */
+function quoteLongIntegers(text: string): string {
+  let out = "";
+  let inString = false;
+  let escaped = false;
+  let from = 0;
+  for (let i = 0; i < text.length; i++) {
+    const char = text[i] as string;
+    if (inString) {
+      if (escaped) escaped = false;
+      else if (char === "\\") escaped = true;
+      else if (char === '"') inString = false;
+      continue;
+    }
+    if (char === '"') {
+      inString = true;
+      continue;
+    }
+    if (char === "-" || (char >= "0" && char <= "9")) {
+      let end = i + 1;
+      while (end < text.length && (text[end] as string) >= "0" && (text[end] as string) <= "9") end++;
+      const literal = text.slice(i, end);
+      const next = text[end];
+      if (literal.replace("-", "").length > 15 && next !== "." && next !== "e" && next !== "E") {
+        out += `${text.slice(from, i)}"${literal}"`;
+        from = end;
+      }
+      i = end - 1;
+    }
+  }
+  return out + text.slice(from);
+}
+
 function decodeError(error: unknown): ConnectError {
   if (isNestingLimitError(error)) return nestingTooDeepError();
+  if (error instanceof ConnectError) return error;
   return new ConnectError(error instanceof Error ? error.message : String(error), Code.InvalidArgument);
 }
 
