@@ -17,8 +17,8 @@ import type {
 } from "../../src/ports.ts";
 import { listenHttp } from "./http-listener.ts";
 import { peerTransportLimits } from "./transport-limits.ts";
-import { isCertificateRefusal, refusedByPeerText } from "./peer-refusal.ts";
-import { listenPeerTls, peerClientTlsOptions, peerTlsFetch, type PeerTlsEvents, type PeerTlsMaterial } from "./peer-tls.ts";
+import { certificateRefusalCode, certificateRefusalDebugData, isCertificateRefusal, refusalLimitsDefault, refusedByPeerText } from "./peer-refusal.ts";
+import { listenPeerTls, peerSessionTlsOptions, peerTlsFetch, serverCertificateRefusal, type PeerTlsEvents, type PeerTlsMaterial } from "./peer-tls.ts";
 
 /**
  * The receive window of each peer connection. HTTP/2's default (64 KiB for the
@@ -69,7 +69,8 @@ function servePeer(handler: PeerRequestHandler) {
  * nodePeerNetwork does (etcd serves each listen URL by its scheme).
  */
 export function nodePeerNetworkWithTls(material: PeerTlsMaterial, dialer?: PeerDialer, events: PeerTlsEvents = {}): PeerNetwork {
-  const clientTls = peerClientTlsOptions(material, events.onRefused);
+  const clientTls = peerSessionTlsOptions(material);
+  const check: SessionCertificateCheck = { refusalOf: (host, certificate) => serverCertificateRefusal(material, host, certificate), events };
   return {
     async listen(url, handler) {
       if (url.protocol !== "https:") return nodePeerNetwork.listen(url, handler);
@@ -93,7 +94,7 @@ export function nodePeerNetworkWithTls(material: PeerTlsMaterial, dialer?: PeerD
       // Through a test proxy the TLS session runs over the proxied socket, checked against the peer's own host.
       const host = new URL(url).hostname;
       const createConnection = dial === undefined ? undefined : () => tls.connect({ ...clientTls, socket: dial(), ALPNProtocols: ["h2"], host, servername: net.isIP(host) === 0 ? host : "" });
-      return new NodePeerSession(url, createConnection, clientTls, events);
+      return new NodePeerSession(url, createConnection, clientTls, check);
     },
     fetch: peerTlsFetch(material, events),
   };
@@ -162,26 +163,81 @@ async function* plainChunks(body: AsyncIterable<Uint8Array>): AsyncIterable<Uint
   for await (const chunk of body) yield new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
 }
 
+/** How a session to an https peer judges the certificate the peer showed, and whom it tells. */
+interface SessionCertificateCheck {
+  /** Why the certificate shown for `host` is refused, or undefined when it is taken. */
+  refusalOf(host: string, certificate: tls.PeerCertificate | undefined): string | undefined;
+  events: PeerTlsEvents;
+}
+
 class NodePeerSession implements PeerSession {
   private readonly session: http2.ClientHttp2Session;
   readonly closed: Promise<void>;
+  /**
+   * Resolves once the session may carry requests: at once over cleartext;
+   * over TLS when the peer's certificate has been taken on 'connect'. Rejects
+   * when it was refused or the session closed first.
+   */
+  private readonly usable: Promise<void>;
+  private isUsable: boolean;
 
-  constructor(url: string, createConnection?: () => net.Socket, clientTls: tls.ConnectionOptions = {}, events: PeerTlsEvents = {}) {
+  constructor(url: string, createConnection?: () => net.Socket, clientTls: tls.ConnectionOptions = {}, check?: SessionCertificateCheck) {
     this.session = http2.connect(
       url,
       createConnection === undefined ? { ...clientTls, settings: sessionSettings } : { ...clientTls, settings: sessionSettings, createConnection },
     );
     this.session.on("error", () => this.session.destroy());
+    const peer = new URL(url);
+    let settle: (refusal?: string) => void = () => {};
+    this.usable = new Promise((resolve, reject) => (settle = (refusal) => (refusal === undefined ? resolve() : reject(new Error(refusal)))));
+    this.usable.catch(() => {});
+    this.isUsable = check === undefined;
+    if (check !== undefined) {
+      // Registered first, and requests wait for `usable`: no request leaves
+      // before the certificate is taken (Bun's client would otherwise send
+      // HEADERS of requests made before 'connect' along with its preface).
+      this.session.once("connect", () => {
+        const socket = this.session.socket as unknown as tls.TLSSocket;
+        const refusal = check.refusalOf(peer.hostname.replace(/^\[|\]$/g, ""), socket.getPeerCertificate());
+        if (refusal === undefined) {
+          this.isUsable = true;
+          return settle();
+        }
+        check.events.onRefused?.(refusal, peer.host);
+        this.refuse();
+        settle(refusal);
+      });
+    }
     this.session.once("connect", () => widenWindow(this.session));
     // A GOAWAY (the peer is stopping, or refused our certificate) means no new streams: let the session go.
     this.session.on("goaway", (code: number, _lastStreamId: number, debugData?: Buffer) => {
-      if (isCertificateRefusal(code, debugData)) events.onRefusedByPeer?.(refusedByPeerText, new URL(url).host);
+      if (isCertificateRefusal(code, debugData)) check?.events.onRefusedByPeer?.(refusedByPeerText, peer.host);
       this.session.close();
     });
-    this.closed = new Promise((resolve) => this.session.once("close", () => resolve()));
+    this.closed = new Promise((resolve) =>
+      this.session.once("close", () => {
+        settle("peer session closed");
+        resolve();
+      }),
+    );
   }
 
   request(path: string, headers: Record<string, string>): PeerOutgoingStream {
+    if (this.isUsable) return this.openStream(path, headers);
+    return deferredStream(this.usable.then(() => this.openStream(path, headers)));
+  }
+
+  /** Tells the server we refuse its certificate (peer-refusal.ts), and ends the session: only our preface and the GOAWAY were sent. */
+  private refuse(): void {
+    const session = this.session;
+    session.goaway(certificateRefusalCode, 0, certificateRefusalDebugData);
+    session.close();
+    const timer = setTimeout(() => session.destroy(), refusalLimitsDefault.lingerMs);
+    timer.unref?.();
+    session.once("close", () => clearTimeout(timer));
+  }
+
+  private openStream(path: string, headers: Record<string, string>): PeerOutgoingStream {
     let stream: http2.ClientHttp2Stream;
     try {
       if (this.session.closed || this.session.destroyed) throw new Error("peer session closed");
@@ -266,6 +322,50 @@ class NodeOutgoingStream implements PeerOutgoingStream {
   abort(): void {
     if (!this.stream.destroyed) this.stream.close(http2.constants.NGHTTP2_CANCEL);
   }
+}
+
+/**
+ * A stream whose request is made once `opened` resolves (the session's
+ * certificate check). Writes before then are held (one per writer: `false`
+ * tells it to wait for `drained`) and sent first.
+ */
+function deferredStream(opened: Promise<PeerOutgoingStream>): PeerOutgoingStream {
+  let stream: PeerOutgoingStream | undefined;
+  let held: Uint8Array[] = [];
+  let ended = false;
+  let aborted = false;
+  const ready = opened.then((opened) => {
+    stream = opened;
+    for (const chunk of held) opened.write(chunk);
+    held = [];
+    if (aborted) opened.abort();
+    else if (ended) opened.end();
+    return opened;
+  });
+  ready.catch(() => {});
+  const response = ready.then((opened) => opened.response);
+  response.catch(() => {});
+  return {
+    response,
+    closed: ready.then(
+      (opened) => opened.closed,
+      () => undefined,
+    ),
+    write(chunk) {
+      if (stream !== undefined) return stream.write(chunk);
+      if (!ended && !aborted) held.push(chunk);
+      return false;
+    },
+    drained: () => ready.then((opened) => opened.drained()),
+    end() {
+      if (stream !== undefined) stream.end();
+      else ended = true;
+    },
+    abort() {
+      aborted = true;
+      stream?.abort();
+    },
+  };
 }
 
 function failedStream(error: unknown): PeerOutgoingStream {

@@ -245,10 +245,23 @@ export async function listenPeerTls(options: TlsListenOptions): Promise<TlsListe
   };
 }
 
-/** The TLS options of a session dialled to an https peer: our certificate, the peer CA, the URL's host, the allowed CN or hostname. */
-export function peerClientTlsOptions(material: PeerTlsMaterial, onRefused?: (reason: string, host: string) => void): tls.ConnectionOptions {
+/**
+ * The TLS options of a session dialled to an https peer: our certificate and
+ * the peer CA, checked by OpenSSL in the handshake. The server's certificate
+ * is not checked against the URL's host or the allowed CN or hostname here:
+ * the caller must, with serverCertificateRefusal, before the session carries
+ * a request (peer-network.ts does on the session's 'connect', and tells a
+ * refused server so).
+ */
+export function peerSessionTlsOptions(material: PeerTlsMaterial): tls.ConnectionOptions {
   // --peer-auto-tls: any certificate is taken (the peer's is self-signed too).
   if (material.skipPeerVerification === true) return { ...secureContextOptions(material), rejectUnauthorized: false };
+  return { ...secureContextOptions(material), checkServerIdentity: () => undefined };
+}
+
+/** The TLS options of a one-off request to an https peer: as a session's, with the certificate checked in the handshake. */
+export function peerClientTlsOptions(material: PeerTlsMaterial, onRefused?: (reason: string, host: string) => void): tls.ConnectionOptions {
+  if (material.skipPeerVerification === true) return peerSessionTlsOptions(material);
   return {
     ...secureContextOptions(material),
     checkServerIdentity(host, certificate) {
