@@ -7,8 +7,9 @@
 // without verifying theirs, as etcd 3.4 does (encryption, not authentication).
 //
 // Who may talk: with --peer-client-cert-auth or --peer-trusted-ca-file a
-// dialling peer must show a certificate the CA signed and the CRL does not
-// revoke (OpenSSL refuses the handshake); --peer-cert-allowed-cn and
+// dialling peer must show a certificate the CA signed (OpenSSL refuses the
+// handshake) and the CRL does not revoke (by serial, as etcd: crl.ts);
+// --peer-cert-allowed-cn and
 // --peer-cert-allowed-hostname are checked as soon as the handshake completes,
 // before a byte of HTTP is read (Node has no hook inside the server's
 // verification), and on the certificate of every peer this member dials. The
@@ -23,6 +24,17 @@ import { limitedHttpServers, type NodeRequestHandler } from "./http-listener.ts"
 import { answerRefusedConnection, certificateRefusedText, isCertificateRefusal, refusedByPeerText } from "./peer-refusal.ts";
 import type { TransportLimits } from "./transport-limits.ts";
 import { selfSignedCertificate } from "./self-signed-certificate.ts";
+import { peerCertificateRevoked, revokedSerials } from "./crl.ts";
+
+/** A CRL file that does not parse stops the start, naming the flag. */
+function checkedCrlFile(path: string): string {
+  try {
+    revokedSerials(readFileSync(path));
+  } catch (error) {
+    throw new Error(`--peer-crl-file ${path}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  return path;
+}
 
 const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
 
@@ -34,7 +46,8 @@ export interface PeerTlsMaterial {
   cert: Buffer;
   key: Buffer;
   ca: Buffer | undefined;
-  crl: Buffer | undefined;
+  /** --peer-crl-file, read again for each connection (crl.ts). */
+  crlFile: string | undefined;
   /** A dialling peer must show a certificate signed by `ca` (etcd: --peer-client-cert-auth or a trusted CA given). */
   requireClientCert: boolean;
   allowedCn: string | undefined;
@@ -55,7 +68,7 @@ export function loadPeerTls(config: PeerTlsConfig): PeerTlsMaterial {
       cert: Buffer.from(pair.certificatePem),
       key: Buffer.from(pair.keyPem),
       ca: undefined,
-      crl: undefined,
+      crlFile: undefined,
       requireClientCert: false,
       allowedCn: undefined,
       allowedHostname: undefined,
@@ -74,7 +87,7 @@ export function loadPeerTls(config: PeerTlsConfig): PeerTlsMaterial {
     key: read("peer-key-file", config.keyFile),
     skipPeerVerification: false,
     ca: config.trustedCaFile === undefined ? undefined : read("peer-trusted-ca-file", config.trustedCaFile),
-    crl: config.crlFile === undefined ? undefined : read("peer-crl-file", config.crlFile),
+    crlFile: config.crlFile === undefined ? undefined : checkedCrlFile(config.crlFile),
     requireClientCert: config.clientCertAuth || config.trustedCaFile !== undefined,
     allowedCn: config.allowedCn,
     allowedHostname: config.allowedHostname,
@@ -94,7 +107,6 @@ function secureContextOptions(material: PeerTlsMaterial): tls.SecureContextOptio
     key: material.key,
     minVersion: tlsVersionMin,
     ...(material.ca === undefined ? {} : { ca: material.ca }),
-    ...(material.crl === undefined ? {} : { crl: material.crl }),
   };
 }
 
@@ -193,7 +205,11 @@ export async function listenPeerTls(options: TlsListenOptions): Promise<TlsListe
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
     const remoteAddress = socket.remoteAddress;
-    const refusal = material.requireClientCert ? certificateRefusal(material, socket.getPeerCertificate()) : undefined;
+    const refusal = material.requireClientCert
+      ? material.crlFile !== undefined && peerCertificateRevoked(socket, material.crlFile)
+        ? "certificate revoked by --peer-crl-file"
+        : certificateRefusal(material, socket.getPeerCertificate())
+      : undefined;
     if (refusal !== undefined) {
       options.onRefused?.(`${certificateRefusedText}: ${refusal}`, remoteAddress);
       answerRefusedConnection(socket, () => refusedByPeer(remoteAddress));

@@ -14,7 +14,7 @@ const pki = makeTestPki();
 const memberCert = new X509Certificate(readFileSync(pki.issue("m1", "member").cert)).toLegacyObject() as PeerCertificate;
 
 function material(allowed: Pick<PeerTlsMaterial, "allowedCn" | "allowedHostname">): PeerTlsMaterial {
-  return { cert: Buffer.alloc(0), key: Buffer.alloc(0), ca: undefined, crl: undefined, requireClientCert: true, ...allowed };
+  return { cert: Buffer.alloc(0), key: Buffer.alloc(0), ca: undefined, crlFile: undefined, requireClientCert: true, ...allowed };
 }
 
 test("no allowed CN or hostname: any verified certificate is taken", () => {

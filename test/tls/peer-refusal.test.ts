@@ -79,7 +79,7 @@ describe(`refusals on the peer network on ${isBun ? "Bun" : "Node"}`, { timeout:
     cert: readFileSync(own.cert),
     key: readFileSync(own.key),
     ca: readFileSync(pki.ca),
-    crl: undefined,
+    crlFile: undefined,
     requireClientCert: true,
     allowedCn,
     allowedHostname: undefined,
