@@ -33,7 +33,8 @@ import {
 } from "../gen/etcdserverpb/rpc_pb.ts";
 import { etcdError } from "../errors.ts";
 import { RequestKind, type RequestOf } from "../server/request-codec.ts";
-import type { AppliedLogin, AuthRequestKind, EtcdServer } from "../server/etcd-server.ts";
+import type { AuthRequestKind, EtcdServer } from "../server/etcd-server.ts";
+import type { AppliedLogin } from "../server/apply-auth.ts";
 import { callerOf } from "./auth-context.ts";
 import { guarded } from "./errors.ts";
 

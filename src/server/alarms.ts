@@ -6,7 +6,11 @@
 // (deletes, compaction and defragmentation still run, to make room); while
 // CORRUPT is up, every KV request fails with "corrupt cluster".
 import { create } from "@bufbuild/protobuf";
-import { AlarmMemberSchema, AlarmType, type AlarmMember } from "../gen/etcdserverpb/rpc_pb.ts";
+import { AlarmMemberSchema, AlarmRequest_AlarmAction, AlarmType, type AlarmMember, type AlarmRequest } from "../gen/etcdserverpb/rpc_pb.ts";
+import { etcdError } from "../errors.ts";
+import type { Logger } from "../ports.ts";
+import { txnCostBytes } from "./quota.ts";
+import { RequestKind, type InternalRequest } from "./request-codec.ts";
 
 /** What the alarm store needs from the backend. */
 export interface AlarmBackend {
@@ -67,6 +71,42 @@ export class AlarmStore {
 
   has(alarm: AlarmType): boolean {
     return this.get(alarm).length > 0;
+  }
+
+  /**
+   * Refuses what the alarms up forbid: while NOSPACE is up, writes that add
+   * data (etcd's applierV3Capped); while CORRUPT is up, every KV write
+   * (applierV3Corrupt).
+   */
+  checkAllows(internal: InternalRequest): void {
+    const kind = internal.kind;
+    const kvWrite = kind === RequestKind.Put || kind === RequestKind.DeleteRange || kind === RequestKind.Txn || kind === RequestKind.Compact;
+    if (kvWrite && this.has(AlarmType.CORRUPT)) throw etcdError("corrupt");
+    if (!this.has(AlarmType.NOSPACE)) return;
+    const adds = kind === RequestKind.Put || kind === RequestKind.LeaseGrant || (kind === RequestKind.Txn && txnCostBytes(internal.request) > 0);
+    if (adds) throw etcdError("noSpace");
+  }
+
+  /** An applied Alarm request: the alarms listed, or the one raised or cleared (none when nothing changed). */
+  apply(request: AlarmRequest, logger: Logger): AlarmMember[] {
+    switch (request.action) {
+      case AlarmRequest_AlarmAction.GET:
+        return this.get(request.alarm);
+      case AlarmRequest_AlarmAction.ACTIVATE: {
+        const raised = this.activate(request.memberID, request.alarm);
+        if (raised === undefined) return [];
+        logger.warn("alarm raised", { "member-id": request.memberID.toString(16), alarm: AlarmType[request.alarm] });
+        return [raised];
+      }
+      case AlarmRequest_AlarmAction.DEACTIVATE: {
+        const cleared = this.deactivate(request.memberID, request.alarm);
+        if (cleared === undefined) return [];
+        logger.info("alarm cleared", { "member-id": request.memberID.toString(16), alarm: AlarmType[request.alarm] });
+        return [cleared];
+      }
+      default:
+        return [];
+    }
   }
 
   private remember(member: AlarmMember): void {

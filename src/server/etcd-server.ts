@@ -9,7 +9,6 @@ import {
   AlarmRequestSchema,
   AlarmResponseSchema,
   AlarmType,
-  type AlarmMember,
   type AlarmRequest,
   type AlarmResponse,
   LeaseCheckpointRequestSchema,
@@ -41,7 +40,7 @@ import {
   type TxnRequest,
   type TxnResponse,
 } from "../gen/etcdserverpb/rpc_pb.ts";
-import { assert, EtcdError, etcdError, GrpcCode } from "../errors.ts";
+import { EtcdError, etcdError, GrpcCode } from "../errors.ts";
 import { decodeConfChange } from "../raft/conf-change-codec.ts";
 import {
   ConfChangeType,
@@ -87,15 +86,9 @@ import { AuthTokens } from "../auth/tokens.ts";
 import { SimpleTokens } from "../auth/simple-tokens.ts";
 import { checkTxnPermitted } from "../auth/request-checks.ts";
 import { AlarmStore } from "./alarms.ts";
+import { applyAuthChange } from "./apply-auth.ts";
 import { leaseOverheadBytes, putCostBytes, quotaBytesMaxRecommended, quotaBytesOf, txnCostBytes } from "./quota.ts";
 import type { PasswordHasher } from "../ports.ts";
-
-/** What an applied login answers its proposer: the user, the revision, and the simple token (undefined for jwt). */
-export interface AppliedLogin {
-  username: string;
-  revision: number;
-  token: string | undefined;
-}
 
 /** Requests that change users, roles or the enabled flag, or log a user in. */
 export type AuthRequestKind =
@@ -888,7 +881,7 @@ export class EtcdServer {
     // The user's rights are checked again here, on every member, against the
     // auth state this entry is applied on (etcd's authApplierV3).
     const auth = internal.auth;
-    this.checkAlarmsAllow(internal);
+    this.alarms.checkAllows(internal);
     switch (internal.kind) {
       case RequestKind.Put: {
         const request = internal.request;
@@ -928,7 +921,7 @@ export class EtcdServer {
         }
         return {};
       case RequestKind.Alarm:
-        return this.applyAlarm(internal.request);
+        return create(AlarmResponseSchema, { header: this.header(), alarms: this.alarms.apply(internal.request, this.logger) });
       case RequestKind.MemberAttributes: {
         const member = this.memberStore.get(Number(internal.request.ID));
         if (member !== undefined) {
@@ -936,106 +929,13 @@ export class EtcdServer {
         }
         return {};
       }
-      default:
-        return this.applyAuthRequest(internal, index);
+      default: {
+        const login = applyAuthChange(this.auth, this.tokens, internal, index);
+        return login ?? { header: this.header() };
+      }
     }
     response.header = this.header(response.header?.revision);
     return response;
-  }
-
-  /**
-   * While NOSPACE is up, writes that add data fail (etcd's applierV3Capped);
-   * while CORRUPT is up, every KV write fails (applierV3Corrupt).
-   */
-  private checkAlarmsAllow(internal: InternalRequest): void {
-    const kind = internal.kind;
-    const kvWrite = kind === RequestKind.Put || kind === RequestKind.DeleteRange || kind === RequestKind.Txn || kind === RequestKind.Compact;
-    if (kvWrite && this.alarms.has(AlarmType.CORRUPT)) throw etcdError("corrupt");
-    if (!this.alarms.has(AlarmType.NOSPACE)) return;
-    const adds = kind === RequestKind.Put || kind === RequestKind.LeaseGrant || (kind === RequestKind.Txn && txnCostBytes(internal.request) > 0);
-    if (adds) throw etcdError("noSpace");
-  }
-
-  private applyAlarm(request: AlarmRequest): AlarmResponse {
-    let alarms: AlarmMember[] = [];
-    switch (request.action) {
-      case AlarmRequest_AlarmAction.GET:
-        alarms = this.alarms.get(request.alarm);
-        break;
-      case AlarmRequest_AlarmAction.ACTIVATE: {
-        const raised = this.alarms.activate(request.memberID, request.alarm);
-        if (raised !== undefined) {
-          alarms = [raised];
-          this.logger.warn("alarm raised", { "member-id": request.memberID.toString(16), alarm: AlarmType[request.alarm] });
-        }
-        break;
-      }
-      case AlarmRequest_AlarmAction.DEACTIVATE: {
-        const cleared = this.alarms.deactivate(request.memberID, request.alarm);
-        if (cleared !== undefined) {
-          alarms = [cleared];
-          this.logger.info("alarm cleared", { "member-id": request.memberID.toString(16), alarm: AlarmType[request.alarm] });
-        }
-        break;
-      }
-    }
-    return create(AlarmResponseSchema, { header: this.header(), alarms });
-  }
-
-  /** A user or role change, enable/disable, or a login: root only, except the login. */
-  private applyAuthRequest(internal: InternalRequest, index: number): unknown {
-    const auth = internal.auth;
-    if (internal.kind !== RequestKind.Authenticate) this.auth.checkAdmin(auth);
-    switch (internal.kind) {
-      case RequestKind.AuthEnable:
-        this.auth.enable();
-        break;
-      case RequestKind.AuthDisable:
-        this.auth.disable();
-        break;
-      case RequestKind.Authenticate: {
-        const { name, simpleTokenPrefix } = internal.request;
-        const revision = this.auth.authenticate(name);
-        return { username: name, revision, token: this.tokens.assigned(simpleTokenPrefix, index, name) } satisfies AppliedLogin;
-      }
-      case RequestKind.AuthUserAdd: {
-        const { name, hashedPassword, options } = internal.request;
-        this.auth.userAdd(name, hashedPassword, options?.noPassword === true);
-        break;
-      }
-      case RequestKind.AuthUserDelete:
-        this.auth.userDelete(internal.request.name);
-        break;
-      case RequestKind.AuthUserChangePassword:
-        this.auth.userChangePassword(internal.request.name, internal.request.hashedPassword);
-        break;
-      case RequestKind.AuthUserGrantRole:
-        this.auth.userGrantRole(internal.request.user, internal.request.role);
-        break;
-      case RequestKind.AuthUserRevokeRole:
-        this.auth.userRevokeRole(internal.request.name, internal.request.role);
-        break;
-      case RequestKind.AuthRoleAdd:
-        this.auth.roleAdd(internal.request.name);
-        break;
-      case RequestKind.AuthRoleDelete:
-        this.auth.roleDelete(internal.request.role);
-        break;
-      case RequestKind.AuthRoleGrantPermission: {
-        const { name, perm } = internal.request;
-        if (perm === undefined) throw etcdError("permissionNotGiven");
-        this.auth.roleGrantPermission(name, perm);
-        break;
-      }
-      case RequestKind.AuthRoleRevokePermission: {
-        const { role, key, rangeEnd } = internal.request;
-        this.auth.roleRevokePermission(role, key, rangeEnd);
-        break;
-      }
-      default:
-        assert(false, `request kind ${internal.kind} is applied`);
-    }
-    return { header: this.header() };
   }
 
   /**
