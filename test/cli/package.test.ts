@@ -6,7 +6,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { cpSync, mkdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { etcdctl, freePort, repoRoot, tempDir, testRuntimeName } from "../support/processes.ts";
 
 const runtime = testRuntimeName();
@@ -32,7 +32,11 @@ describe(`the edgetcd package (${runtime})`, () => {
     for (const entry of ["package.json", ...files]) cpSync(join(repoRoot, entry), join(installed, entry), { recursive: true });
     const production = Object.keys((JSON.parse(readFileSync(join(repoRoot, "package.json"), "utf8")) as { dependencies: Record<string, string> }).dependencies);
     // Linked, not copied: Node resolves their own dependencies from their real place.
-    for (const name of production) symlinkSync(join(repoRoot, "node_modules", name), join(scratch, "node_modules", name));
+    for (const name of production) {
+      // A scoped name (@scope/name) needs its scope folder first.
+      mkdirSync(dirname(join(scratch, "node_modules", name)), { recursive: true });
+      symlinkSync(join(repoRoot, "node_modules", name), join(scratch, "node_modules", name));
+    }
     mkdirSync(join(scratch, "bin"));
     symlinkSync("../node_modules/edgetcd/bin/edgetcd", join(scratch, "bin/edgetcd"));
     bunFolder = join(scratch, "bun-on-path");

@@ -23,7 +23,7 @@ async function startWithCrl(start: typeof startEtcd): Promise<RunningServer> {
 }
 
 const put = (server: RunningServer, name: string) =>
-  etcdctlAsync(server.endpoint, ["--cacert", `${fixtures}/ca.crt`, "--cert", `${fixtures}/${name}.crt`, "--key", `${fixtures}/${name}.key.insecure`, "--dial-timeout", "2s", "put", "k", "v"]);
+  etcdctlAsync(server.endpoint, ["--cacert", `${fixtures}/ca.crt`, "--cert", `${fixtures}/${name}.crt`, "--key", `${fixtures}/${name}.key.insecure`, "--dial-timeout", "2s", "--command-timeout", "3s", "put", "k", "v"]);
 
 describe("--client-crl-file: revoked serials refused, an expired list still used as etcd does", { skip: existsSync(`${fixtures}/revoke.crl`) ? false : `etcd's test certificates are not installed (${fixtures})` }, () => {
   let etcd: RunningServer;
