@@ -15,6 +15,13 @@ import { etcdError } from "../errors.ts";
 import { compareBytes } from "../mvcc/key-bytes.ts";
 import { MergedPermissions, permissionRead, permissionWrite } from "./permissions.ts";
 
+/**
+ * Longest user name, in UTF-8 bytes. Every request of a user carries its name
+ * in the log entry's header (a 16-bit length, src/server/request-codec.ts);
+ * etcd has no limit, but a longer name could never be logged with a request.
+ */
+export const usernameBytesMax = 65_535;
+
 export const rootUser = "root";
 export const rootRole = "root";
 
@@ -112,6 +119,7 @@ export class AuthStore {
   /** `hashedPassword` is bcrypt's, made by the proposer; empty for a user without a password. */
   userAdd(name: string, hashedPassword: string, noPassword: boolean): void {
     if (name.length === 0) throw etcdError("userEmpty");
+    if (encoder.encode(name).length > usernameBytesMax) throw etcdError("requestTooLarge");
     if (this.users.has(name)) throw etcdError("userAlreadyExist");
     const user = create(UserSchema, {
       name: encoder.encode(name),

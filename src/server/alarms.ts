@@ -69,8 +69,11 @@ export class AlarmStore {
     return [...this.alarms.values()].filter((member) => alarm === AlarmType.NONE || member.alarm === alarm);
   }
 
+  /** Asked on every apply: no allocation. */
   has(alarm: AlarmType): boolean {
-    return this.get(alarm).length > 0;
+    if (this.alarms.size === 0) return false;
+    for (const member of this.alarms.values()) if (member.alarm === alarm) return true;
+    return false;
   }
 
   /**

@@ -81,7 +81,7 @@ import { MemberStore, type MemberRecord } from "./members.ts";
 import { RaftLog } from "./raft-log.ts";
 import type { ServerLog } from "./server-log.ts";
 import { decodeRequest, encodeRequest, RequestKind, type InternalRequest, type RequestOf } from "./request-codec.ts";
-import { AuthStore, rootUser, type AuthInfo } from "../auth/store.ts";
+import { AuthStore, rootUser, usernameBytesMax, type AuthInfo } from "../auth/store.ts";
 import { AuthTokens } from "../auth/tokens.ts";
 import { SimpleTokens } from "../auth/simple-tokens.ts";
 import { checkTxnPermitted } from "../auth/request-checks.ts";
@@ -134,6 +134,12 @@ export class EtcdServer {
   readonly alarms: AlarmStore;
   /** --quota-backend-bytes; undefined when the quota is off. */
   private readonly quotaBytes: number | undefined;
+  /**
+   * The backend's size as of its last commit (or defragmentation, or
+   * snapshot), for the quota check: read on every write, so it is kept here
+   * rather than asked of SQLite each time (etcd reads bbolt's size the same way).
+   */
+  private backendSizeBytes = 0;
 
   private constructor(
     readonly config: ServerConfig,
@@ -158,6 +164,7 @@ export class EtcdServer {
     this.auth = new AuthStore(backend, tokens);
     this.alarms = new AlarmStore(backend);
     this.quotaBytes = quotaBytesOf(config.quotaBackendBytes);
+    this.backendSizeBytes = backend.sizeBytes();
     this.watchHub = new WatchableStore(store);
     this.watchScheduler = new WatchScheduler(this.watchHub, runtime.clock, {
       progressNotifyIntervalMs: config.watchProgressNotifyIntervalMs,
@@ -454,7 +461,10 @@ export class EtcdServer {
       if (info === undefined) throw etcdError("invalidAuthToken");
       return info;
     }
-    if (commonName !== undefined && commonName !== "" && this.config.clientCertAuth) return { username: commonName, revision: this.auth.revision };
+    // A name longer than any user can have (usernameBytesMax; a UTF-16 unit is at most 3 UTF-8 bytes) names nobody.
+    if (commonName !== undefined && commonName !== "" && commonName.length <= usernameBytesMax / 3 && this.config.clientCertAuth) {
+      return { username: commonName, revision: this.auth.revision };
+    }
     return undefined;
   }
 
@@ -496,10 +506,10 @@ export class EtcdServer {
    */
   private async checkQuota(costBytes: number): Promise<void> {
     if (this.quotaBytes === undefined || costBytes === 0) return;
-    if (this.backend.sizeBytes() + costBytes < this.quotaBytes) return;
+    if (this.backendSizeBytes + costBytes < this.quotaBytes) return;
     const raise = create(AlarmRequestSchema, { action: AlarmRequest_AlarmAction.ACTIVATE, memberID: BigInt(this.identity.memberId), alarm: AlarmType.NOSPACE });
     if (!this.alarms.has(AlarmType.NOSPACE)) {
-      this.logger.warn("backend quota exceeded: raising the NOSPACE alarm", { "quota-bytes": this.quotaBytes, "db-size-bytes": this.backend.sizeBytes() });
+      this.logger.warn("backend quota exceeded: raising the NOSPACE alarm", { "quota-bytes": this.quotaBytes, "db-size-bytes": this.backendSizeBytes });
       await this.alarm(raise).catch(() => undefined);
     }
     throw etcdError("noSpace");
@@ -801,6 +811,7 @@ export class EtcdServer {
     this.store.reload();
     this.auth.reload();
     this.alarms.reload();
+    this.backendSizeBytes = this.backend.sizeBytes();
     this.watchHub.storeReplaced();
     this.lessor.reload(this.store.restoredLeases);
     this.memberStore.reload();
@@ -1164,6 +1175,7 @@ export class EtcdServer {
     this.backendTimer?.cancel();
     this.backendTimer = undefined;
     this.backend.commit();
+    this.backendSizeBytes = this.backend.sizeBytes();
   }
 
   // --- status ------------------------------------------------------------
@@ -1233,7 +1245,8 @@ export class EtcdServer {
   defragment(): void {
     this.assertServing();
     this.backend.defragment();
-    this.logger.info("finished defragmenting the backend", { "db-size": this.backend.sizeBytes() });
+    this.backendSizeBytes = this.backend.sizeBytes();
+    this.logger.info("finished defragmenting the backend", { "db-size": this.backendSizeBytes });
   }
 
   /** Maintenance.Snapshot: a consistent copy of the backend database file. */

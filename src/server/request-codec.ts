@@ -34,6 +34,7 @@ import {
   TxnRequestSchema,
 } from "../gen/etcdserverpb/rpc_pb.ts";
 import { assert } from "../errors.ts";
+import { usernameBytesMax } from "../auth/store.ts";
 
 export enum RequestKind {
   Put = 1,
@@ -104,8 +105,6 @@ const formatPlain = 1;
 const formatWithUser = 2;
 const headerBytes = 10;
 const userHeaderBytes = 10;
-/** Longest username a logged request carries (etcd has none; this bounds the header). */
-export const usernameBytesMax = 65_535;
 const utf8Encoder = new TextEncoder();
 const utf8Decoder = new TextDecoder();
 
