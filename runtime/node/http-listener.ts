@@ -153,6 +153,19 @@ export function tlsSocketOf(request: http.IncomingMessage | http2.Http2ServerReq
   return request.socket instanceof tls.TLSSocket ? request.socket : undefined;
 }
 
+/** Starts `server` listening; the port it got (port 0 picks a free one). A bind failure rejects. */
+export async function listenOn(server: net.Server, port: number, host: string): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const address = server.address();
+  return typeof address === "object" && address !== null ? address.port : port;
+}
+
 export async function listenHttp(options: ListenOptions): Promise<Listener> {
   const limits = options.limits ?? transportLimitsDefault;
   const nowMs = () => performance.now();
@@ -201,15 +214,7 @@ export async function listenHttp(options: ListenOptions): Promise<Listener> {
     routeByPreface(socket, route, limits.prefaceTimeoutMs);
   };
   const server = options.tls === undefined ? net.createServer(serveConnection) : tlsServer(options.tls, limits, serveConnection, track);
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port, options.host, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  const address = server.address();
-  const port = typeof address === "object" && address !== null ? address.port : options.port;
+  const port = await listenOn(server, options.port, options.host);
   // One server.close for both steps: a second call fails on a closed server.
   let serverClosed: Promise<void> | undefined;
   const closeServer = () => (serverClosed ??= new Promise<void>((resolve) => server.close(() => resolve())));

@@ -20,7 +20,7 @@ import * as http2 from "node:http2";
 import * as tls from "node:tls";
 import type { PeerFetch, PeerTlsConfig } from "../../src/ports.ts";
 import { guardedHttp2Socket } from "./h2-connection.ts";
-import { limitedHttpServers, type NodeRequestHandler } from "./http-listener.ts";
+import { limitedHttpServers, listenOn, type NodeRequestHandler } from "./http-listener.ts";
 import { answerRefusedConnection, certificateRefusedText, isCertificateRefusal, refusedByPeerText } from "./peer-refusal.ts";
 import type { TransportLimits } from "./transport-limits.ts";
 import { selfSignedCertificate } from "./self-signed-certificate.ts";
@@ -239,15 +239,7 @@ export async function listenPeerTls(options: TlsListenOptions): Promise<TlsListe
       remoteAddressHandedOver = undefined;
     }
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port, options.host, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  const address = server.address();
-  const port = typeof address === "object" && address !== null ? address.port : options.port;
+  const port = await listenOn(server, options.port, options.host);
   return {
     port,
     close: () =>

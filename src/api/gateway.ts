@@ -164,12 +164,7 @@ async function callGateway(c: Context, transport: Transport, method: DescMethodU
   const messageBytes = toBinary(method.input as DescMessage, request as never).length;
   if (messageBytes > limits.messageBytesMax) return gatewayError(c, messageTooLargeError(messageBytes, limits.messageBytesMax));
   try {
-    // The token travels as grpc-gateway forwards it: the Authorization header
-    // becomes `authorization` metadata. No client certificate's name is used
-    // here (etcd ignores it on gateway calls).
-    const authorization = c.req.header("authorization");
-    const header = authorization === undefined ? undefined : { authorization };
-    const response = await transport.unary(method, undefined, undefined, header, request as never, undefined);
+    const response = await transport.unary(method, undefined, undefined, forwardedHeader(c), request as never, undefined);
     return c.json(toJson(method.output as DescMessage, response.message as never, { useProtoFieldName: true }) as object);
   } catch (error) {
     return gatewayError(c, ConnectError.from(error));
@@ -190,8 +185,7 @@ async function streamGateway(c: Context, transport: Transport, method: DescMetho
   }
   if (requests.length === 0) requests.push(decodeRequest("", method.input as DescMessage, limits.recursionLimit));
   if (method.methodKind === "server_streaming") requests = requests.slice(0, 1);
-  const authorization = c.req.header("authorization");
-  const header = authorization === undefined ? undefined : { authorization };
+  const header = forwardedHeader(c);
   const abort = new AbortController();
   c.req.raw.signal.addEventListener("abort", () => abort.abort(), { once: true });
   async function* input() {
@@ -260,6 +254,16 @@ function splitJsonValues(text: string): string[] {
   }
   if (start >= 0) throw new ConnectError("unexpected EOF", Code.InvalidArgument);
   return values;
+}
+
+/**
+ * The metadata a gateway call carries to the services: the token, as
+ * grpc-gateway forwards the Authorization header as `authorization`. No
+ * client certificate's name is passed (etcd ignores it on gateway calls).
+ */
+function forwardedHeader(c: Context): Record<string, string> | undefined {
+  const authorization = c.req.header("authorization");
+  return authorization === undefined ? undefined : { authorization };
 }
 
 /** The request a JSON body stands for: an empty body or `null` is the empty message, as in etcd. */
