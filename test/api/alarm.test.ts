@@ -3,9 +3,9 @@
 // "database space exceeded", the alarm is up (alarm list, /health false,
 // endpoint status errors), further puts fail while deletes still run;
 // compaction and defragmentation make room, disarming lets puts in again.
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { etcdctlAsync, startEdgetcd, startEtcd, type RunningServer } from "../support/processes.ts";
+import { etcdctlAsync, type RunningServer, etcdBesideEdgetcd } from "../support/processes.ts";
 
 const quotaBytes = 13 * 4096;
 const small = "a".repeat(64);
@@ -51,18 +51,10 @@ async function alarmFlow(server: RunningServer): Promise<string[]> {
 }
 
 describe("--quota-backend-bytes and the NOSPACE alarm, beside etcd 3.4", () => {
-  let etcd: RunningServer;
-  let edgetcd: RunningServer;
-  before(async () => {
-    const extraArgs = ["--quota-backend-bytes", String(quotaBytes)];
-    [etcd, edgetcd] = await Promise.all([startEtcd({ extraArgs }), startEdgetcd({ extraArgs })]);
-  }, { timeout: 120_000 });
-  after(async () => {
-    await Promise.all([etcd?.stop(), edgetcd?.stop()]);
-  });
+  const servers = etcdBesideEdgetcd({ extraArgs: ["--quota-backend-bytes", String(quotaBytes)] });
 
   test("fill, alarm, refuse, make room, disarm, write again: the same answers", { timeout: 180_000 }, async () => {
-    const [want, got] = await Promise.all([alarmFlow(etcd), alarmFlow(edgetcd)]);
+    const [want, got] = await Promise.all([alarmFlow(servers.etcd), alarmFlow(servers.edgetcd)]);
     assert.deepEqual(got, want);
   });
 });

@@ -1,9 +1,9 @@
 // etcd's JSON gateway beyond KV, beside etcd 3.4: lease routes (an int64 ID
 // past 2^53 sent as a JSON number must name the same lease), the streaming
 // routes (keep-alive and watch answer line by line with {"result":…}), lock.
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { startEdgetcd, startEtcd, type RunningServer } from "../support/processes.ts";
+import { type RunningServer, etcdBesideEdgetcd } from "../support/processes.ts";
 
 const base64 = (text: string) => Buffer.from(text).toString("base64");
 
@@ -41,17 +41,10 @@ function shape(value: unknown): unknown {
 }
 
 describe("the JSON gateway's lease, watch and lock routes, beside etcd 3.4", () => {
-  let etcd: RunningServer;
-  let edgetcd: RunningServer;
-  before(async () => {
-    [etcd, edgetcd] = await Promise.all([startEtcd(), startEdgetcd()]);
-  }, { timeout: 120_000 });
-  after(async () => {
-    await Promise.all([etcd?.stop(), edgetcd?.stop()]);
-  });
+  const servers = etcdBesideEdgetcd();
 
   test("lease grant, keep-alive (a stream) and time-to-live with an ID past 2^53 as a JSON number", async () => {
-    for (const server of [etcd, edgetcd]) {
+    for (const server of [servers.etcd, servers.edgetcd]) {
       const id = "7587862637417283123";
       const granted = JSON.parse(await post(server, "/v3/lease/grant", `{"ID":${id},"TTL":60}`)) as { ID: string; TTL: string };
       assert.equal(granted.ID, id, server.kind);
@@ -65,7 +58,7 @@ describe("the JSON gateway's lease, watch and lock routes, beside etcd 3.4", () 
 
   test("a watch streams its created answer and then each event, line by line", async () => {
     const results = await Promise.all(
-      [etcd, edgetcd].map((server) =>
+      [servers.etcd, servers.edgetcd].map((server) =>
         streamLines(server, "/v3/watch", JSON.stringify({ create_request: { key: base64("gw/watched") } }), 2, async () => {
           await post(server, "/v3/kv/put", JSON.stringify({ key: base64("gw/watched"), value: base64("v") }));
         }),
@@ -77,7 +70,7 @@ describe("the JSON gateway's lease, watch and lock routes, beside etcd 3.4", () 
   });
 
   test("lock and unlock", async () => {
-    for (const server of [etcd, edgetcd]) {
+    for (const server of [servers.etcd, servers.edgetcd]) {
       const locked = JSON.parse(await post(server, "/v3/lock/lock", JSON.stringify({ name: base64("gw-lock") }))) as { key: string };
       assert.match(Buffer.from(locked.key, "base64").toString(), /^gw-lock\//, server.kind);
       const unlocked = JSON.parse(await post(server, "/v3/lock/unlock", JSON.stringify({ key: locked.key }))) as { header: unknown };

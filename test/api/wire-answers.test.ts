@@ -2,10 +2,10 @@
 // unknown gRPC services and methods (HTTP 200, trailers-only grpc-status 12,
 // grpc-go's message), grpc-message text of etcd's errors (not
 // percent-encoded beyond the gRPC spec), and the JSON gateway's status codes.
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import * as http2 from "node:http2";
-import { startEdgetcd, startEtcd, type RunningServer } from "../support/processes.ts";
+import { etcdBesideEdgetcd } from "../support/processes.ts";
 
 interface GrpcAnswer {
   status: number | undefined;
@@ -55,18 +55,11 @@ async function gateway(endpoint: string, path: string, method: string, body?: st
 }
 
 describe("answers on the wire, beside etcd 3.4", () => {
-  let etcd: RunningServer;
-  let edgetcd: RunningServer;
-  before(async () => {
-    [etcd, edgetcd] = await Promise.all([startEtcd(), startEdgetcd()]);
-  }, { timeout: 120_000 });
-  after(async () => {
-    await Promise.all([etcd?.stop(), edgetcd?.stop()]);
-  });
+  const servers = etcdBesideEdgetcd();
 
   test("an unknown service or method is HTTP 200 with grpc-status 12 and grpc-go's message", async () => {
     for (const path of ["/etcdserverpb.KV/RangeStream", "/etcdserverpb.Nope/Range", "/etcdserverpb.Maintenance/Nothing"]) {
-      const [want, got] = await Promise.all([grpcCall(etcd.endpoint, path), grpcCall(edgetcd.endpoint, path)]);
+      const [want, got] = await Promise.all([grpcCall(servers.etcd.endpoint, path), grpcCall(servers.edgetcd.endpoint, path)]);
       assert.equal(want.grpcStatus, "12", path);
       assert.deepEqual(got, want, path);
     }
@@ -76,7 +69,7 @@ describe("answers on the wire, beside etcd 3.4", () => {
     // A lease that does not exist: etcd's "etcdserver: requested lease not found".
     // LeaseRevokeRequest { ID: 1 }: field 1, varint 1.
     const revoke = (endpoint: string) => grpcCall(endpoint, "/etcdserverpb.Lease/LeaseRevoke", new Uint8Array([0x08, 0x01]));
-    const [want, got] = await Promise.all([revoke(etcd.endpoint), revoke(edgetcd.endpoint)]);
+    const [want, got] = await Promise.all([revoke(servers.etcd.endpoint), revoke(servers.edgetcd.endpoint)]);
     assert.equal(want.grpcMessage, "etcdserver: requested lease not found");
     assert.deepEqual(got, want);
   });
@@ -88,7 +81,7 @@ describe("answers on the wire, beside etcd 3.4", () => {
       ["/v3/kv/range", "POST", '{"key":"not base64!"}'],
     ];
     for (const [path, method, body] of cases) {
-      const [want, got] = await Promise.all([gateway(etcd.endpoint, path, method, body), gateway(edgetcd.endpoint, path, method, body)]);
+      const [want, got] = await Promise.all([gateway(servers.etcd.endpoint, path, method, body), gateway(servers.edgetcd.endpoint, path, method, body)]);
       assert.equal(got.status, want.status, `${method} ${path}`);
       if (path === "/v3/maintenance/hash") {
         // The hashes differ (different databases); the shape must not.

@@ -3,11 +3,11 @@
 // gateway ignores the certificate (it would be the server's own in etcd).
 // The same etcdctl script and gateway calls on etcd 3.4 and edgetcd, with
 // etcd's own test certificates (server.crt names CN example.com).
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import * as https from "node:https";
-import { freePort, startEdgetcd, startEtcd, type RunningServer } from "../support/processes.ts";
+import { freePort, startEdgetcd, startEtcd, type RunningServer, etcdBesideEdgetcd } from "../support/processes.ts";
 import { scriptDifferences, step } from "../support/etcdctl-script.ts";
 
 const fixtures = "/usr/share/gocode/src/go.etcd.io/etcd/integration/fixtures";
@@ -60,22 +60,15 @@ function gatewayPut(server: RunningServer): Promise<{ status: number; body: stri
 }
 
 describe("--client-cert-auth: the certificate's CommonName is the user, as in etcd 3.4", { skip: existsSync(tlsFiles.cert) ? false : `etcd's test certificates are not installed (${fixtures})` }, () => {
-  let etcd: RunningServer;
-  let edgetcd: RunningServer;
-  before(async () => {
-    [etcd, edgetcd] = await Promise.all([startWithTls(startEtcd), startWithTls(startEdgetcd)]);
-  }, { timeout: 120_000 });
-  after(async () => {
-    await Promise.all([etcd?.stop(), edgetcd?.stop()]);
-  });
+  const servers = etcdBesideEdgetcd({ etcd: () => startWithTls(startEtcd), edgetcd: () => startWithTls(startEdgetcd) });
 
   test("etcdctl with only a client certificate acts as its CommonName", { timeout: 120_000 }, async () => {
-    const differences = await scriptDifferences(etcd, edgetcd, script, ["--cacert", tlsFiles.ca, "--cert", tlsFiles.cert, "--key", tlsFiles.key]);
+    const differences = await scriptDifferences(servers.etcd, servers.edgetcd, script, ["--cacert", tlsFiles.ca, "--cert", tlsFiles.cert, "--key", tlsFiles.key]);
     assert.deepEqual(differences, []);
   });
 
   test("the gateway refuses a call made with a named certificate (etcd's 400), rather than run it as nobody", async () => {
-    const [fromEtcd, fromEdgetcd] = await Promise.all([gatewayPut(etcd), gatewayPut(edgetcd)]);
+    const [fromEtcd, fromEdgetcd] = await Promise.all([gatewayPut(servers.etcd), gatewayPut(servers.edgetcd)]);
     assert.equal(fromEtcd.status, 400);
     assert.deepEqual(fromEdgetcd, fromEtcd);
   });

@@ -3,9 +3,9 @@
 // root rules, enable/disable, wrong passwords, and a user without rights
 // trying KV, txn sub-operations, lease revoke and admin RPCs. Every step must
 // print the same output and exit status on both.
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { startEdgetcd, startEtcd, type RunningServer } from "../support/processes.ts";
+import { etcdBesideEdgetcd } from "../support/processes.ts";
 import { scriptDifferences, step, type Step } from "../support/etcdctl-script.ts";
 
 const root = "--user root:rootpw";
@@ -110,19 +110,11 @@ const script: Step[] = [
 ];
 
 describe("etcdctl's user, role and auth commands on etcd 3.4 and edgetcd alike", () => {
-  let etcd: RunningServer;
-  let edgetcd: RunningServer;
-  before(async () => {
-    // The lowest bcrypt cost keeps the script quick; the cost is a flag both take.
-    const extraArgs = ["--bcrypt-cost", "4"];
-    [etcd, edgetcd] = await Promise.all([startEtcd({ extraArgs }), startEdgetcd({ extraArgs })]);
-  }, { timeout: 120_000 });
-  after(async () => {
-    await Promise.all([etcd?.stop(), edgetcd?.stop()]);
-  });
+  // The lowest bcrypt cost keeps the script quick; the cost is a flag both take.
+  const servers = etcdBesideEdgetcd({ extraArgs: ["--bcrypt-cost", "4"] });
 
   test("every step prints the same output and exit status", { timeout: 300_000 }, async () => {
-    const mismatches = await scriptDifferences(etcd, edgetcd, script);
+    const mismatches = await scriptDifferences(servers.etcd, servers.edgetcd, script);
     assert.deepEqual(mismatches, []);
   });
 });

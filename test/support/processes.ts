@@ -5,6 +5,7 @@ import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { after, before } from "node:test";
 
 export const repoRoot = new URL("../..", import.meta.url).pathname;
 
@@ -246,4 +247,34 @@ export function portIsClosed(port: number): Promise<boolean> {
     });
     socket.once("error", () => resolve(true));
   });
+}
+
+/**
+ * etcd 3.4 and edgetcd for the tests of one describe block that compare them:
+ * started together before its tests (each with its own options), stopped
+ * after. Read `.etcd` and `.edgetcd` inside the tests.
+ */
+export function etcdBesideEdgetcd(
+  options: { etcd?: () => Promise<RunningServer>; edgetcd?: () => Promise<RunningServer>; extraArgs?: string[] } = {},
+): { readonly etcd: RunningServer; readonly edgetcd: RunningServer } {
+  let servers: [RunningServer, RunningServer] | undefined;
+  const common = options.extraArgs === undefined ? {} : { extraArgs: options.extraArgs };
+  before(async () => {
+    servers = await Promise.all([options.etcd?.() ?? startEtcd(common), options.edgetcd?.() ?? startEdgetcd(common)]);
+  }, { timeout: 120_000 });
+  after(async () => {
+    await Promise.all((servers ?? []).map((server) => server.stop()));
+  });
+  const started = (): [RunningServer, RunningServer] => {
+    if (servers === undefined) throw new Error("etcd and edgetcd have not started");
+    return servers;
+  };
+  return {
+    get etcd() {
+      return started()[0];
+    },
+    get edgetcd() {
+      return started()[1];
+    },
+  };
 }
