@@ -11,7 +11,9 @@ import { gatewayCertificateRefusal, type ClientApi } from "../../src/api/client-
 import type { ClientListenerOptions } from "../../src/cli/edgetcd.ts";
 import { corsHeaders, type CorsPolicy } from "../../src/api/cors.ts";
 import { clientTlsListenOptions } from "./client-tls.ts";
-import { listenHttp, tlsSocketOf, type Listener, type NodeRequestHandler } from "./http-listener.ts";
+import { listenHttp, tlsSocketOf, tlsSocketOfStream, type Listener, type NodeRequestHandler, type StreamClaim } from "./http-listener.ts";
+import { grpcFastPath } from "./grpc-fast-path.ts";
+import type * as tls from "node:tls";
 import { clientTransportLimits } from "./transport-limits.ts";
 import { closingAfterUnreadBody } from "./unread-body.ts";
 import { BrowserLease, BrowserWatch } from "../../src/gen/edgetcd/v1/edgetcd_pb.ts";
@@ -19,7 +21,7 @@ import { Auth, Cluster, KV, Lease, Maintenance, Watch } from "../../src/gen/etcd
 import { answeringUnknownGrpcMethods } from "./grpc-unimplemented.ts";
 import { Election } from "../../src/gen/v3electionpb/v3election_pb.ts";
 import { Lock } from "../../src/gen/v3lockpb/v3lock_pb.ts";
-import { streamingPaths, withUnaryFairness } from "./unary-fairness.ts";
+import { streamingPaths, UnaryFairness, withUnaryFairness } from "./unary-fairness.ts";
 import { withGrpcGoMessages } from "./grpc-message.ts";
 
 /** The services the client port serves (src/api/client-api.ts registers them). */
@@ -47,7 +49,7 @@ export const requestsWaitingForStartMax = 1024;
  * accept backlog.
  */
 export async function bindClientApi(url: URL, options: ClientListenerOptions): Promise<Listener & { serve(api: ClientApi): void }> {
-  let handlers: { http2: NodeRequestHandler; http1: NodeRequestHandler | undefined } | undefined;
+  let handlers: { http2: NodeRequestHandler; http1: NodeRequestHandler | undefined; claim: StreamClaim | undefined } | undefined;
   const waiting: Array<() => void> = [];
   const deferred =
     (pick: (ready: NonNullable<typeof handlers>) => NodeRequestHandler | undefined): NodeRequestHandler =>
@@ -63,6 +65,8 @@ export async function bindClientApi(url: URL, options: ClientListenerOptions): P
     host,
     port,
     handleHttp2: deferred((ready) => ready.http2),
+    // Until the member serves, a stream waits on the compatibility path with the rest.
+    claimHttp2Stream: (stream, headers) => handlers?.claim?.(stream, headers) ?? false,
     handleHttp1: options.http ? deferred((ready) => ready.http1) : undefined,
     limits: clientTransportLimits(options.transport),
     ...(options.tls === undefined ? {} : { tls: clientTlsListenOptions(options.tls) }),
@@ -76,19 +80,26 @@ export async function bindClientApi(url: URL, options: ClientListenerOptions): P
   };
 }
 
-function clientHandlers(api: ClientApi, options: ClientListenerOptions): { http2: NodeRequestHandler; http1: NodeRequestHandler | undefined } {
+function clientHandlers(api: ClientApi, options: ClientListenerOptions): { http2: NodeRequestHandler; http1: NodeRequestHandler | undefined; claim: StreamClaim | undefined } {
   const httpHandler = getRequestListener(api.http.fetch);
   const rpcHandler = connectNodeAdapter({
     ...api.routerOptions,
     routes: api.routes,
-    ...(options.tls === undefined ? {} : { contextValues: clientCertificateContext }),
+    ...(options.tls === undefined ? {} : { contextValues: (request: http.IncomingMessage | http2.Http2ServerRequest) => certificateContext(tlsSocketOf(request)) }),
     fallback: answeringUnknownGrpcMethods(servedServices, (request, response) => void httpHandler(request as never, response as never)) as never,
   });
   const httpOnly: NodeRequestHandler = (request, response) => void httpHandler(request as never, response as never);
   const gatewayGuard = options.tls === undefined ? (handler: NodeRequestHandler) => handler : (handler: NodeRequestHandler) => refusingNamedCertificateOnGateway(api, handler);
+  const fairness = new UnaryFairness();
+  // etcd clients' gRPC goes straight to the services (grpc-fast-path.ts); the rest through Connect.
+  const claim =
+    options.grpc && process.env.EDGETCD_GRPC_FAST_PATH !== "0"
+      ? grpcFastPath(api, { fairness, ...(options.tls === undefined ? {} : { contextValuesOf: (stream: http2.ServerHttp2Stream) => certificateContext(tlsSocketOfStream(stream)) }) })
+      : undefined;
   return {
-    http2: withCors(api.cors, gatewayGuard(withUnaryFairness(options.grpc ? withGrpcGoMessages(rpcHandler) : httpOnly, streamingCallPaths))),
+    http2: withCors(api.cors, gatewayGuard(withUnaryFairness(options.grpc ? withGrpcGoMessages(rpcHandler) : httpOnly, streamingCallPaths, fairness))),
     http1: options.http ? withCors(api.cors, gatewayGuard(closingAfterUnreadBody(rpcHandler))) : undefined,
+    claim,
   };
 }
 
@@ -98,9 +109,8 @@ function clientHandlers(api: ClientApi, options: ClientListenerOptions): { http2
  * chained to the trusted CA counts (`authorized`); the gateway's in-memory
  * calls never get here.
  */
-function clientCertificateContext(request: http.IncomingMessage | http2.Http2ServerRequest): ContextValues {
+function certificateContext(socket: tls.TLSSocket | undefined): ContextValues {
   const values = createContextValues();
-  const socket = tlsSocketOf(request);
   if (socket?.authorized === true) {
     const subject = socket.getPeerCertificate().subject as { CN?: string | string[] } | undefined;
     const commonName = Array.isArray(subject?.CN) ? subject.CN[0] : subject?.CN;
@@ -112,7 +122,7 @@ function clientCertificateContext(request: http.IncomingMessage | http2.Http2Ser
 /** etcd's refusal of a gateway call made with a named client certificate (see ClientApi). */
 function refusingNamedCertificateOnGateway(api: ClientApi, handler: NodeRequestHandler): NodeRequestHandler {
   return (request, response) => {
-    if (request.url?.startsWith("/v3/") && api.refusesNamedCertificateOnGateway() && clientCertificateContext(request as never).get(clientCommonNameKey) !== undefined) {
+    if (request.url?.startsWith("/v3/") && api.refusesNamedCertificateOnGateway() && certificateContext(tlsSocketOf(request)).get(clientCommonNameKey) !== undefined) {
       response.writeHead(400, { "content-type": "text/plain; charset=utf-8", "x-content-type-options": "nosniff" });
       response.end(`${gatewayCertificateRefusal}\n`);
       return;

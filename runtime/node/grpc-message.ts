@@ -17,6 +17,12 @@ export function grpcGoMessage(value: string): string {
   } catch {
     return value;
   }
+  return encodeGrpcGoMessage(text);
+}
+
+/** A status message, as grpc-go percent-encodes it into grpc-message. */
+export function encodeGrpcGoMessage(text: string): string {
+  if (/^[\x20-\x24\x26-\x7e]*$/.test(text)) return text;
   let out = "";
   for (const byte of encoder.encode(text)) {
     out += byte < 0x20 || byte > 0x7e || byte === 0x25 ? `%${byte.toString(16).toUpperCase().padStart(2, "0")}` : String.fromCharCode(byte);

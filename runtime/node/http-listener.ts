@@ -25,11 +25,19 @@ export type NodeRequestHandler = (
   response: http.ServerResponse | http2.Http2ServerResponse,
 ) => void;
 
+export type StreamClaim = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => boolean;
+
 export interface ListenOptions {
   host: string;
   port: number;
   /** Handles HTTP/2 requests (gRPC, and everything else over h2c). */
   handleHttp2: NodeRequestHandler;
+  /**
+   * Sees each HTTP/2 stream before `handleHttp2` and may take it (returns
+   * true): the gRPC fast path (grpc-fast-path.ts). Streams it leaves go to
+   * `handleHttp2` through Node's compatibility API.
+   */
+  claimHttp2Stream?: StreamClaim;
   /** Handles HTTP/1.1 requests; undefined to refuse HTTP/1.1 on this port. */
   handleHttp1?: NodeRequestHandler;
   /** Limits on every connection; transportLimitsDefault when absent. */
@@ -95,6 +103,7 @@ export function limitedHttpServers(
   handleHttp2: NodeRequestHandler,
   handleHttp1: (request: http.IncomingMessage, response: http.ServerResponse) => void,
   nowMs: () => number,
+  claimHttp2Stream?: StreamClaim,
 ): LimitedServers {
   const h2 = http2.createServer(
     {
@@ -105,6 +114,7 @@ export function limitedHttpServers(
     },
     handleHttp2,
   );
+  if (claimHttp2Stream !== undefined) claimingStreams(h2, claimHttp2Stream);
   const supervisor = new SessionSupervisor(limits, nowMs);
   // The session is created while the server takes the connection, so the
   // connection being handed over is the one its session reads.
@@ -134,6 +144,24 @@ export function limitedHttpServers(
       tlsSocketHandedOver = undefined;
     },
   };
+}
+
+/**
+ * Lets `claim` take a stream before the compatibility API (which listens to
+ * the same event) wraps it in a request and response. Node and Bun both
+ * deliver streams through the server's `emit`.
+ */
+function claimingStreams(h2: http2.Http2Server, claim: StreamClaim): void {
+  const emit = h2.emit;
+  h2.emit = function (this: http2.Http2Server, event: string | symbol, ...args: unknown[]): boolean {
+    if (event === "stream" && claim(args[0] as http2.ServerHttp2Stream, args[1] as http2.IncomingHttpHeaders)) return true;
+    return emit.call(this, event, ...args);
+  } as typeof h2.emit;
+}
+
+/** The TLS socket under an HTTP/2 stream's connection, when there is one. */
+export function tlsSocketOfStream(stream: http2.Http2Stream): tls.TLSSocket | undefined {
+  return tlsSocketOfSession.get(stream.session as http2.Http2Session);
 }
 
 /**
@@ -169,7 +197,7 @@ export async function listenOn(server: net.Server, port: number, host: string): 
 export async function listenHttp(options: ListenOptions): Promise<Listener> {
   const limits = options.limits ?? transportLimitsDefault;
   const nowMs = () => performance.now();
-  const { h2, h1, supervisor, http1Timeouts, serveGuarded } = limitedHttpServers(limits, options.handleHttp2, options.handleHttp1 ?? refuseHttp1, nowMs);
+  const { h2, h1, supervisor, http1Timeouts, serveGuarded } = limitedHttpServers(limits, options.handleHttp2, options.handleHttp1 ?? refuseHttp1, nowMs, options.claimHttp2Stream);
   const sessions = new Set<http2.Http2Session>();
   h2.on("session", (session) => {
     sessions.add(session);

@@ -32,31 +32,42 @@ export function streamingPaths(services: readonly DescService[]): Set<string> {
   return paths;
 }
 
-export function withUnaryFairness(handler: NodeRequestHandler, streaming: ReadonlySet<string>, callsMax = unaryCallsPerConnectionMax): NodeRequestHandler {
-  const shares = new WeakMap<http2.Http2Session, ConnectionShare>();
-  return (request, response) => {
-    const stream = (request as http2.Http2ServerRequest).stream as http2.ServerHttp2Stream | undefined;
-    const session = stream?.session;
-    if (stream === undefined || session === undefined || streaming.has(request.url ?? "")) return handler(request, response);
-    let share = shares.get(session);
+/** The per-connection shares, kept for every transport that serves unary calls on the connection. */
+export class UnaryFairness {
+  private readonly shares = new WeakMap<http2.Http2Session, ConnectionShare>();
+
+  constructor(private readonly callsMax = unaryCallsPerConnectionMax) {}
+
+  /** Calls `start` now, or when the stream's connection has a free slot; the call counts until its stream closes. */
+  admit(stream: http2.Http2Stream, start: () => void): void {
+    const session = stream.session;
+    if (session === undefined) return start();
+    let share = this.shares.get(session);
     if (share === undefined) {
       share = { running: 0, waiting: [] };
-      shares.set(session, share);
+      this.shares.set(session, share);
     }
     const owner = share;
-    const start = () => {
+    const run = () => {
       owner.running++;
       stream.once("close", () => {
         owner.running--;
         owner.waiting.shift()?.();
       });
-      handler(request, response);
-    };
-    if (owner.running < callsMax) return start();
-    const queued = () => {
-      if (stream.destroyed || stream.closed) return owner.waiting.shift()?.();
       start();
     };
-    owner.waiting.push(queued);
+    if (owner.running < this.callsMax) return run();
+    owner.waiting.push(() => {
+      if (stream.destroyed || stream.closed) return owner.waiting.shift()?.();
+      run();
+    });
+  }
+}
+
+export function withUnaryFairness(handler: NodeRequestHandler, streaming: ReadonlySet<string>, fairness = new UnaryFairness()): NodeRequestHandler {
+  return (request, response) => {
+    const stream = (request as http2.Http2ServerRequest).stream as http2.ServerHttp2Stream | undefined;
+    if (stream === undefined || stream.session === undefined || streaming.has(request.url ?? "")) return handler(request, response);
+    fairness.admit(stream, () => handler(request, response));
   };
 }

@@ -1,6 +1,7 @@
 // Everything the client port serves, runtime-neutral: the Connect routes
 // (gRPC, gRPC-Web and Connect share them) and the HTTP app for the rest.
-import type { ConnectRouter, ConnectRouterOptions } from "@connectrpc/connect";
+import type { DescService } from "@bufbuild/protobuf";
+import type { ConnectRouter, ConnectRouterOptions, Interceptor, ServiceImpl } from "@connectrpc/connect";
 import type { Hono } from "hono";
 import { BrowserLease, BrowserWatch } from "../gen/edgetcd/v1/edgetcd_pb.ts";
 import { Auth, Cluster, KV, Lease, Maintenance, Watch } from "../gen/etcdserverpb/rpc_pb.ts";
@@ -23,9 +24,26 @@ import { browserWatchService } from "./browser-watch-service.ts";
 import { messageNestingDepthMax, requestMessageBytesMax } from "./request-limits.ts";
 import { watchService } from "./watch-service.ts";
 
+/** One service the client port serves and the implementation every transport calls. */
+export interface ServedService {
+  service: DescService;
+  implementation: Partial<ServiceImpl<any>>;
+}
+
 export interface ClientApi {
   routes: (router: ConnectRouter) => void;
   routerOptions: ConnectRouterOptions;
+  /**
+   * The services the routes register, with the interceptors and decoding
+   * limits they run under: a runtime's own gRPC path (runtime/node/grpc-fast-path.ts)
+   * calls these same implementations, so its answers cannot drift from Connect's.
+   */
+  services: readonly ServedService[];
+  interceptors: readonly Interceptor[];
+  /** The largest request message (grpc-go's MaxRecvMsgSize as etcd sets it). */
+  readMaxBytes: number;
+  /** The deepest message nesting the binary decoder follows. */
+  recursionLimit: number;
   http: Hono;
   /** Which web origins may call (`--cors`); each runtime's listener applies it to every request. */
   cors: CorsPolicy;
@@ -42,21 +60,25 @@ export interface ClientApi {
 export const gatewayCertificateRefusal = "CommonName of client sending a request against gateway will be ignored and not used as expected";
 
 export function createClientApi(server: EtcdServer, metricsText: () => Promise<string>, cors: CorsPolicy = { kind: "all" }): ClientApi {
+  const watchFragmentBytes = requestMessageBytesMax(server.config.maxRequestBytes);
+  const services: ServedService[] = [
+    { service: KV, implementation: kvService(server) },
+    { service: Maintenance, implementation: maintenanceService(server) },
+    { service: Cluster, implementation: clusterService(server) },
+    { service: Watch, implementation: watchService(server, watchFragmentBytes) },
+    { service: BrowserWatch, implementation: browserWatchService(server, watchFragmentBytes) },
+    { service: Lease, implementation: leaseService(server) },
+    { service: BrowserLease, implementation: browserLeaseService(server) },
+    { service: Lock, implementation: lockService(server) },
+    { service: Election, implementation: electionService(server) },
+    { service: Auth, implementation: authService(server) },
+  ];
   const routes = (router: ConnectRouter) => {
-    router.service(KV, kvService(server));
-    router.service(Maintenance, maintenanceService(server));
-    router.service(Cluster, clusterService(server));
-    const watchFragmentBytes = requestMessageBytesMax(server.config.maxRequestBytes);
-    router.service(Watch, watchService(server, watchFragmentBytes));
-    router.service(BrowserWatch, browserWatchService(server, watchFragmentBytes));
-    router.service(Lease, leaseService(server));
-    router.service(BrowserLease, browserLeaseService(server));
-    router.service(Lock, lockService(server));
-    router.service(Election, electionService(server));
-    router.service(Auth, authService(server));
+    for (const { service, implementation } of services) router.service(service, implementation as never);
     answerDecodeErrorsAsEtcd(router);
   };
   const recursionLimit = messageNestingDepthMax(server.config.maxTxnOps);
+  const interceptors = [learnerGate(() => server.isLearnerMember), authInterceptor(server)];
   const routerOptions: ConnectRouterOptions = {
     // Connect refuses a bigger message before reading it whole (the declared
     // length first, then bytes counted while reading) with ResourceExhausted, as grpc-go does.
@@ -66,11 +88,15 @@ export function createClientApi(server: EtcdServer, metricsText: () => Promise<s
     grpc: true,
     grpcWeb: true,
     connect: true,
-    interceptors: [learnerGate(() => server.isLearnerMember), authInterceptor(server)],
+    interceptors,
   } as ConnectRouterOptions;
   return {
     routes,
     routerOptions,
+    services,
+    interceptors,
+    readMaxBytes: requestMessageBytesMax(server.config.maxRequestBytes),
+    recursionLimit,
     http: createHttpApp({ server, routes, routerOptions, metricsText }),
     cors,
     refusesNamedCertificateOnGateway: () => server.config.clientCertAuth && server.auth.enabled,

@@ -1,0 +1,581 @@
+// gRPC straight from the HTTP/2 stream: what every etcd client sends
+// (content-type application/grpc, no compression, no browser Origin) is read,
+// decoded and answered here, calling the same service implementations and
+// interceptors Connect calls (src/api/client-api.ts), so both transports give
+// the same answers. Connect keeps everything else on the port: gRPC-Web, the
+// Connect protocol, compressed gRPC, HTTP/1.1 and unknown methods.
+//
+// Why: Connect's universal handler (async-iterable plumbing, an
+// AbortController and a DOMException per call, Node → web header conversion)
+// cost more per call than all of etcd's put (issue 23). Here a unary call is
+// one decode, one promise chain and one encode; an AbortController is made
+// only for a service that asks for the call's signal.
+//
+// On the wire this is grpc-go as etcd runs it: `grpc-status` and
+// `grpc-message` (percent-encoded as grpc-go does) in trailers, or
+// trailers-only when nothing was sent; grpc-go's messages for a compressed
+// frame without an encoding, an unknown payload flag, a message over the
+// receive limit and one that does not parse; `grpc-timeout` deadlines.
+import type * as http2 from "node:http2";
+import { create, fromBinary, isMessage, toBinary, type DescMessage, type DescMethod, type DescService } from "@bufbuild/protobuf";
+import { Code, ConnectError, createContextValues, type HandlerContext, type Interceptor } from "@connectrpc/connect";
+import type { ClientApi } from "../../src/api/client-api.ts";
+import { isNestingLimitError, messageTooLargeError, nestingTooDeepError } from "../../src/api/request-limits.ts";
+import { encodeGrpcGoMessage } from "./grpc-message.ts";
+import type { UnaryFairness } from "./unary-fairness.ts";
+
+/** Decoded messages a streaming call holds unread before its stream stops reading (HTTP/2 flow control then holds the client). */
+export const streamInputMessagesMax = 16;
+
+const envelopeHeaderBytes = 5;
+const flagCompressed = 0x01;
+
+type AnyImplementation = (input: unknown, context: HandlerContext) => unknown;
+
+interface Route {
+  service: DescService;
+  method: DescMethod;
+  input: DescMessage;
+  output: DescMessage;
+  /** The interceptors, then the implementation. */
+  call: (request: CallRequest) => Promise<CallResponse>;
+}
+
+/** What Connect's interceptors see of a call (its UnaryRequest / StreamRequest), plus our context. */
+interface CallRequest {
+  stream: boolean;
+  service: DescService;
+  method: DescMethod;
+  requestMethod: string;
+  url: string;
+  signal: AbortSignal;
+  header: Headers;
+  contextValues: HandlerContext["values"];
+  message: unknown;
+  context: CallContext;
+}
+
+interface CallResponse {
+  stream: boolean;
+  message: unknown;
+}
+
+export interface GrpcFastPathOptions {
+  /** Shared with Connect's path, so a connection's unary share counts both. */
+  fairness: UnaryFairness;
+  /** Context values of a call from this stream (the TLS client certificate's CommonName). */
+  contextValuesOf?: (stream: http2.ServerHttp2Stream) => HandlerContext["values"];
+}
+
+/**
+ * A `stream` event handler for the HTTP/2 server: true when it took the
+ * stream, false to leave it to the next handler (Connect).
+ */
+export function grpcFastPath(api: ClientApi, options: GrpcFastPathOptions): (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => boolean {
+  const routes = new Map<string, Route>();
+  for (const { service, implementation } of api.services) {
+    for (const method of service.methods) {
+      const implement = (implementation as Record<string, AnyImplementation | undefined>)[method.localName];
+      if (implement === undefined) continue;
+      routes.set(`/${service.typeName}/${method.name}`, {
+        service,
+        method,
+        input: method.input,
+        output: method.output,
+        call: chain(api.interceptors, method, implement.bind(implementation)),
+      });
+    }
+  }
+  const limits: DecodeLimits = { readMaxBytes: api.readMaxBytes, recursionLimit: api.recursionLimit };
+  return (stream, headers) => {
+    const route = routes.get(headers[":path"] ?? "");
+    if (route === undefined || !claims(headers)) return false;
+    const call = new Call(stream, headers, route, limits, options.contextValuesOf?.(stream) ?? createContextValues());
+    if (route.method.methodKind === "unary") options.fairness.admit(stream, () => call.runUnary());
+    else call.runStreaming();
+    return true;
+  };
+}
+
+/** What this path serves: binary gRPC, uncompressed, not from a browser, with a deadline it can read. */
+function claims(headers: http2.IncomingHttpHeaders): boolean {
+  if (headers[":method"] !== "POST" || headers.origin !== undefined) return false;
+  const contentType = headers["content-type"];
+  if (contentType !== "application/grpc" && contentType !== "application/grpc+proto") return false;
+  const encoding = headers["grpc-encoding"];
+  if (encoding !== undefined && encoding !== "identity") return false;
+  const timeout = headers["grpc-timeout"];
+  return timeout === undefined || (typeof timeout === "string" && timeoutMs(timeout) !== undefined);
+}
+
+const timeoutUnitMs: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
+
+/** A grpc-timeout value in milliseconds; undefined when grpc-go would refuse it (Connect then answers). */
+function timeoutMs(value: string): number | undefined {
+  const match = /^(\d{1,8})([HMSmun])$/.exec(value);
+  if (match === null) return undefined;
+  return Number(match[1]) * (timeoutUnitMs[match[2] as string] as number);
+}
+
+/** Connect's order: the first interceptor is the outermost. */
+function chain(interceptors: readonly Interceptor[], method: DescMethod, implement: AnyImplementation): Route["call"] {
+  const unary = method.methodKind === "unary";
+  const last = async (request: CallRequest): Promise<CallResponse> => {
+    const context = request.context;
+    const message = unary ? await implement(request.message, context as unknown as HandlerContext) : implement(request.message, context as unknown as HandlerContext);
+    return { stream: !unary, message };
+  };
+  let next = last as unknown as Parameters<Interceptor>[0];
+  for (let index = interceptors.length - 1; index >= 0; index--) next = (interceptors[index] as Interceptor)(next);
+  return next as unknown as Route["call"];
+}
+
+/**
+ * The request headers as interceptors read them (`get`, `has`), without
+ * building a fetch Headers per call. Node gives header names in lower case.
+ */
+class NodeHeaders {
+  constructor(private readonly headers: http2.IncomingHttpHeaders) {}
+
+  get(name: string): string | null {
+    const value = this.headers[name.toLowerCase()];
+    if (value === undefined) return null;
+    return Array.isArray(value) ? value.join(", ") : String(value);
+  }
+
+  has(name: string): boolean {
+    return this.headers[name.toLowerCase()] !== undefined;
+  }
+
+  forEach(callback: (value: string, name: string) => void): void {
+    for (const [name, value] of Object.entries(this.headers)) {
+      if (!name.startsWith(":") && value !== undefined) callback(Array.isArray(value) ? value.join(", ") : String(value), name);
+    }
+  }
+}
+
+/** A call's HandlerContext. The AbortController exists only once a service asks for the signal. */
+class CallContext {
+  readonly requestMethod = "POST";
+  readonly protocolName = "grpc";
+  private controller: AbortController | undefined;
+  private abortedWith: unknown = undefined;
+  private aborted = false;
+  private responseHeaders: Headers | undefined;
+  private responseTrailers: Headers | undefined;
+
+  constructor(
+    readonly service: DescService,
+    readonly method: DescMethod,
+    readonly url: string,
+    readonly requestHeader: Headers,
+    readonly values: HandlerContext["values"],
+    private readonly deadlineAtMs: number | undefined,
+  ) {}
+
+  get signal(): AbortSignal {
+    if (this.controller === undefined) {
+      this.controller = new AbortController();
+      if (this.aborted) this.controller.abort(this.abortedWith);
+    }
+    return this.controller.signal;
+  }
+
+  get responseHeader(): Headers {
+    return (this.responseHeaders ??= new Headers());
+  }
+
+  get responseTrailer(): Headers {
+    return (this.responseTrailers ??= new Headers());
+  }
+
+  /** Headers and trailers a service set, if any. */
+  get setHeaders(): Headers | undefined {
+    return this.responseHeaders;
+  }
+
+  get setTrailers(): Headers | undefined {
+    return this.responseTrailers;
+  }
+
+  timeoutMs(): number | undefined {
+    return this.deadlineAtMs === undefined ? undefined : Math.max(0, this.deadlineAtMs - performance.now());
+  }
+
+  abort(reason?: unknown): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.abortedWith = reason;
+    this.controller?.abort(reason);
+  }
+}
+
+interface DecodeLimits {
+  readMaxBytes: number;
+  recursionLimit: number;
+}
+
+/** Splits a request body into gRPC messages as its chunks arrive; throws grpc-go's errors. */
+class EnvelopeReader {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+
+  constructor(private readonly limits: DecodeLimits) {}
+
+  /** The whole messages completed by `chunk`. */
+  push(chunk: Buffer, take: (payload: Uint8Array) => void): void {
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    while (this.buffered >= envelopeHeaderBytes) {
+      const head = this.chunks[0] as Buffer;
+      const header = head.length >= envelopeHeaderBytes ? head : Buffer.concat(this.chunks, envelopeHeaderBytes);
+      const flags = header[0] as number;
+      const length = header.readUInt32BE(1);
+      if (flags === flagCompressed) throw new ConnectError("grpc: compressed flag set with identity or empty encoding", Code.Internal);
+      if (flags !== 0) throw new ConnectError(`grpc: received unexpected payload format ${flags}`, Code.Internal);
+      if (length > this.limits.readMaxBytes) throw messageTooLargeError(length, this.limits.readMaxBytes);
+      const total = envelopeHeaderBytes + length;
+      if (this.buffered < total) return;
+      if (head.length >= total) {
+        take(head.subarray(envelopeHeaderBytes, total));
+        if (head.length === total) this.chunks.shift();
+        else this.chunks[0] = head.subarray(total);
+      } else {
+        const joined = Buffer.concat(this.chunks, this.buffered);
+        take(joined.subarray(envelopeHeaderBytes, total));
+        this.chunks = total < joined.length ? [joined.subarray(total)] : [];
+      }
+      this.buffered -= total;
+    }
+  }
+
+  /** Bytes of an unfinished message at the end of the body. */
+  get hasPartial(): boolean {
+    return this.buffered > 0;
+  }
+}
+
+function decode(schema: DescMessage, payload: Uint8Array, limits: DecodeLimits): unknown {
+  try {
+    return fromBinary(schema, payload, { recursionLimit: limits.recursionLimit });
+  } catch (error) {
+    if (isNestingLimitError(error)) throw nestingTooDeepError();
+    throw new ConnectError(`grpc: error unmarshalling request: ${error instanceof Error ? error.message : String(error)}`, Code.Internal);
+  }
+}
+
+function framed(schema: DescMessage, message: unknown): Buffer {
+  const value = isMessage(message, schema) ? message : create(schema, message as never);
+  const body = toBinary(schema, value);
+  const frame = Buffer.allocUnsafe(envelopeHeaderBytes + body.length);
+  frame[0] = 0;
+  frame.writeUInt32BE(body.length, 1);
+  frame.set(body, envelopeHeaderBytes);
+  return frame;
+}
+
+function asConnectError(error: unknown): ConnectError {
+  if (error instanceof ConnectError) return error;
+  // Connect's answer to anything a service throws that is not a status.
+  return new ConnectError("internal error", Code.Internal, undefined, undefined, error);
+}
+
+function statusFields(error: ConnectError | undefined): Record<string, string> {
+  if (error === undefined) return { "grpc-status": "0", "grpc-message": "" };
+  const fields: Record<string, string> = { "grpc-status": String(error.code), "grpc-message": encodeGrpcGoMessage(error.rawMessage) };
+  error.metadata.forEach((value, name) => {
+    if (!name.startsWith("grpc-")) fields[name] = value;
+  });
+  return fields;
+}
+
+function withHeaders(fields: Record<string, string>, extra: Headers | undefined): Record<string, string> {
+  extra?.forEach((value, name) => {
+    if (!name.startsWith(":") && name !== "content-type" && !name.startsWith("grpc-")) fields[name] = value;
+  });
+  return fields;
+}
+
+const canceled = () => new ConnectError("operation was aborted via signal", Code.Canceled);
+const deadlineExceeded = () => new ConnectError("context deadline exceeded", Code.DeadlineExceeded);
+
+/** One gRPC call on one HTTP/2 stream. */
+class Call {
+  private readonly context: CallContext;
+  private readonly request: CallRequest;
+  private readonly reader: EnvelopeReader;
+  private headersSent = false;
+  private statusSent = false;
+  private finished = false;
+  private deadline: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(
+    private readonly stream: http2.ServerHttp2Stream,
+    headers: http2.IncomingHttpHeaders,
+    private readonly route: Route,
+    private readonly limits: DecodeLimits,
+    values: HandlerContext["values"],
+  ) {
+    const timeout = headers["grpc-timeout"];
+    const ms = typeof timeout === "string" ? timeoutMs(timeout) : undefined;
+    const requestHeader = new NodeHeaders(headers) as unknown as Headers;
+    const path = headers[":path"] as string;
+    this.context = new CallContext(route.service, route.method, path, requestHeader, values, ms === undefined ? undefined : performance.now() + ms);
+    const context = this.context;
+    this.request = {
+      stream: route.method.methodKind !== "unary",
+      service: route.service,
+      method: route.method,
+      requestMethod: "POST",
+      url: path,
+      get signal() {
+        return context.signal;
+      },
+      header: requestHeader,
+      contextValues: values,
+      message: undefined,
+      context,
+    };
+    this.reader = new EnvelopeReader(limits);
+    if (ms !== undefined) {
+      this.deadline = setTimeout(() => this.fail(deadlineExceeded()), ms);
+      this.deadline.unref?.();
+    }
+    stream.once("close", () => {
+      if (this.deadline !== undefined) clearTimeout(this.deadline);
+      this.finished = true;
+      this.context.abort(canceled());
+    });
+    stream.on("error", () => {
+      // A reset or broken connection: 'close' follows and ends the call.
+    });
+  }
+
+  runUnary(): void {
+    if (this.finished) return;
+    let message: Uint8Array | undefined;
+    let count = 0;
+    const stream = this.stream;
+    stream.on("data", (chunk: Buffer) => {
+      if (this.finished) return;
+      try {
+        this.reader.push(chunk, (payload) => {
+          count++;
+          message = payload;
+        });
+      } catch (error) {
+        this.fail(error);
+      }
+    });
+    stream.once("end", () => {
+      if (this.finished) return;
+      const kind = "unary";
+      if (count === 0 || this.reader.hasPartial) return this.fail(new ConnectError(`protocol error: missing input message for ${kind} method`, Code.Unimplemented));
+      if (count > 1) return this.fail(new ConnectError(`protocol error: received extra input message for ${kind} method`, Code.Unimplemented));
+      let input: unknown;
+      try {
+        input = decode(this.route.input, message as Uint8Array, this.limits);
+      } catch (error) {
+        return this.fail(error);
+      }
+      this.request.message = input;
+      this.route.call(this.request).then(
+        (response) => this.answerUnary(response.message),
+        (error: unknown) => this.fail(error),
+      );
+    });
+  }
+
+  private answerUnary(message: unknown): void {
+    if (this.finished) return;
+    let frame: Buffer;
+    try {
+      frame = framed(this.route.output, message);
+    } catch (error) {
+      return this.fail(error);
+    }
+    this.finished = true;
+    this.statusSent = true;
+    if (this.deadline !== undefined) clearTimeout(this.deadline);
+    const stream = this.stream;
+    if (stream.destroyed || stream.closed) return;
+    const trailers = withHeaders(statusFields(undefined), this.context.setTrailers);
+    stream.respond(withHeaders({ ":status": "200", "content-type": "application/grpc" }, this.context.setHeaders), { waitForTrailers: true });
+    stream.once("wantTrailers", () => stream.sendTrailers(trailers));
+    stream.end(frame);
+  }
+
+  /** Ends the call with `error`'s status: in the trailers, or trailers-only when nothing was sent. */
+  private fail(error: unknown): void {
+    const status = asConnectError(error);
+    if (this.finished && !this.headersSent) return;
+    this.finished = true;
+    if (this.deadline !== undefined) clearTimeout(this.deadline);
+    this.context.abort(status);
+    this.closeWith(status);
+  }
+
+  private closeWith(status: ConnectError | undefined): void {
+    const stream = this.stream;
+    if (this.statusSent || stream.destroyed || stream.closed) return;
+    this.statusSent = true;
+    const trailers = withHeaders(statusFields(status), this.context.setTrailers);
+    if (this.headersSent) {
+      stream.once("wantTrailers", () => {
+        stream.sendTrailers(trailers);
+        // Then the request's half is reset, as grpc-go does, if the client
+        // has not ended it. Not at once: Node would send the reset before
+        // the trailers it has not written yet.
+        if (!stream.readableEnded) setImmediate(() => stream.closed || stream.close());
+      });
+      stream.end();
+    } else {
+      stream.respond({ ":status": "200", "content-type": "application/grpc", ...trailers }, { endStream: true });
+      // An answer before the request ended resets the request's half, as
+      // grpc-go does: the rest of it is not read.
+      if (!stream.readableEnded) stream.close();
+    }
+  }
+
+  runStreaming(): void {
+    const input = new InputMessages(this.stream, this.route.input, this.limits, this.reader);
+    const kind = this.route.method.methodKind;
+    // A server stream takes one request message, as a unary call does.
+    const start = async (): Promise<AsyncIterable<unknown>> => {
+      if (kind === "server_streaming") {
+        const first = await input.single();
+        this.request.message = first;
+      } else {
+        this.request.message = input;
+      }
+      const response = await this.route.call(this.request);
+      return response.message as AsyncIterable<unknown>;
+    };
+    void start().then(
+      (output) => this.pump(output, input),
+      (error: unknown) => this.fail(error),
+    );
+  }
+
+  private async pump(output: AsyncIterable<unknown>, input: InputMessages): Promise<void> {
+    const iterator = output[Symbol.asyncIterator]();
+    const stream = this.stream;
+    try {
+      for (;;) {
+        const next = await iterator.next();
+        if (next.done === true) break;
+        if (this.finished || stream.destroyed || stream.closed) break;
+        const frame = framed(this.route.output, next.value);
+        if (!this.headersSent) {
+          this.headersSent = true;
+          stream.respond(withHeaders({ ":status": "200", "content-type": "application/grpc" }, this.context.setHeaders), { waitForTrailers: true });
+        }
+        if (!stream.write(frame)) await drained(stream);
+      }
+    } catch (error) {
+      void iterator.return?.();
+      return this.fail(error);
+    }
+    if (this.finished) {
+      void iterator.return?.();
+      return;
+    }
+    // A request the input could not read (too large, unparsable) is the call's status, as grpc-go's RecvMsg error is etcd's.
+    const inputError = input.error;
+    if (inputError !== undefined) return this.fail(inputError);
+    this.finished = true;
+    if (this.deadline !== undefined) clearTimeout(this.deadline);
+    this.context.abort();
+    this.closeWith(undefined);
+  }
+}
+
+/** Resolves when `stream` can take more, or has closed. */
+function drained(stream: http2.ServerHttp2Stream): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      stream.off("drain", done);
+      stream.off("close", done);
+      resolve();
+    };
+    stream.on("drain", done);
+    stream.on("close", done);
+  });
+}
+
+/**
+ * A streaming call's request messages, decoded as they arrive. At most
+ * `streamInputMessagesMax` wait unread; then the stream stops reading until
+ * the service takes some, so HTTP/2 flow control holds the client.
+ */
+class InputMessages implements AsyncIterable<unknown> {
+  private readonly queue: unknown[] = [];
+  private ended = false;
+  private failure: ConnectError | undefined;
+  private wake: (() => void) | undefined;
+
+  constructor(
+    private readonly stream: http2.ServerHttp2Stream,
+    schema: DescMessage,
+    limits: DecodeLimits,
+    reader: EnvelopeReader,
+  ) {
+    stream.on("data", (chunk: Buffer) => {
+      if (this.ended) return;
+      try {
+        reader.push(chunk, (payload) => this.queue.push(decode(schema, payload, limits)));
+      } catch (error) {
+        this.end(asConnectError(error));
+        return;
+      }
+      if (this.queue.length >= streamInputMessagesMax) stream.pause();
+      this.notify();
+    });
+    stream.once("end", () => this.end(reader.hasPartial ? new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument) : undefined));
+    stream.once("close", () => this.end(undefined));
+  }
+
+  /** The request's error, when reading it failed. */
+  get error(): ConnectError | undefined {
+    return this.failure;
+  }
+
+  private end(failure: ConnectError | undefined): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.failure = failure;
+    this.notify();
+  }
+
+  private notify(): void {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+  }
+
+  /** The one message of a server-streaming call. */
+  async single(): Promise<unknown> {
+    const messages: unknown[] = [];
+    for await (const message of this) messages.push(message);
+    const kind = "server_streaming";
+    if (messages.length === 0) throw new ConnectError(`protocol error: missing input message for ${kind} method`, Code.Unimplemented);
+    if (messages.length > 1) throw new ConnectError(`protocol error: received extra input message for ${kind} method`, Code.Unimplemented);
+    return messages[0];
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<unknown> {
+    for (;;) {
+      if (this.queue.length > 0) {
+        const message = this.queue.shift();
+        if (this.queue.length < streamInputMessagesMax / 2 && this.stream.isPaused()) this.stream.resume();
+        yield message;
+        continue;
+      }
+      if (this.ended) {
+        if (this.failure !== undefined) throw this.failure;
+        return;
+      }
+      await new Promise<void>((resolve) => (this.wake = resolve));
+    }
+  }
+}
