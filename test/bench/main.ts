@@ -1,43 +1,54 @@
-// npm run bench [-- --seconds S --rounds R --targets etcd,edgetcd-node,edgetcd-bun --cluster]
+// npm run bench [-- --rounds R --scale F --targets etcd,edgetcd-node,edgetcd-bun --cluster]
 // npm run bench -- --watch [...]: the watch fan-out benchmark (test/bench/watch.ts).
-// npm run bench -- --security --loadgen <binary> [...]: TLS and auth (test/bench/security.ts).
-// One load, run against the real etcd 3.4 and edgetcd side by side on this
-// machine, workloads interleaved round by round so noise hits both alike.
-// Prints throughput and p50/p99 latency per target and their ratios to etcd.
-import { create } from "@bufbuild/protobuf";
-import { createClient, type Client } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
-import { KV, PutRequestSchema, RangeRequestSchema } from "../../src/gen/etcdserverpb/rpc_pb.ts";
+// npm run bench -- --security [...]: TLS and auth (test/bench/security.ts).
+//
+// Every figure comes from etcd's own Go client (../shared/loadgen, built on
+// first use), the same binary against the real etcd 3.4 and edgetcd on this
+// machine, started side by side; rounds interleave targets and workloads so
+// noise hits all alike. Prints, per workload and target, the medians of
+// throughput, p50 and p99, each as a ratio to etcd's, and each server's RSS
+// after the load. `--cluster` makes each target a 3-member cluster (the load
+// goes to member 1, RSS is the three members' sum).
+// EDGETCD_GRPC_FAST_PATH=0 in the environment runs edgetcd with gRPC through
+// Connect instead of its fast path, for the transport's share.
+import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { promisify } from "node:util";
 import { startCluster } from "../support/cluster.ts";
 import { startEdgetcd, startEtcd, type RunningServer } from "../support/processes.ts";
+import { secureLoadgen } from "./security.ts";
+
+const run = promisify(execFile);
 
 interface Workload {
   name: string;
-  concurrency: number;
-  operation: (client: Client<typeof KV>, worker: number, sequence: number) => Promise<unknown>;
+  op: "put" | "range" | "srange" | "txn";
+  clients: number;
+  conns: number;
+  total: number;
 }
 
-const value = new Uint8Array(256).fill(120);
-const keyCount = 1000;
-const keyOf = (n: number) => new TextEncoder().encode(`bench/key/${n % keyCount}`);
-
 const workloads: Workload[] = [
-  { name: "put c=1", concurrency: 1, operation: (c, w, s) => c.put({ key: keyOf(w * 7919 + s), value }) },
-  { name: "put c=100", concurrency: 100, operation: (c, w, s) => c.put({ key: keyOf(w * 7919 + s), value }) },
-  { name: "range c=1", concurrency: 1, operation: (c, w, s) => c.range({ key: keyOf(w * 7919 + s) }) },
-  { name: "range c=100", concurrency: 100, operation: (c, w, s) => c.range({ key: keyOf(w * 7919 + s) }) },
-  {
-    name: "range serializable c=100",
-    concurrency: 100,
-    operation: (c, w, s) => c.range({ key: keyOf(w * 7919 + s), serializable: true }),
-  },
+  { name: "put c=1", op: "put", clients: 1, conns: 1, total: 2000 },
+  { name: "put c=100", op: "put", clients: 100, conns: 10, total: 20000 },
+  { name: "range c=1", op: "range", clients: 1, conns: 1, total: 2000 },
+  { name: "range c=100", op: "range", clients: 100, conns: 10, total: 20000 },
+  { name: "srange c=100", op: "srange", clients: 100, conns: 10, total: 20000 },
+  { name: "txn c=100", op: "txn", clients: 100, conns: 10, total: 20000 },
 ];
 
 interface Measurement {
-  opsPerSecond: number;
-  p50Ms: number;
-  p99Ms: number;
+  qps: number;
+  p50: number;
+  p99: number;
   errors: number;
+}
+
+interface Target {
+  name: string;
+  endpoint: string;
+  pids: number[];
+  stop: () => Promise<void>;
 }
 
 function argument(name: string, fallback: string): string {
@@ -45,106 +56,94 @@ function argument(name: string, fallback: string): string {
   return index >= 0 ? (process.argv[index + 1] ?? fallback) : fallback;
 }
 
-async function measure(client: Client<typeof KV>, workload: Workload, seconds: number): Promise<Measurement> {
-  const latencies: number[] = [];
-  let errors = 0;
-  const deadline = performance.now() + seconds * 1000;
-  const started = performance.now();
-  await Promise.all(
-    Array.from({ length: workload.concurrency }, async (_, worker) => {
-      for (let sequence = 0; performance.now() < deadline; sequence++) {
-        const begin = performance.now();
-        try {
-          await workload.operation(client, worker, sequence);
-          latencies.push(performance.now() - begin);
-        } catch {
-          errors++;
-        }
-      }
-    }),
-  );
-  const elapsed = (performance.now() - started) / 1000;
-  latencies.sort((a, b) => a - b);
-  const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
-  return { opsPerSecond: latencies.length / elapsed, p50Ms: at(0.5), p99Ms: at(0.99), errors };
-}
-
 const median = (values: number[]) => {
   const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? NaN;
+  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
 };
 
-async function main(): Promise<void> {
-  const seconds = Number(argument("seconds", "3"));
-  const rounds = Number(argument("rounds", "3"));
-  const targetNames = argument("targets", "etcd,edgetcd-node,edgetcd-bun").split(",");
-  // --cluster: each target is a 3-member cluster (etcd's default timing), the load goes to member 1.
-  const clustered = process.argv.includes("--cluster");
-  const servers = new Map<string, RunningServer>();
-  const stops: Array<() => Promise<void>> = [];
-  for (const name of targetNames) {
-    const runtime = name === "edgetcd-bun" ? "bun" : "node";
-    if (clustered) {
-      const cluster = await startCluster(3, { kind: name === "etcd" ? "etcd" : "edgetcd", runtime, heartbeatMs: 100, electionMs: 1000 });
-      stops.push(() => cluster.stopAll());
-      servers.set(name, cluster.members[0]?.server as RunningServer);
-      await new Promise((resolve) => setTimeout(resolve, 3000)); // an election
-    } else {
-      const server = name === "etcd" ? await startEtcd() : await startEdgetcd({ runtime });
-      stops.push(() => server.stop());
-      servers.set(name, server);
+function rssMegabytes(pids: number[]): number {
+  let kilobytes = 0;
+  for (const pid of pids) {
+    try {
+      const match = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+      kilobytes += Number(match?.[1] ?? 0);
+    } catch {
+      // gone
     }
   }
-  const clients = new Map<string, Client<typeof KV>>();
-  for (const [name, server] of servers) {
-    const transport = createGrpcTransport({ baseUrl: `http://${server.endpoint}` });
-    const client = createClient(KV, transport);
-    for (let n = 0; n < keyCount; n++) await client.put(create(PutRequestSchema, { key: keyOf(n), value }));
-    await client.range(create(RangeRequestSchema, { key: keyOf(0) }));
-    clients.set(name, client);
-  }
-  const results = new Map<string, Measurement[]>();
-  for (let round = 0; round < rounds; round++) {
-    for (const workload of workloads) {
-      for (const [name, client] of clients) {
-        const measurement = await measure(client, workload, seconds);
-        const key = `${workload.name}|${name}`;
-        results.set(key, [...(results.get(key) ?? []), measurement]);
-      }
-    }
-  }
-  console.log(`\n${clustered ? "3-member clusters" : "single members"}; medians of ${rounds} rounds of ${seconds}s each; ratio = edgetcd / etcd (throughput: higher is better; latency: lower is better)\n`);
-  console.log(["workload", "target", "ops/s", "p50 ms", "p99 ms", "errors", "ops ratio", "p50 ratio", "p99 ratio"].join("\t"));
-  for (const workload of workloads) {
-    const baseline = summary(results.get(`${workload.name}|etcd`));
-    for (const name of clients.keys()) {
-      const row = summary(results.get(`${workload.name}|${name}`));
-      const ratio = (a: number, b: number | undefined) => (b === undefined ? "-" : (a / b).toFixed(2));
-      console.log(
-        [
-          workload.name,
-          name,
-          row.opsPerSecond.toFixed(0),
-          row.p50Ms.toFixed(2),
-          row.p99Ms.toFixed(2),
-          row.errors,
-          ratio(row.opsPerSecond, baseline?.opsPerSecond),
-          ratio(row.p50Ms, baseline?.p50Ms),
-          ratio(row.p99Ms, baseline?.p99Ms),
-        ].join("\t"),
-      );
-    }
-  }
-  await Promise.all(stops.map((stop) => stop()));
+  return kilobytes / 1024;
 }
 
-function summary(measurements: Measurement[] | undefined): Measurement {
-  const list = measurements ?? [];
+async function load(loadgen: string, endpoint: string, workload: Workload, scale: number): Promise<Measurement> {
+  const total = Math.max(100, Math.round(workload.total * scale));
+  const args = ["-endpoints", endpoint, "-op", workload.op, "-clients", String(workload.clients), "-conns", String(workload.conns), "-total", String(total), "-keys", "1000"];
+  const { stdout } = await run(loadgen, args, { timeout: 600_000 });
+  const result = JSON.parse(stdout.trim().split("\n").pop() as string) as { qps: number; p50_ms: number; p99_ms: number; errors: number };
+  return { qps: result.qps, p50: result.p50_ms, p99: result.p99_ms, errors: result.errors };
+}
+
+async function startTarget(name: string, clustered: boolean): Promise<Target> {
+  const runtime = name === "edgetcd-bun" ? "bun" : "node";
+  if (clustered) {
+    const cluster = await startCluster(3, { kind: name === "etcd" ? "etcd" : "edgetcd", runtime, heartbeatMs: 100, electionMs: 1000 });
+    await new Promise((resolve) => setTimeout(resolve, 3000)); // an election
+    const servers = cluster.members.map((member) => member.server as RunningServer);
+    return { name, endpoint: (servers[0] as RunningServer).endpoint, pids: servers.map((server) => server.process.pid as number), stop: () => cluster.stopAll() };
+  }
+  const server = name === "etcd" ? await startEtcd() : await startEdgetcd({ runtime });
+  return { name, endpoint: server.endpoint, pids: [server.process.pid as number], stop: () => server.stop() };
+}
+
+async function main(): Promise<void> {
+  const rounds = Number(argument("rounds", "3"));
+  const scale = Number(argument("scale", "1"));
+  const targetNames = argument("targets", "etcd,edgetcd-node,edgetcd-bun").split(",");
+  const only = argument("workloads", "");
+  const chosen = only === "" ? workloads : workloads.filter((workload) => only.split(",").includes(workload.name));
+  const clustered = process.argv.includes("--cluster");
+  const loadgen = await secureLoadgen();
+  const targets: Target[] = [];
+  try {
+    for (const name of targetNames) targets.push(await startTarget(name, clustered));
+    const idleRss = new Map(targets.map((target) => [target.name, rssMegabytes(target.pids)]));
+    // Warm up: every key exists, JIT compiled.
+    for (const target of targets) await load(loadgen, target.endpoint, { name: "warm", op: "put", clients: 10, conns: 2, total: 3000 }, 1);
+    const results = new Map<string, Measurement[]>();
+    for (let round = 1; round <= rounds; round++) {
+      for (const workload of chosen) {
+        for (const target of targets) {
+          const measurement = await load(loadgen, target.endpoint, workload, scale);
+          const key = `${workload.name}|${target.name}`;
+          results.set(key, [...(results.get(key) ?? []), measurement]);
+          console.error(`round ${round} ${workload.name} ${target.name}: ${measurement.qps.toFixed(0)} ops/s p50 ${measurement.p50.toFixed(2)} ms p99 ${measurement.p99.toFixed(2)} ms`);
+        }
+      }
+    }
+    console.log(`\n${clustered ? "3-member clusters" : "single members"}; etcd's Go client (loadgen), medians of ${rounds} rounds; ratio = target / etcd (ops: higher is better; latency: lower is better)\n`);
+    console.log(["workload", "target", "ops/s", "p50 ms", "p99 ms", "errors", "ops ratio", "p50 ratio", "p99 ratio"].join("\t"));
+    for (const workload of chosen) {
+      const baseline = summary(results.get(`${workload.name}|etcd`));
+      for (const target of targets) {
+        const row = summary(results.get(`${workload.name}|${target.name}`));
+        if (row === undefined) continue;
+        const ratio = (a: number, b: number | undefined) => (b === undefined || Number.isNaN(b) ? "-" : (a / b).toFixed(2));
+        console.log([workload.name, target.name, row.qps.toFixed(0), row.p50.toFixed(2), row.p99.toFixed(2), row.errors, ratio(row.qps, baseline?.qps), ratio(row.p50, baseline?.p50), ratio(row.p99, baseline?.p99)].join("\t"));
+      }
+    }
+    console.log(`\nRSS (MB${clustered ? ", three members" : ""}): idle after start / after the load`);
+    for (const target of targets) console.log(`${target.name}\t${(idleRss.get(target.name) ?? 0).toFixed(0)}\t${rssMegabytes(target.pids).toFixed(0)}`);
+  } finally {
+    await Promise.all(targets.map((target) => target.stop()));
+  }
+}
+
+function summary(measurements: Measurement[] | undefined): Measurement | undefined {
+  if (measurements === undefined) return undefined;
   return {
-    opsPerSecond: median(list.map((m) => m.opsPerSecond)),
-    p50Ms: median(list.map((m) => m.p50Ms)),
-    p99Ms: median(list.map((m) => m.p99Ms)),
-    errors: list.reduce((sum, m) => sum + m.errors, 0),
+    qps: median(measurements.map((m) => m.qps)),
+    p50: median(measurements.map((m) => m.p50)),
+    p99: median(measurements.map((m) => m.p99)),
+    errors: measurements.reduce((sum, m) => sum + m.errors, 0),
   };
 }
 

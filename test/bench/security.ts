@@ -69,8 +69,8 @@ const median = (values: number[]) => {
   return sorted[Math.floor(sorted.length / 2)] as number;
 };
 
-/** ../shared/loadgen with the TLS and auth flags, built once per machine. */
-async function secureLoadgen(): Promise<string> {
+/** ../shared/loadgen with the TLS and auth flags, built once per machine (every bench drives this one). */
+export async function secureLoadgen(): Promise<string> {
   const dir = "/tmp/edgetcd-loadgen-secure";
   const binary = `${dir}/loadgen`;
   if (existsSync(binary)) return binary;
