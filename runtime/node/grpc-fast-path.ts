@@ -159,7 +159,8 @@ class CallContext {
   readonly requestMethod = "POST";
   readonly protocolName = "grpc";
   private controller: AbortController | undefined;
-  private abortedWith: unknown = undefined;
+  /** Why the call ended, made only if a service holds the signal (an error captures a stack). */
+  private abortReason: (() => unknown) | undefined;
   private aborted = false;
   private responseHeaders: Headers | undefined;
   private responseTrailers: Headers | undefined;
@@ -176,7 +177,7 @@ class CallContext {
   get signal(): AbortSignal {
     if (this.controller === undefined) {
       this.controller = new AbortController();
-      if (this.aborted) this.controller.abort(this.abortedWith);
+      if (this.aborted) this.controller.abort(this.abortReason?.());
     }
     return this.controller.signal;
   }
@@ -202,11 +203,11 @@ class CallContext {
     return this.deadlineAtMs === undefined ? undefined : Math.max(0, this.deadlineAtMs - performance.now());
   }
 
-  abort(reason?: unknown): void {
+  abort(reason?: () => unknown): void {
     if (this.aborted) return;
     this.aborted = true;
-    this.abortedWith = reason;
-    this.controller?.abort(reason);
+    this.abortReason = reason;
+    this.controller?.abort(reason?.());
   }
 }
 
@@ -344,7 +345,7 @@ class Call {
     stream.once("close", () => {
       if (this.deadline !== undefined) clearTimeout(this.deadline);
       this.finished = true;
-      this.context.abort(canceled());
+      this.context.abort(canceled);
     });
     stream.on("error", () => {
       // A reset or broken connection: 'close' follows and ends the call.
@@ -411,7 +412,7 @@ class Call {
     if (this.finished && !this.headersSent) return;
     this.finished = true;
     if (this.deadline !== undefined) clearTimeout(this.deadline);
-    this.context.abort(status);
+    this.context.abort(() => status);
     this.closeWith(status);
   }
 
