@@ -1,6 +1,7 @@
 // npm run bench [-- --rounds R --scale F --targets etcd,edgetcd-node,edgetcd-bun --cluster]
 // npm run bench -- --watch [...]: the watch fan-out benchmark (test/bench/watch.ts).
 // npm run bench -- --security [...]: TLS and auth (test/bench/security.ts).
+// npm run bench -- --transport [...]: a no-op service through each transport (test/bench/transport.ts).
 //
 // Every figure comes from etcd's own Go client (../shared/loadgen, built on
 // first use), the same binary against the real etcd 3.4 and edgetcd on this
@@ -147,6 +148,11 @@ function summary(measurements: Measurement[] | undefined): Measurement | undefin
   };
 }
 
+if (process.argv.includes("--transport")) {
+  const { runTransportBench } = await import("./transport.ts");
+  await runTransportBench();
+  process.exit(0);
+}
 if (process.argv.includes("--security")) {
   const { runSecurityBench } = await import("./security.ts");
   await runSecurityBench();
