@@ -28,6 +28,8 @@ import type { UnaryFairness } from "./unary-fairness.ts";
 export const streamInputMessagesMax = 16;
 
 const envelopeHeaderBytes = 5;
+/** The longest delay setTimeout honours; longer ones fire at once. */
+const timerMsMax = 2 ** 31 - 1;
 const flagCompressed = 0x01;
 
 type AnyImplementation = (input: unknown, context: HandlerContext) => unknown;
@@ -338,7 +340,8 @@ class Call {
       context,
     };
     this.reader = new EnvelopeReader(limits);
-    if (ms !== undefined) {
+    // A deadline past what a timer holds (about 24.8 days) is no deadline.
+    if (ms !== undefined && ms <= timerMsMax) {
       this.deadline = setTimeout(() => this.fail(deadlineExceeded()), ms);
       this.deadline.unref?.();
     }
@@ -347,9 +350,7 @@ class Call {
       this.finished = true;
       this.context.abort(canceled);
     });
-    stream.on("error", () => {
-      // A reset or broken connection: 'close' follows and ends the call.
-    });
+    stream.on("error", ignoreStreamError);
   }
 
   runUnary(): void {
@@ -363,6 +364,7 @@ class Call {
         this.reader.push(chunk, (payload) => {
           count++;
           message = payload;
+          if (count > 1) throw new ConnectError("protocol error: received extra input message for unary method", Code.Unimplemented);
         });
       } catch (error) {
         this.fail(error);
@@ -433,8 +435,9 @@ class Call {
     } else {
       stream.respond({ ":status": "200", "content-type": "application/grpc", ...trailers }, { endStream: true });
       // An answer before the request ended resets the request's half, as
-      // grpc-go does: the rest of it is not read.
-      if (!stream.readableEnded) stream.close();
+      // grpc-go does: the rest of it is not read. Not at once, for the same
+      // reason as above.
+      if (!stream.readableEnded) setImmediate(() => stream.closed || stream.close());
     }
   }
 
@@ -490,6 +493,9 @@ class Call {
     this.closeWith(undefined);
   }
 }
+
+/** A reset or broken connection: 'close' follows and ends the call. */
+function ignoreStreamError(): void {}
 
 /** Resolves when `stream` can take more, or has closed. */
 function drained(stream: http2.ServerHttp2Stream): Promise<void> {
@@ -556,12 +562,15 @@ class InputMessages implements AsyncIterable<unknown> {
 
   /** The one message of a server-streaming call. */
   async single(): Promise<unknown> {
-    const messages: unknown[] = [];
-    for await (const message of this) messages.push(message);
     const kind = "server_streaming";
-    if (messages.length === 0) throw new ConnectError(`protocol error: missing input message for ${kind} method`, Code.Unimplemented);
-    if (messages.length > 1) throw new ConnectError(`protocol error: received extra input message for ${kind} method`, Code.Unimplemented);
-    return messages[0];
+    let first: { message: unknown } | undefined;
+    for await (const message of this) {
+      // A second message fails the call at once: nothing more is read or kept.
+      if (first !== undefined) throw new ConnectError(`protocol error: received extra input message for ${kind} method`, Code.Unimplemented);
+      first = { message };
+    }
+    if (first === undefined) throw new ConnectError(`protocol error: missing input message for ${kind} method`, Code.Unimplemented);
+    return first.message;
   }
 
   async *[Symbol.asyncIterator](): AsyncGenerator<unknown> {

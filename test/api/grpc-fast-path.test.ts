@@ -121,6 +121,22 @@ describe("the gRPC fast path, beside etcd 3.4", () => {
     assert.ok(edgetcd?.grpcMessage?.startsWith(prefix), edgetcd?.grpcMessage);
   });
 
+  test("a grpc-timeout longer than a timer holds (99999999H) is no deadline, as in etcd", async () => {
+    const call = (server: RunningServer) => rawCall(server.endpoint, "/etcdserverpb.KV/Put", envelope(put("t")), { headers: { "grpc-timeout": "99999999H" } });
+    const [etcd, edgetcd] = await Promise.all([call(servers.etcd), call(servers.edgetcd)]);
+    assert.equal(etcd.grpcStatus, "0");
+    assert.equal(edgetcd.grpcStatus, "0");
+  });
+
+  test("a unary call that sends message after message is refused at the second; the member serves on", async () => {
+    const flood = Buffer.concat(Array.from({ length: 2000 }, (_, n) => envelope(put(`flood/${n}`))));
+    const answer = await rawCall(servers.edgetcd.endpoint, "/etcdserverpb.KV/Put", flood);
+    assert.equal(answer.grpcStatus, "12");
+    assert.equal(answer.grpcMessage, "protocol error: received extra input message for unary method");
+    const after = await rawCall(servers.edgetcd.endpoint, "/etcdserverpb.KV/Put", envelope(put("after")));
+    assert.equal(after.grpcStatus, "0");
+  });
+
   test("a watch stream past its grpc-timeout ends with etcd's status", async () => {
     const request = toBinary(WatchRequestSchema, create(WatchRequestSchema, { requestUnion: { case: "createRequest", value: { key: new TextEncoder().encode("w") } } }));
     const call = (server: RunningServer) => rawCall(server.endpoint, "/etcdserverpb.Watch/Watch", envelope(request), { headers: { "grpc-timeout": "300m" }, keepOpen: true });
