@@ -193,6 +193,10 @@ export async function runEdgetcd(host: Host, argv: readonly string[], env: Recor
     // A storage failure or this member's removal: nothing to hand over or wait for.
     void shutDown(exitCode, false);
   };
+  // etcd's order: a cluster member is ready once its attributes are
+  // published through Raft (its ReadyNotify). Clients are served meanwhile.
+  await server.published;
+  if (stopping) return;
   logger.info("ready to serve client requests", {
     "listen-client-urls": config.listenClientUrls.map(String),
     "member-id": server.identity.memberId.toString(16),

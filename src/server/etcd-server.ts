@@ -140,6 +140,14 @@ export class EtcdServer {
    * rather than asked of SQLite each time (etcd reads bbolt's size the same way).
    */
   private backendSizeBytes = 0;
+  private markPublished: () => void = () => {};
+  /**
+   * Resolves once this member's name and client URLs are applied (at once
+   * for a single member): etcd says "ready to serve client requests" only
+   * then, and clients that list members on that word expect every listed
+   * member to carry its client URLs.
+   */
+  readonly published: Promise<void> = new Promise<void>((resolve) => (this.markPublished = resolve));
 
   private constructor(
     readonly config: ServerConfig,
@@ -409,6 +417,7 @@ export class EtcdServer {
       if (log instanceof LocalLog) {
         server.applyEntries(entries);
         log.proposeEmpty();
+        server.markPublished();
       } else {
         void server.publishAttributes();
       }
@@ -1147,6 +1156,7 @@ export class EtcdServer {
           }),
         });
         this.logger.info("published local member to cluster through raft", { name: this.config.name });
+        this.markPublished();
         return;
       } catch {
         await new Promise<void>((resolve) => this.runtime.clock.setTimer(this.config.heartbeatIntervalMs * 5, resolve));
