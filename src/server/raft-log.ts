@@ -408,30 +408,16 @@ export class RaftLog implements ServerLog {
     // 2. The leader's appends leave now, in parallel with its own write.
     if (ready.messages.length > 0) this.options.send(ready.messages);
     // 3. Hard state and entries reach the disk (one fdatasync for the batch).
-    // When only the commit index moved (no entries, nothing that must be
-    // synced), apply does not wait for that record, as etcd's applier does
-    // not wait for its WAL's buffered write: the entries it applies were
-    // durable here before they could commit, and a lost commit index is
-    // learned again from the leader. The record is written in order all the
-    // same (the WAL queues its saves) and waited for before the next Ready.
-    let commitRecord: Promise<void> | undefined;
     if (ready.hardState !== undefined || ready.entries.length > 0) {
-      const saved = this.options.wal.save(ready.hardState, ready.entries, { sync: ready.mustSync });
-      if (ready.entries.length === 0 && !ready.mustSync) commitRecord = saved;
-      else await saved;
+      await this.options.wal.save(ready.hardState, ready.entries, { sync: ready.mustSync });
       if (ready.hardState !== undefined) this.storage.setHardState(ready.hardState);
       this.storage.append(ready.entries);
     }
-    try {
-      // 4. What depends on this member's durable state leaves only now.
-      if (ready.messagesAfterPersist.length > 0) this.options.send(ready.messagesAfterPersist);
-      // 5. Apply.
-      if (ready.committedEntries.length > 0 || ready.snapshot !== undefined) {
-        await this.options.apply(ready.committedEntries, ready.snapshot);
-      }
-    } finally {
-      // A failed write fails the member here, whatever apply did.
-      if (commitRecord !== undefined) await commitRecord;
+    // 4. What depends on this member's durable state leaves only now.
+    if (ready.messagesAfterPersist.length > 0) this.options.send(ready.messagesAfterPersist);
+    // 5. Apply.
+    if (ready.committedEntries.length > 0 || ready.snapshot !== undefined) {
+      await this.options.apply(ready.committedEntries, ready.snapshot);
     }
     this.node.advance(ready);
   }
