@@ -8,6 +8,7 @@ import type { Logger, Runtime } from "../../src/ports.ts";
 import type { LogLevel } from "../../src/server/config.ts";
 import { buildInfo } from "./build-info.ts";
 import { bindClientApi } from "./client-server.ts";
+import { startTcpGateway } from "./tcp-gateway.ts";
 import { nodePeerNetwork, nodePeerNetworkDialing, nodePeerNetworkWithTls } from "./peer-network.ts";
 import { loadPeerTls } from "./peer-tls.ts";
 import { loadJwtKeys } from "./jwt-keys.ts";
@@ -43,6 +44,7 @@ export function createHost(runtime: Runtime): Host {
     bindClients: (url, options) => bindClientApi(url, options),
     loadJwtKeys: (options) => loadJwtKeys(options),
     metricsText: () => registry.metrics(),
+    startGateway: (options, onEndpointDown) => startTcpGateway(options, onEndpointDown),
     onShutdownSignal(handler) {
       for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => handler(signal));
     },

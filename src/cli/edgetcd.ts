@@ -13,6 +13,7 @@ import { parseAuthTokenOption, type JwtTokenOptions } from "../auth/token-option
 import { AuthTokens } from "../auth/tokens.ts";
 import { bindPeerListeners, type PreboundPeers } from "./prebound-peers.ts";
 import { usageText, versionText, type BuildInfo } from "./usage.ts";
+import { GatewayUsageError, gatewayUsage, parseGatewayArgs, type GatewayOptions } from "./gateway.ts";
 
 export interface Host {
   runtime: Runtime;
@@ -34,8 +35,45 @@ export interface Host {
   /** The keys of --auth-token jwt (PEM files: certificates and PKCS#1/SEC1/PKCS#8 keys); throws naming a missing or unusable file. */
   loadJwtKeys(options: Pick<JwtTokenOptions, "signMethod" | "publicKeyPath" | "privateKeyPath">): Promise<{ signKey?: JwtKey; verifyKey: JwtKey }>;
   onShutdownSignal(handler: (signal: string) => void): void;
+  /** `edgetcd gateway start`: the TCP proxy (src/cli/gateway.ts); calls `onEndpointDown` when a dial fails. */
+  startGateway(options: GatewayOptions, onEndpointDown: (endpoint: string, error: string) => void): Promise<{ port: number; close(): Promise<void> }>;
   write(stream: "stdout" | "stderr", text: string): void;
   exit(code: number): void;
+}
+
+async function runGateway(host: Host, args: readonly string[]): Promise<void> {
+  let options;
+  try {
+    options = parseGatewayArgs(args);
+  } catch (error) {
+    if (!(error instanceof GatewayUsageError)) throw error;
+    host.write("stderr", `Error: ${error.message}\n${gatewayUsage}`);
+    host.exit(1);
+    return;
+  }
+  if (options === "help") {
+    host.write("stdout", gatewayUsage);
+    host.exit(0);
+    return;
+  }
+  const logger = host.createLogger({ level: "info", outputs: ["stderr"] });
+  let gateway;
+  try {
+    gateway = await host.startGateway(options, (endpoint, error) => logger.warn("failed to dial endpoint; marked down", { endpoint, error, "retry-delay-ms": options.retryDelayMs }));
+  } catch (error) {
+    logger.error("failed to listen", { address: `${options.listenHost}:${options.listenPort}`, error: error instanceof Error ? error.message : String(error) });
+    host.exit(1);
+    return;
+  }
+  const started = gateway;
+  host.onShutdownSignal((signal) => {
+    logger.info("received signal; shutting down", { signal });
+    void started.close().then(() => host.exit(0));
+  });
+  logger.info("ready to proxy client requests", {
+    address: `${options.listenHost}:${started.port}`,
+    endpoints: options.endpoints.map((endpoint) => `${endpoint.host}:${endpoint.port}`),
+  });
 }
 
 export interface ClientListener {
@@ -56,6 +94,13 @@ export interface ClientListenerOptions {
 }
 
 export async function runEdgetcd(host: Host, argv: readonly string[], env: Record<string, string | undefined>): Promise<void> {
+  // etcd's subcommands come first on the command line (etcdmain.Main).
+  if (argv[0] === "gateway") return await runGateway(host, argv.slice(1));
+  if (argv[0] === "grpc-proxy") {
+    host.write("stderr", "edgetcd: grpc-proxy is not supported (etcd's gRPC proxy is not built); point clients at the members, or use `edgetcd gateway start`\n");
+    host.exit(2);
+    return;
+  }
   let flags;
   try {
     flags = parseFlags(argv, env);
@@ -66,6 +111,12 @@ export async function runEdgetcd(host: Host, argv: readonly string[], env: Recor
       return;
     }
     throw error;
+  }
+  if (flags.rest.length > 0) {
+    // etcd refuses words it does not know rather than start without them.
+    host.write("stderr", `edgetcd: error verifying flags, '${flags.rest[0]}' is not a valid flag. See 'edgetcd --help'.\n`);
+    host.exit(1);
+    return;
   }
   if (flags.values.get("help") === "true" || flags.values.get("h") === "true") {
     host.write("stdout", usage());
