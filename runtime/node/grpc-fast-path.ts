@@ -19,6 +19,8 @@
 import type * as http2 from "node:http2";
 import { create, fromBinary, isMessage, toBinary, type DescMessage, type DescMethod, type DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextValues, type HandlerContext, type Interceptor } from "@connectrpc/connect";
+import { encodeEnvelope } from "@connectrpc/connect/protocol";
+import { parseTimeout } from "@connectrpc/connect/protocol-grpc";
 import type { ClientApi } from "../../src/api/client-api.ts";
 import { isNestingLimitError, messageTooLargeError, nestingTooDeepError } from "../../src/api/request-limits.ts";
 import { encodeGrpcGoMessage } from "./grpc-message.ts";
@@ -37,8 +39,6 @@ type AnyImplementation = (input: unknown, context: HandlerContext) => unknown;
 interface Route {
   service: DescService;
   method: DescMethod;
-  input: DescMessage;
-  output: DescMessage;
   /** The interceptors, then the implementation. */
   call: (request: CallRequest) => Promise<CallResponse>;
 }
@@ -79,44 +79,38 @@ export function grpcFastPath(api: ClientApi, options: GrpcFastPathOptions): (str
     for (const method of service.methods) {
       const implement = (implementation as Record<string, AnyImplementation | undefined>)[method.localName];
       if (implement === undefined) continue;
-      routes.set(`/${service.typeName}/${method.name}`, {
-        service,
-        method,
-        input: method.input,
-        output: method.output,
-        call: chain(api.interceptors, method, implement.bind(implementation)),
-      });
+      routes.set(`/${service.typeName}/${method.name}`, { service, method, call: chain(api.interceptors, method, implement.bind(implementation)) });
     }
   }
   const limits: DecodeLimits = { readMaxBytes: api.readMaxBytes, recursionLimit: api.recursionLimit };
   return (stream, headers) => {
     const route = routes.get(headers[":path"] ?? "");
-    if (route === undefined || !claims(headers)) return false;
-    const call = new Call(stream, headers, route, limits, options.contextValuesOf?.(stream) ?? createContextValues());
+    if (route === undefined) return false;
+    const claim = claims(headers);
+    if (claim === undefined) return false;
+    const call = new Call(stream, headers, route, limits, options.contextValuesOf?.(stream) ?? createContextValues(), claim.timeoutMs);
     if (route.method.methodKind === "unary") options.fairness.admit(stream, () => call.runUnary());
     else call.runStreaming();
     return true;
   };
 }
 
-/** What this path serves: binary gRPC, uncompressed, not from a browser, with a deadline it can read. */
-function claims(headers: http2.IncomingHttpHeaders): boolean {
-  if (headers[":method"] !== "POST" || headers.origin !== undefined) return false;
+/**
+ * Whether this path serves the call: binary gRPC, uncompressed, not from a
+ * browser, with a deadline it can read (Connect answers a malformed one).
+ * Undefined when it does not; else the call's deadline, if it has one.
+ */
+function claims(headers: http2.IncomingHttpHeaders): { timeoutMs: number | undefined } | undefined {
+  if (headers[":method"] !== "POST" || headers.origin !== undefined) return undefined;
   const contentType = headers["content-type"];
-  if (contentType !== "application/grpc" && contentType !== "application/grpc+proto") return false;
+  if (contentType !== "application/grpc" && contentType !== "application/grpc+proto") return undefined;
   const encoding = headers["grpc-encoding"];
-  if (encoding !== undefined && encoding !== "identity") return false;
+  if (encoding !== undefined && encoding !== "identity") return undefined;
   const timeout = headers["grpc-timeout"];
-  return timeout === undefined || (typeof timeout === "string" && timeoutMs(timeout) !== undefined);
-}
-
-const timeoutUnitMs: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
-
-/** A grpc-timeout value in milliseconds; undefined when grpc-go would refuse it (Connect then answers). */
-function timeoutMs(value: string): number | undefined {
-  const match = /^(\d{1,8})([HMSmun])$/.exec(value);
-  if (match === null) return undefined;
-  return Number(match[1]) * (timeoutUnitMs[match[2] as string] as number);
+  if (timeout === undefined) return { timeoutMs: undefined };
+  if (typeof timeout !== "string") return undefined;
+  const parsed = parseTimeout(timeout, Number.POSITIVE_INFINITY);
+  return parsed.error === undefined ? { timeoutMs: parsed.timeoutMs } : undefined;
 }
 
 /** Connect's order: the first interceptor is the outermost. */
@@ -133,8 +127,8 @@ function chain(interceptors: readonly Interceptor[], method: DescMethod, impleme
 }
 
 /**
- * The request headers as interceptors read them (`get`, `has`), without
- * building a fetch Headers per call. Node gives header names in lower case.
+ * The request headers as the interceptors read them (`get` only: the token),
+ * without building a fetch Headers per call. Node gives names in lower case.
  */
 class NodeHeaders {
   constructor(private readonly headers: http2.IncomingHttpHeaders) {}
@@ -143,16 +137,6 @@ class NodeHeaders {
     const value = this.headers[name.toLowerCase()];
     if (value === undefined) return null;
     return Array.isArray(value) ? value.join(", ") : String(value);
-  }
-
-  has(name: string): boolean {
-    return this.headers[name.toLowerCase()] !== undefined;
-  }
-
-  forEach(callback: (value: string, name: string) => void): void {
-    for (const [name, value] of Object.entries(this.headers)) {
-      if (!name.startsWith(":") && value !== undefined) callback(Array.isArray(value) ? value.join(", ") : String(value), name);
-    }
   }
 }
 
@@ -267,15 +251,14 @@ function decode(schema: DescMessage, payload: Uint8Array, limits: DecodeLimits):
   }
 }
 
-function framed(schema: DescMessage, message: unknown): Buffer {
+function framed(schema: DescMessage, message: unknown): Uint8Array {
   const value = isMessage(message, schema) ? message : create(schema, message as never);
-  const body = toBinary(schema, value);
-  const frame = Buffer.allocUnsafe(envelopeHeaderBytes + body.length);
-  frame[0] = 0;
-  frame.writeUInt32BE(body.length, 1);
-  frame.set(body, envelopeHeaderBytes);
-  return frame;
+  return encodeEnvelope(0, toBinary(schema, value));
 }
+
+/** Connect's words for a call with no request message, or with more than its one. */
+const missingInput = (kind: string) => new ConnectError(`protocol error: missing input message for ${kind} method`, Code.Unimplemented);
+const extraInput = (kind: string) => new ConnectError(`protocol error: received extra input message for ${kind} method`, Code.Unimplemented);
 
 function asConnectError(error: unknown): ConnectError {
   if (error instanceof ConnectError) return error;
@@ -318,9 +301,8 @@ class Call {
     private readonly route: Route,
     private readonly limits: DecodeLimits,
     values: HandlerContext["values"],
+    ms: number | undefined,
   ) {
-    const timeout = headers["grpc-timeout"];
-    const ms = typeof timeout === "string" ? timeoutMs(timeout) : undefined;
     const requestHeader = new NodeHeaders(headers) as unknown as Headers;
     const path = headers[":path"] as string;
     this.context = new CallContext(route.service, route.method, path, requestHeader, values, ms === undefined ? undefined : performance.now() + ms);
@@ -364,7 +346,7 @@ class Call {
         this.reader.push(chunk, (payload) => {
           count++;
           message = payload;
-          if (count > 1) throw new ConnectError("protocol error: received extra input message for unary method", Code.Unimplemented);
+          if (count > 1) throw extraInput("unary");
         });
       } catch (error) {
         this.fail(error);
@@ -372,12 +354,11 @@ class Call {
     });
     stream.once("end", () => {
       if (this.finished) return;
-      const kind = "unary";
-      if (count === 0 || this.reader.hasPartial) return this.fail(new ConnectError(`protocol error: missing input message for ${kind} method`, Code.Unimplemented));
-      if (count > 1) return this.fail(new ConnectError(`protocol error: received extra input message for ${kind} method`, Code.Unimplemented));
+      // A second message already failed the call as it arrived.
+      if (count === 0 || this.reader.hasPartial) return this.fail(missingInput("unary"));
       let input: unknown;
       try {
-        input = decode(this.route.input, message as Uint8Array, this.limits);
+        input = decode(this.route.method.input, message as Uint8Array, this.limits);
       } catch (error) {
         return this.fail(error);
       }
@@ -391,9 +372,9 @@ class Call {
 
   private answerUnary(message: unknown): void {
     if (this.finished) return;
-    let frame: Buffer;
+    let frame: Uint8Array;
     try {
-      frame = framed(this.route.output, message);
+      frame = framed(this.route.method.output, message);
     } catch (error) {
       return this.fail(error);
     }
@@ -442,7 +423,7 @@ class Call {
   }
 
   runStreaming(): void {
-    const input = new InputMessages(this.stream, this.route.input, this.limits, this.reader);
+    const input = new InputMessages(this.stream, this.route.method.input, this.limits, this.reader);
     const kind = this.route.method.methodKind;
     // A server stream takes one request message, as a unary call does.
     const start = async (): Promise<AsyncIterable<unknown>> => {
@@ -469,7 +450,7 @@ class Call {
         const next = await iterator.next();
         if (next.done === true) break;
         if (this.finished || stream.destroyed || stream.closed) break;
-        const frame = framed(this.route.output, next.value);
+        const frame = framed(this.route.method.output, next.value);
         if (!this.headersSent) {
           this.headersSent = true;
           stream.respond(withHeaders({ ":status": "200", "content-type": "application/grpc" }, this.context.setHeaders), { waitForTrailers: true });
@@ -532,6 +513,8 @@ class InputMessages implements AsyncIterable<unknown> {
       try {
         reader.push(chunk, (payload) => this.queue.push(decode(schema, payload, limits)));
       } catch (error) {
+        // Nothing more is read: the call ends with this error once the service stops.
+        stream.pause();
         this.end(asConnectError(error));
         return;
       }
@@ -562,14 +545,13 @@ class InputMessages implements AsyncIterable<unknown> {
 
   /** The one message of a server-streaming call. */
   async single(): Promise<unknown> {
-    const kind = "server_streaming";
     let first: { message: unknown } | undefined;
     for await (const message of this) {
       // A second message fails the call at once: nothing more is read or kept.
-      if (first !== undefined) throw new ConnectError(`protocol error: received extra input message for ${kind} method`, Code.Unimplemented);
+      if (first !== undefined) throw extraInput("server_streaming");
       first = { message };
     }
-    if (first === undefined) throw new ConnectError(`protocol error: missing input message for ${kind} method`, Code.Unimplemented);
+    if (first === undefined) throw missingInput("server_streaming");
     return first.message;
   }
 

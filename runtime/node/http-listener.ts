@@ -177,7 +177,7 @@ const tlsSocketOfSession = new WeakMap<http2.Http2Session, tls.TLSSocket>();
  * (--client-cert-auth's CommonName, src/api/auth-context.ts).
  */
 export function tlsSocketOf(request: http.IncomingMessage | http2.Http2ServerRequest): tls.TLSSocket | undefined {
-  if ("stream" in request) return tlsSocketOfSession.get(request.stream.session as http2.Http2Session);
+  if ("stream" in request) return tlsSocketOfStream(request.stream);
   return request.socket instanceof tls.TLSSocket ? request.socket : undefined;
 }
 
