@@ -9,6 +9,8 @@ import { listenOn } from "./http-listener.ts";
 
 /** How long a dial may take before the endpoint counts as failed. */
 const dialTimeoutMs = 5000;
+/** Client connections the gateway holds at once (each also holds one to a member); more are refused at accept. */
+export const gatewayConnectionsMax = 10_000;
 
 export interface TcpGateway {
   port: number;
@@ -64,6 +66,7 @@ export async function startTcpGateway(options: GatewayOptions, onEndpointDown: (
     };
     tryNext(candidates());
   });
+  server.maxConnections = gatewayConnectionsMax;
   const port = await listenOn(server, options.listenPort, options.listenHost);
   return {
     port,

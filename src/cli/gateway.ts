@@ -4,6 +4,7 @@
 // refuses a dial is marked down for --retry-delay and the next is tried.
 // Flags may come before or after `start`, as etcd's command line takes them.
 // DNS discovery (--discovery-srv …) is not built and is refused.
+import { parseDurationMs } from "./flags.ts";
 
 export interface GatewayOptions {
   endpoints: Array<{ host: string; port: number }>;
@@ -28,27 +29,18 @@ Flags:
 
 const refusedFlags = new Set(["discovery-srv", "discovery-srv-name", "insecure-discovery", "trusted-ca-file"]);
 
-/** Go's time.ParseDuration for the units a retry delay uses; undefined when it does not parse. */
-export function parseGoDurationMs(text: string): number | undefined {
-  const unitMs: Record<string, number> = { ns: 1e-6, us: 1e-3, "µs": 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-  if (text === "0") return 0;
-  const pattern = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/gy;
-  let total = 0;
-  let consumed = 0;
-  for (let match = pattern.exec(text); match !== null; match = pattern.exec(text)) {
-    total += Number(match[1]) * (unitMs[match[2] as string] as number);
-    consumed = pattern.lastIndex;
-  }
-  return consumed === text.length && consumed > 0 ? total : undefined;
+/** `host:port` or `[v6]:port`; undefined when it is not one. */
+function hostPort(text: string): { host: string; port: number } | undefined {
+  const match = /^\[?([^\]]*?)\]?:(\d{1,5})$/.exec(text);
+  const port = Number(match?.[2]);
+  return match === null || port > 65535 ? undefined : { host: match[1] as string, port };
 }
 
-/** `host:port`, with any scheme stripped as etcd's gateway strips it. */
+/** An endpoint, with any scheme stripped as etcd's gateway strips it. */
 function endpointOf(text: string): { host: string; port: number } {
-  const bare = text.replace(/^[a-z][a-z0-9+.-]*:\/\//i, "");
-  const match = /^\[?([^\]]*?)\]?:(\d{1,5})$/.exec(bare);
-  const port = Number(match?.[2]);
-  if (match === null || match[1] === "" || port > 65535) throw new GatewayUsageError(`error parsing endpoint "${text}"`);
-  return { host: match[1] as string, port };
+  const endpoint = hostPort(text.replace(/^[a-z][a-z0-9+.-]*:\/\//i, ""));
+  if (endpoint === undefined || endpoint.host === "") throw new GatewayUsageError(`error parsing endpoint "${text}"`);
+  return endpoint;
 }
 
 /** The arguments after `gateway`: "help" for a help request, else the options. */
@@ -68,10 +60,9 @@ export function parseGatewayArgs(args: readonly string[]): GatewayOptions | "hel
     const name = equals >= 0 ? body.slice(0, equals) : body;
     if (refusedFlags.has(name)) throw new GatewayUsageError(`--${name}: DNS discovery is not supported by edgetcd's gateway; list the members with --endpoints`);
     if (!["endpoints", "listen-addr", "retry-delay"].includes(name)) throw new GatewayUsageError(`unknown flag: --${name}`);
-    let value: string | undefined = equals >= 0 ? body.slice(equals + 1) : args[++index];
+    const value = equals >= 0 ? body.slice(equals + 1) : args[++index];
     if (value === undefined) throw new GatewayUsageError(`flag needs an argument: --${name}`);
     values.set(name, value);
-    value = undefined;
   }
   if (command === undefined) return "help";
   if (command !== "start") throw new GatewayUsageError(`unknown command "${command}" for "edgetcd gateway"`);
@@ -80,11 +71,11 @@ export function parseGatewayArgs(args: readonly string[]): GatewayOptions | "hel
     .filter((endpoint) => endpoint !== "")
     .map(endpointOf);
   if (endpoints.length === 0) throw new GatewayUsageError("no endpoints given");
-  const listen = values.get("listen-addr") ?? "127.0.0.1:23790";
-  const listenMatch = /^\[?([^\]]*?)\]?:(\d{1,5})$/.exec(listen);
-  if (listenMatch === null || Number(listenMatch[2]) > 65535) throw new GatewayUsageError(`failed to validate listen address: ${listen}`);
+  const listenText = values.get("listen-addr") ?? "127.0.0.1:23790";
+  const listen = hostPort(listenText);
+  if (listen === undefined) throw new GatewayUsageError(`failed to validate listen address: ${listenText}`);
   const retryText = values.get("retry-delay") ?? "1m0s";
-  const retryDelayMs = parseGoDurationMs(retryText);
+  const retryDelayMs = parseDurationMs(retryText);
   if (retryDelayMs === undefined) throw new GatewayUsageError(`invalid argument "${retryText}" for "--retry-delay" flag: time: invalid duration "${retryText}"`);
-  return { endpoints, listenHost: listenMatch[1] === "" ? "0.0.0.0" : (listenMatch[1] as string), listenPort: Number(listenMatch[2]), retryDelayMs };
+  return { endpoints, listenHost: listen.host === "" ? "0.0.0.0" : listen.host, listenPort: listen.port, retryDelayMs };
 }
