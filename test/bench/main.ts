@@ -12,14 +12,10 @@
 // goes to member 1, RSS is the three members' sum).
 // EDGETCD_GRPC_FAST_PATH=0 in the environment runs edgetcd with gRPC through
 // Connect instead of its fast path, for the transport's share.
-import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { promisify } from "node:util";
 import { startCluster } from "../support/cluster.ts";
 import { startEdgetcd, startEtcd, type RunningServer } from "../support/processes.ts";
-import { secureLoadgen } from "./security.ts";
-
-const run = promisify(execFile);
+import { argument, median, runLoadgen, secureLoadgen } from "./loadgen.ts";
 
 interface Workload {
   name: string;
@@ -52,16 +48,6 @@ interface Target {
   stop: () => Promise<void>;
 }
 
-function argument(name: string, fallback: string): string {
-  const index = process.argv.indexOf(`--${name}`);
-  return index >= 0 ? (process.argv[index + 1] ?? fallback) : fallback;
-}
-
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
-};
-
 function rssMegabytes(pids: number[]): number {
   let kilobytes = 0;
   for (const pid of pids) {
@@ -78,8 +64,7 @@ function rssMegabytes(pids: number[]): number {
 async function load(loadgen: string, endpoint: string, workload: Workload, scale: number): Promise<Measurement> {
   const total = Math.max(100, Math.round(workload.total * scale));
   const args = ["-endpoints", endpoint, "-op", workload.op, "-clients", String(workload.clients), "-conns", String(workload.conns), "-total", String(total), "-keys", "1000"];
-  const { stdout } = await run(loadgen, args, { timeout: 600_000 });
-  const result = JSON.parse(stdout.trim().split("\n").pop() as string) as { qps: number; p50_ms: number; p99_ms: number; errors: number };
+  const result = await runLoadgen(loadgen, args);
   return { qps: result.qps, p50: result.p50_ms, p99: result.p99_ms, errors: result.errors };
 }
 

@@ -8,6 +8,7 @@
 import * as http2 from "node:http2";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { createConnectRouter } from "@connectrpc/connect";
+import { encodeEnvelope } from "@connectrpc/connect/protocol";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { KV, PutResponseSchema, RangeResponseSchema } from "../../src/gen/etcdserverpb/rpc_pb.ts";
 import type { ClientApi } from "../../src/api/client-api.ts";
@@ -21,17 +22,10 @@ const putAnswer = create(PutResponseSchema, { header });
 const rangeAnswer = create(RangeResponseSchema, { header });
 const implementation = { put: () => putAnswer, range: () => rangeAnswer };
 
-function framed(bytes: Uint8Array): Buffer {
-  const frame = Buffer.alloc(5 + bytes.length);
-  frame.writeUInt32BE(bytes.length, 1);
-  frame.set(bytes, 5);
-  return frame;
-}
-
 let port: number;
 if (mode === "raw") {
-  const putFrame = framed(toBinary(PutResponseSchema, putAnswer));
-  const rangeFrame = framed(toBinary(RangeResponseSchema, rangeAnswer));
+  const putFrame = encodeEnvelope(0, toBinary(PutResponseSchema, putAnswer));
+  const rangeFrame = encodeEnvelope(0, toBinary(RangeResponseSchema, rangeAnswer));
   const server = http2.createServer();
   server.on("stream", (stream, headers) => {
     const frame = headers[":path"] === "/etcdserverpb.KV/Range" ? rangeFrame : putFrame;

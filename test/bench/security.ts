@@ -2,16 +2,12 @@
 // Put and range throughput with client TLS, with auth, and with both, against
 // etcd 3.4 with the same settings in the same run, measured by etcd's own Go
 // client: ../shared/loadgen with loadgen-secure.patch (its -cacert, -cert,
-// -key and -user flags: clientv3's TLS and Username/Password), built here
-// into a temp dir on first use.
+// -key and -user flags: clientv3's TLS and Username/Password; test/bench/loadgen.ts
+// builds it on first use).
 // Rounds interleave targets and modes so noise hits all alike; prints medians
 // and each target's ratio to etcd per mode.
-import { execFile } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync } from "node:fs";
-import { promisify } from "node:util";
+import { argument, median, runLoadgen, secureLoadgen } from "./loadgen.ts";
 import { freePort, startEdgetcd, startEtcd, etcdctlAsync, type RunningServer, type StartOptions } from "../support/processes.ts";
-
-const run = promisify(execFile);
 
 const fixtures = "/usr/share/gocode/src/go.etcd.io/etcd/integration/fixtures";
 const tls = { cert: `${fixtures}/server.crt`, key: `${fixtures}/server.key.insecure`, ca: `${fixtures}/ca.crt` };
@@ -19,11 +15,6 @@ const tls = { cert: `${fixtures}/server.crt`, key: `${fixtures}/server.key.insec
 type Mode = "plain" | "tls" | "auth" | "tls+auth";
 const modes: Mode[] = ["plain", "tls", "auth", "tls+auth"];
 const operations = ["put", "range"] as const;
-
-function argument(name: string, fallback: string): string {
-  const index = process.argv.indexOf(`--${name}`);
-  return index >= 0 ? (process.argv[index + 1] ?? fallback) : fallback;
-}
 
 async function startTarget(target: string, mode: Mode): Promise<RunningServer> {
   const options: StartOptions = { extraArgs: ["--bcrypt-cost", "4"] };
@@ -58,27 +49,9 @@ async function load(loadgen: string, server: RunningServer, mode: Mode, op: stri
   if (mode === "tls" || mode === "tls+auth") args.push("-cacert", tls.ca, "-cert", tls.cert, "-key", tls.key);
   // Not root: an application's user, whose permissions are checked on every request.
   if (mode === "auth" || mode === "tls+auth") args.push("-user", "bench:benchpw");
-  const { stdout } = await run(loadgen, args, { timeout: 300_000 });
-  const result = JSON.parse(stdout.trim().split("\n").pop() as string) as { qps: number; errors: number };
+  const result = await runLoadgen(loadgen, args);
   if (result.errors > 0) throw new Error(`${server.kind} ${mode} ${op}: ${result.errors} errors`);
   return result.qps;
-}
-
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] as number;
-};
-
-/** ../shared/loadgen with the TLS and auth flags, built once per machine (every bench drives this one). */
-export async function secureLoadgen(): Promise<string> {
-  const dir = "/tmp/edgetcd-loadgen-secure";
-  const binary = `${dir}/loadgen`;
-  if (existsSync(binary)) return binary;
-  mkdirSync(dir, { recursive: true });
-  copyFileSync(new URL("../../../shared/loadgen/main.go", import.meta.url).pathname, `${dir}/main.go`);
-  await run("patch", [`${dir}/main.go`, new URL("./loadgen-secure.patch", import.meta.url).pathname]);
-  await run("go", ["build", "-o", binary, "."], { cwd: dir, env: { ...process.env, GOPATH: "/usr/share/gocode", GO111MODULE: "off", GOCACHE: "/tmp/gocache" } });
-  return binary;
 }
 
 export async function runSecurityBench(): Promise<void> {

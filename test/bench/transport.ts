@@ -4,21 +4,11 @@
 // path, and by Connect's Node adapter (test/bench/noop-server.ts), each
 // driven by etcd's Go client (loadgen put, 100 clients on 10 connections and
 // 1 client), beside a real etcd 3.4 doing full puts, in interleaved rounds.
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { promisify } from "node:util";
 import { startEtcd } from "../support/processes.ts";
-import { secureLoadgen } from "./security.ts";
-
-const run = promisify(execFile);
+import { argument, median, runLoadgen, secureLoadgen } from "./loadgen.ts";
 const root = new URL("../..", import.meta.url).pathname;
-
-function argument(name: string, fallback: string): string {
-  const index = process.argv.indexOf(`--${name}`);
-  return index >= 0 ? (process.argv[index + 1] ?? fallback) : fallback;
-}
-
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? Number.NaN;
 
 async function startNoop(mode: string, runtime: string): Promise<{ endpoint: string; child: ChildProcess }> {
   const command = runtime === "bun" ? `${root}node_modules/.bin/bun` : process.execPath;
@@ -46,12 +36,11 @@ export async function runTransportBench(): Promise<void> {
   ];
   const results = new Map<string, Array<{ qps: number; p50: number }>>();
   try {
-    for (const target of targets) await run(loadgen, ["-endpoints", target.endpoint, "-op", "put", "-clients", "10", "-conns", "2", "-total", "3000", "-keys", "1000"]);
+    for (const target of targets) await runLoadgen(loadgen, ["-endpoints", target.endpoint, "-op", "put", "-clients", "10", "-conns", "2", "-total", "3000", "-keys", "1000"]);
     for (let round = 1; round <= rounds; round++) {
       for (const load of loads) {
         for (const target of targets) {
-          const { stdout } = await run(loadgen, ["-endpoints", target.endpoint, "-op", "put", "-keys", "1000", ...load.args], { timeout: 300_000 });
-          const result = JSON.parse(stdout.trim().split("\n").pop() as string) as { qps: number; p50_ms: number; errors: number };
+          const result = await runLoadgen(loadgen, ["-endpoints", target.endpoint, "-op", "put", "-keys", "1000", ...load.args]);
           if (result.errors > 0) throw new Error(`${target.name}: ${result.errors} errors`);
           const key = `${load.name}|${target.name}`;
           results.set(key, [...(results.get(key) ?? []), { qps: result.qps, p50: result.p50_ms }]);
