@@ -193,12 +193,18 @@ async function streamGateway(c: Context, transport: Transport, method: DescMetho
   }
   const encoder = new TextEncoder();
   const line = (value: unknown) => encoder.encode(`${JSON.stringify(value)}\n`);
+  // Pulled one response at a time: a client that reads slowly holds the
+  // stream (and the watch behind it, whose own queue is bounded) instead of
+  // lines piling up here.
+  let responses: AsyncIterator<unknown> | undefined;
   const output = new ReadableStream<Uint8Array>({
-    async start(controller) {
+    async pull(controller) {
       try {
-        const response = await transport.stream(method as never, abort.signal, undefined, header, input() as never, undefined);
-        for await (const message of response.message) {
-          controller.enqueue(line({ result: toJson(method.output as DescMessage, message as never, { useProtoFieldName: true }) }));
+        responses ??= (await transport.stream(method as never, abort.signal, undefined, header, input() as never, undefined)).message[Symbol.asyncIterator]();
+        const next = await responses.next();
+        if (next.done !== true) {
+          controller.enqueue(line({ result: toJson(method.output as DescMessage, next.value as never, { useProtoFieldName: true }) }));
+          return;
         }
       } catch (error) {
         if (!abort.signal.aborted) {
@@ -209,11 +215,12 @@ async function streamGateway(c: Context, transport: Transport, method: DescMetho
       try {
         controller.close();
       } catch {
-        // the client went away first
+        // already closed: the client went away
       }
     },
     cancel() {
       abort.abort();
+      void responses?.return?.();
     },
   });
   return new Response(output, { status: 200, headers: { "content-type": "application/json" } });
@@ -303,11 +310,6 @@ function isJsonObject(json: JsonValue): json is { [name: string]: JsonValue } {
 }
 
 /**
- * Every decoding failure is InvalidArgument, as from etcd's gateway. The text is
- * the JSON parser's or protobuf-es's, not Go's (etcd says, e.g., "illegal base64
- * data at input byte 0"); clients match the code and status, not this text.
- */
-/**
  * Integer literals too long for a JavaScript number, written as strings
  * (protobuf's JSON takes int64 either way). Go's JSON decoder reads
  * `{"ID":5077746727278527983}` exactly; JSON.parse would round it to another
@@ -345,6 +347,11 @@ function quoteLongIntegers(text: string): string {
   return out + text.slice(from);
 }
 
+/**
+ * Every decoding failure is InvalidArgument, as from etcd's gateway. The text is
+ * the JSON parser's or protobuf-es's, not Go's (etcd says, e.g., "illegal base64
+ * data at input byte 0"); clients match the code and status, not this text.
+ */
 function decodeError(error: unknown): ConnectError {
   if (isNestingLimitError(error)) return nestingTooDeepError();
   if (error instanceof ConnectError) return error;
