@@ -175,9 +175,9 @@ export async function runEdgetcd(host: Host, argv: readonly string[], env: Recor
     for (const url of config.listenClientHttpUrls) {
       listeners.push(await host.bindClients(url, { grpc: false, http: true, transport: config, ...tlsFor(url) }));
     }
-    // A single member runs no peer transport and binds no peer port.
+    // Every member serves its peer URLs, a single one too (a member added later reaches it there).
     const peerNetwork = config.peerTls === undefined ? host.peerNetwork : host.peerNetworkWithTls(config.peerTls, logger);
-    peers = await bindPeerListeners(peerNetwork, config.initialCluster.size > 1 ? config.listenPeerUrls : []);
+    peers = await bindPeerListeners(peerNetwork, config.listenPeerUrls);
   } catch (error) {
     logger.error("failed to listen", { error: error instanceof Error ? error.message : String(error) });
     await Promise.all(listeners.map((listener) => listener.close()));

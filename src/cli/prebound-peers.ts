@@ -16,7 +16,7 @@ interface Bound {
 export interface PreboundPeers {
   /** `network`, but listen(url) at a bound URL attaches to that listener (once). */
   network: PeerNetwork;
-  /** Closes the listeners the member did not take (a single member runs no peer transport). */
+  /** Closes the listeners the member did not take (it failed to start, say). */
   closeUntaken(): Promise<void>;
 }
 

@@ -108,7 +108,11 @@ export class MemoryStorage implements RaftStorage {
     if (offset > this.entriesWithDummy.length) {
       throw new Error(`missing log entry [last: ${this.lastIndex()}, append at: ${startIndex}]`);
     }
-    this.entriesWithDummy = this.entriesWithDummy.slice(0, offset).concat(toAppend);
+    // In place: a copy of the whole log per append made each write cost in
+    // proportion to the entries held (up to --snapshot-count of them).
+    const log = this.entriesWithDummy;
+    log.length = offset;
+    for (const entry of toAppend) log.push(entry);
   }
 }
 

@@ -195,6 +195,11 @@ export class RawNode {
     };
   }
 
+  /** The highest index this member knows to be committed. */
+  get committed(): number {
+    return this.raft.log.committed;
+  }
+
   /** The configuration as this member currently sees it. */
   confState(): ConfState {
     return this.raft.confState();

@@ -76,10 +76,8 @@ import type { ServerConfig } from "./config.ts";
 import { addedMemberIdOf, clusterIdOf, decodeMemberMetadata, encodeMemberMetadata, memberIdOf, type MemberIdentity } from "./identity.ts";
 import { initialClusterOf } from "./cluster-bootstrap.ts";
 import { joinIdentity, peerUrlsListedBy, withMembersRoute } from "./join.ts";
-import { LocalLog } from "./local-log.ts";
 import { MemberStore, type MemberRecord } from "./members.ts";
 import { RaftLog } from "./raft-log.ts";
-import type { ServerLog } from "./server-log.ts";
 import { decodeRequest, encodeRequest, RequestKind, type InternalRequest, type RequestOf } from "./request-codec.ts";
 import { AuthStore, rootUser, usernameBytesMax, type AuthInfo } from "../auth/store.ts";
 import { AuthTokens } from "../auth/tokens.ts";
@@ -142,8 +140,8 @@ export class EtcdServer {
   private backendSizeBytes = 0;
   private markPublished: () => void = () => {};
   /**
-   * Resolves once this member's name and client URLs are applied (at once
-   * for a single member): etcd says "ready to serve client requests" only
+   * Resolves once this member's name and client URLs are applied (through
+   * Raft, as every change, a single member's too): etcd says "ready to serve client requests" only
    * then, and clients that list members on that word expect every listed
    * member to carry its client URLs.
    */
@@ -158,7 +156,7 @@ export class EtcdServer {
     private readonly backend: Backend,
     private readonly store: MvccStore,
     private readonly applier: KvApplier,
-    private readonly log: ServerLog,
+    private readonly log: RaftLog,
     private readonly memberStore: MemberStore,
     private readonly transport: PeerTransport | undefined,
     private readonly snapshotFiles: SnapshotFiles,
@@ -288,23 +286,13 @@ export class EtcdServer {
       let server: EtcdServer | undefined;
       // A failed save before the server exists is not lost: it fails the server as soon as there is one.
       let fatalBeforeServer: unknown;
-      let log: ServerLog;
       let transport: PeerTransport | undefined;
-      if (identity.initialMembers === undefined) {
-        const lastIndex = entries.length > 0 ? (entries[entries.length - 1] as Entry).index : applied;
-        log = new LocalLog({
-          wal,
-          memberId: identity.memberId,
-          // Each restart of a single member is a new election: a new term.
-          term: (hardState?.term ?? 0) + 1,
-          lastIndex,
-          snapshotIndex: walSnapshot?.index ?? 0,
-          ...(crashPoints === undefined ? {} : { crashPoints }),
-          apply: (committed) => server?.applyEntries(committed),
-          fatal: (error) => (server === undefined ? (fatalBeforeServer ??= error) : server.fail(error)),
-        });
-      } else {
-        if (options.peerNetwork === undefined) throw new Error("a clustered member needs a peer network");
+      let raftLog: RaftLog | undefined;
+      // One member or many, the log is Raft (a single voter commits what it has
+      // persisted itself), so a member started alone can grow into a cluster.
+      // Without a peer network (in-process tests) it stays alone: nothing to send.
+      const network = options.peerNetwork;
+      if (network !== undefined) {
         // Peer requests are taken only from current members, as applied here (issue 24).
         const appliedMembershipOf: MembershipOf = (id) => (members.get(id) !== undefined ? "member" : members.isRemoved(id) ? "removed" : "unknown");
         // A sender added to the cluster but not yet applied here is admitted on a known member's word (vouching.ts).
@@ -316,7 +304,7 @@ export class EtcdServer {
               members.all().filter((member) => member.id !== identity.memberId).flatMap((member) => member.peerUrls),
               identity.clusterId,
               id,
-              options.peerNetwork?.fetch,
+              network.fetch,
             ),
           onVouched: (id, peerUrls) => transport?.addPeer(id, peerUrls),
           onLapsed: (id) => {
@@ -335,7 +323,7 @@ export class EtcdServer {
           localId: identity.memberId,
           clusterId: identity.clusterId,
           // Lease renewals forwarded by followers arrive on the peer port too.
-          network: withMembersRoute(withLeaseRoutes(options.peerNetwork, () => server, admission), () => server),
+          network: withMembersRoute(withLeaseRoutes(network, () => server, admission), () => server),
           membershipOf,
           limits: { snapshotBytesMax: snapshotBytesMaxFor(quotaBytesOf(config.quotaBackendBytes) ?? quotaBytesMaxRecommended) },
           clock: runtime.clock,
@@ -353,38 +341,40 @@ export class EtcdServer {
             if (appliedMembershipOf(by) === "member") server?.removedFromCluster(by);
           },
         });
-        const sending = transport;
-        let raftLog: RaftLog | undefined = undefined;
-        raftLog = new RaftLog({
-          id: identity.memberId,
-          wal,
-          clock: runtime.clock,
-          random: runtime.random,
-          heartbeatIntervalMs: config.heartbeatIntervalMs,
-          electionTimeoutMs: config.electionTimeoutMs,
-          requestTimeoutMs: requestTimeoutMs(config),
-          preVote: config.preVote,
-          restored: {
-            hardState,
-            entries,
-            confState: confStateOf(members),
-            ...(walSnapshot === undefined
-              ? {}
-              : { snapshot: { metadata: { ...walSnapshot, confState: confStateOf(members) }, data: new Uint8Array(0) } }),
-          },
-          applied,
-          ...(crashPoints === undefined ? {} : { crashPoints }),
-          logger,
-          send: (messages) => {
-            if (server === undefined) sending.send(messages);
-            else server.sendMessages(messages, sending);
-          },
-          persistSnapshot: (snapshot) => snapshotFiles.persistIncoming(snapshot.data),
-          apply: (committed, snapshot) => server?.applyCommitted(committed, snapshot),
-          onLeaderChange: (leader) => logger.info("raft leader changed", { leader: leader.toString(16) }),
-          fatal: (error) => (server === undefined ? (fatalBeforeServer ??= error) : server.fail(error)),
-        });
-        log = raftLog;
+      }
+      const log: RaftLog = new RaftLog({
+        id: identity.memberId,
+        wal,
+        clock: runtime.clock,
+        random: runtime.random,
+        heartbeatIntervalMs: config.heartbeatIntervalMs,
+        electionTimeoutMs: config.electionTimeoutMs,
+        requestTimeoutMs: requestTimeoutMs(config),
+        preVote: config.preVote,
+        restored: {
+          hardState,
+          entries,
+          confState: confStateOf(members),
+          ...(walSnapshot === undefined
+            ? {}
+            : { snapshot: { metadata: { ...walSnapshot, confState: confStateOf(members) }, data: new Uint8Array(0) } }),
+        },
+        applied,
+        catchUpEntries: config.snapshotCatchUpEntries,
+        ...(crashPoints === undefined ? {} : { crashPoints }),
+        logger,
+        send: (messages) => {
+          if (transport === undefined) return;
+          if (server === undefined) transport.send(messages);
+          else server.sendMessages(messages, transport);
+        },
+        persistSnapshot: (snapshot) => snapshotFiles.persistIncoming(snapshot.data),
+        apply: (committed, snapshot) => server?.applyCommitted(committed, snapshot),
+        onLeaderChange: (leader) => logger.info("raft leader changed", { leader: leader.toString(16) }),
+        fatal: (error) => (server === undefined ? (fatalBeforeServer ??= error) : server.fail(error)),
+      });
+      raftLog = log;
+      if (transport !== undefined) {
         await transport.start(config.listenPeerUrls);
         transport.setPeers(members.all());
       }
@@ -414,13 +404,11 @@ export class EtcdServer {
       // proposed before it went down, and applying one would answer a new request with its old
       // result. Like etcd's idutil, the counter starts from the time (ms × 256).
       server.requestCounter = Math.floor(runtime.clock.wallMs() * 256) % 2 ** 32;
-      if (log instanceof LocalLog) {
-        server.applyEntries(entries);
-        log.proposeEmpty();
-        server.markPublished();
-      } else {
-        void server.publishAttributes();
-      }
+      // The only voter needs nobody's vote: it leads at once rather than after
+      // an election timeout (etcd advances its ticks to the same end).
+      const { voters } = confStateOf(members);
+      if (voters.length === 1 && voters[0] === identity.memberId) log.campaign();
+      void server.publishAttributes();
       backend.commit();
       server.leaseExpiry.start();
       return server;
@@ -792,7 +780,7 @@ export class EtcdServer {
         })
         .catch((error: unknown) => {
           this.logger.warn("failed to copy the backend for a snapshot", { error: String(error) });
-          if (this.log instanceof RaftLog) this.log.reportSnapshot(message.to, false);
+          this.log.reportSnapshot(message.to, false);
         });
     }
   }
@@ -861,7 +849,7 @@ export class EtcdServer {
       if (entry.index <= this.appliedIndex) {
         // Only after a snapshot whose backend was ahead of its index: the data
         // is there already, but Raft's configuration must still take the change.
-        if (entry.type === EntryType.ConfChange && this.log instanceof RaftLog) this.log.applyConfChange(decodeConfChange(entry.data));
+        if (entry.type === EntryType.ConfChange) this.log.applyConfChange(decodeConfChange(entry.data));
         continue;
       }
       let result: unknown;
@@ -972,7 +960,7 @@ export class EtcdServer {
   /** A committed membership change: Raft's configuration, the member store, the transport. */
   private applyConfChange(entry: Entry): void {
     const change = decodeConfChange(entry.data);
-    if (this.log instanceof RaftLog) this.log.applyConfChange(change);
+    this.log.applyConfChange(change);
     const context =
       change.context.length > 0 ? (decodeCbor(change.context) as { name?: string; peerUrls?: string[]; requestId?: number }) : {};
     if (context.requestId !== undefined) {
@@ -1084,7 +1072,7 @@ export class EtcdServer {
    * failed handover is logged and stopping goes on, as in etcd's Stop.
    */
   async transferLeadershipForStop(): Promise<void> {
-    if (!(this.log instanceof RaftLog) || !this.log.isLeader || this.stoppedReason !== undefined) return;
+    if (!this.log.isLeader || this.stoppedReason !== undefined) return;
     const transferee = mostUpToDateVoter(this.log.status().progress, this.identity.memberId);
     if (transferee === undefined) return; // the only voter: nobody to hand over to (etcd skips it too)
     const raftLog = this.log;
@@ -1117,8 +1105,8 @@ export class EtcdServer {
 
   private clusterLog(): RaftLog {
     this.assertServing();
-    // A single-member node runs without Raft; membership changes need it (start with --initial-cluster).
-    if (!(this.log instanceof RaftLog)) throw etcdError("notCapable");
+    // Without a peer network (an in-process member) there is nobody to reach a new member with.
+    if (this.transport === undefined) throw etcdError("notCapable");
     return this.log;
   }
 

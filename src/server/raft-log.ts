@@ -22,7 +22,6 @@ import {
 } from "../raft/types.ts";
 import type { Clock, Logger, Random, Timer } from "../ports.ts";
 import { etcdError } from "../errors.ts";
-import type { ServerLog } from "./server-log.ts";
 import type { CrashPoints } from "../storage/crash-points.ts";
 import { mutant } from "../mutants.ts";
 
@@ -48,6 +47,13 @@ export interface RaftLogOptions {
   /** What the WAL held at start: hard state, entries after the snapshot, the snapshot. */
   restored: { hardState?: HardState; entries: Entry[]; snapshot?: Snapshot; confState: ConfState };
   applied: number;
+  /**
+   * Entries kept in memory behind the applied index for followers a little
+   * behind (--experimental-snapshot-catchup-entries). A voter alone keeps no
+   * more than twice that: it has nobody to catch up, and a member added later
+   * starts from a snapshot.
+   */
+  catchUpEntries: number;
   /** Fault injection for tests (snapshot-after-save, snapshot-after-release). */
   crashPoints?: CrashPoints;
   /** Debug lines for each linearizable-read round (--log-level debug). */
@@ -82,7 +88,7 @@ interface ReadRound extends PendingRead {
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder();
 
-export class RaftLog implements ServerLog {
+export class RaftLog {
   readonly storage = new MemoryStorage();
   private readonly node: RawNode;
   private readonly ticker: Timer;
@@ -101,6 +107,8 @@ export class RaftLog implements ServerLog {
   /** Read indexes received so far (the read-index-reused mutant serves every later read at once). */
   private readsServed = 0;
   private snapshotIndexValue: number;
+  /** The only voter, with no learner: it commits, and confirms its leadership, by itself. */
+  private alone: boolean;
   /** At most one warning a second about Raft messages dropped as inconsistent. */
   private readonly droppedLog: LogLimiter;
 
@@ -136,6 +144,7 @@ export class RaftLog implements ServerLog {
       storage: this.storage,
       applied: options.applied,
     });
+    this.alone = isAlone(this.node.confState(), options.id);
     this.ticker = options.clock.setInterval(options.heartbeatIntervalMs, () => {
       this.node.tick();
       this.schedule();
@@ -185,7 +194,9 @@ export class RaftLog implements ServerLog {
   }
 
   applyConfChange(change: ConfChange): ConfState {
-    return this.node.applyConfChange(change);
+    const confState = this.node.applyConfChange(change);
+    this.alone = isAlone(confState, this.options.id);
+    return confState;
   }
 
   step(message: Message): void {
@@ -233,6 +244,16 @@ export class RaftLog implements ServerLog {
   readBarrier(): Promise<void> {
     this.assertRunning();
     if (mutant("read-index-reused") && this.readsServed > 0) return Promise.resolve(); // MUTANT: the earlier read's index stands
+    // A leader alone needs no round: its commit index is the read index (as
+    // Raft answers a singleton's ReadIndex), due once applied.
+    if (this.alone && this.isLeader) {
+      const index = this.node.committed;
+      if (index <= this.appliedIndexValue) return Promise.resolve();
+      return new Promise<void>((resolve) => {
+        this.readsWaitingForApply.push({ index, resolve });
+        this.readsWaitingForApply.sort((a, b) => a.index - b.index);
+      });
+    }
     return new Promise<void>((resolve, reject) => {
       this.queuedReads.push({ resolve, reject });
       if (this.readRound === undefined) this.startReadRound();
@@ -314,6 +335,23 @@ export class RaftLog implements ServerLog {
     while (this.readsWaitingForApply.length > 0 && (this.readsWaitingForApply[0]?.index ?? Infinity) <= this.appliedIndexValue) {
       this.readsWaitingForApply.shift()?.resolve();
     }
+    this.compactIfAlone();
+  }
+
+  /**
+   * A voter alone (no other voter, no learner) lets go of applied entries
+   * beyond catchUpEntries without waiting for the next snapshot: up to
+   * --snapshot-count of them would otherwise stay in memory for followers it
+   * does not have. The in-memory snapshot it records is what Raft offers a
+   * member added later (the server sends the backend's current data with it).
+   */
+  private compactIfAlone(): void {
+    const keep = this.options.catchUpEntries;
+    const applied = this.appliedIndexValue;
+    if (applied - this.storage.firstIndex() < 2 * keep || applied > this.storage.lastIndex()) return;
+    if (!this.alone) return;
+    if (applied > this.storage.snapshot().metadata.index) this.storage.createSnapshot(applied, this.node.confState(), new Uint8Array(0));
+    this.storage.compact(applied - keep);
   }
 
   get snapshotIndex(): number {
@@ -330,7 +368,9 @@ export class RaftLog implements ServerLog {
     const index = this.appliedIndexValue;
     if (this.failed || index <= this.snapshotIndexValue) return;
     try {
-      const snapshot = this.storage.createSnapshot(index, this.node.confState(), new Uint8Array(0));
+      // A voter alone may have recorded this index in memory already (compactIfAlone).
+      const recorded = this.storage.snapshot();
+      const snapshot = recorded.metadata.index === index ? recorded : this.storage.createSnapshot(index, this.node.confState(), new Uint8Array(0));
       await this.options.wal.saveSnapshot({ index, term: snapshot.metadata.term });
       this.options.crashPoints?.hit("snapshot-after-save");
       this.snapshotIndexValue = index;
@@ -448,4 +488,8 @@ export class RaftLog implements ServerLog {
     }
     this.readsWaitingForApply.sort((a, b) => a.index - b.index);
   }
+}
+
+function isAlone(confState: ConfState, id: NodeId): boolean {
+  return confState.learners.length === 0 && confState.voters.length === 1 && confState.voters[0] === id;
 }
