@@ -4,6 +4,9 @@
 //   dist/node/main.js   node dist/node/main.js [etcd flags]
 //   dist/bun/main.js    bun dist/bun/main.js [etcd flags]
 //   dist/build-info.json  {"gitCommit": …}, read by runtime/node/build-info.ts
+//   dist/test-node/main.js, dist/test-bun/main.js  the test roots (runtime/test/,
+//                       with faults and mutants): bin/edgetcd runs them with
+//                       EDGETCD_ROOT=test; package.json's "files" leaves them out
 // Our TypeScript and the pure-JavaScript packages are bundled (one file to
 // load: start to ready measured about twice as fast on Node as with every
 // package resolved at start); packages with native addons stay imports.
@@ -46,7 +49,12 @@ function writeAtomically(path: string, contents: Uint8Array | string): void {
 const startedMs = performance.now();
 const result = await build({
   absWorkingDir: root,
-  entryPoints: { "node/main": "runtime/node/main.ts", "bun/main": "runtime/bun/main.ts" },
+  entryPoints: {
+    "node/main": "runtime/node/main.ts",
+    "bun/main": "runtime/bun/main.ts",
+    "test-node/main": "runtime/test/node.ts",
+    "test-bun/main": "runtime/test/bun.ts",
+  },
   outdir,
   bundle: true,
   platform: "node",

@@ -4,7 +4,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync, statSync } from "node:fs";
-import { join, relative } from "node:path";
+import { dirname, join, relative } from "node:path";
 
 const root = new URL("..", import.meta.url).pathname;
 
@@ -19,8 +19,8 @@ function sources(dir: string): string[] {
 }
 
 function importsOf(text: string): string[] {
-  return [...text.matchAll(/(?:import|export)\s[^'"]*?from\s+["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)/g)].map(
-    (match) => (match[1] ?? match[2]) as string,
+  return [...text.matchAll(/(?:import|export)\s[^'"]*?from\s+["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)|^import\s+["']([^"']+)["']/gm)].map(
+    (match) => (match[1] ?? match[2] ?? match[3]) as string,
   );
 }
 
@@ -58,4 +58,27 @@ describe("tidy", () => {
       .filter((file) => importsOf(file.text).some((spec) => /\/(server|api|cli)\//.test(spec)));
     assert.deepEqual(offenders.map((file) => file.path), []);
   });
+
+  test("the production roots reach nothing in runtime/faults/ or runtime/test/ (faults and mutants are the test root's)", () => {
+    for (const entry of ["runtime/node/main.ts", "runtime/bun/main.ts"]) {
+      const reached = localImportClosure(entry);
+      assert.ok(reached.has("src/cli/edgetcd.ts"), `${entry}'s imports were followed`);
+      assert.deepEqual([...reached].filter((path) => /^runtime\/(faults|test)\//.test(path)), [], `reached from ${entry}`);
+    }
+  });
 });
+
+/** Every file of ours `entry` imports, directly or not (relative imports only). */
+function localImportClosure(entry: string): Set<string> {
+  const seen = new Set<string>();
+  const pending = [entry];
+  while (pending.length > 0) {
+    const path = pending.pop() as string;
+    if (seen.has(path)) continue;
+    seen.add(path);
+    for (const spec of importsOf(readFileSync(join(root, path), "utf8"))) {
+      if (spec.startsWith(".")) pending.push(relative(root, join(root, dirname(path), spec)));
+    }
+  }
+  return seen;
+}

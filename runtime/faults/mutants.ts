@@ -1,6 +1,7 @@
 // Test builds only: mutants bring back a known bug class so the reliability
 // suite can show it catches it (scorecard R1). EDGETCD_MUTANT=<name> is read
-// by the composition root. Two live entirely in the ports handed to src/:
+// by the test composition root (runtime/test/); a production root refuses it.
+// Two live entirely in the ports handed to src/:
 //
 //   ack-before-fsync        the WAL's fdatasync does nothing, so a write is
 //                           acknowledged before it is durable. A kill -9 alone

@@ -13,18 +13,42 @@ import { nodePeerNetwork, nodePeerNetworkDialing, nodePeerNetworkWithTls } from 
 import { loadPeerTls } from "./peer-tls.ts";
 import { loadJwtKeys } from "./jwt-keys.ts";
 import { LogLimiter } from "../../src/log-limiter.ts";
-import { crashPointsFromEnv } from "../faults/crash-points.ts";
-import { runtimeWithTestFaults } from "../faults/mutants.ts";
-import { peerDialerFromEnv } from "../faults/peer-dial.ts";
+import type { CrashPoints } from "../../src/storage/crash-points.ts";
+import type { PeerDialer } from "./peer-network.ts";
 
-export function createHost(runtime: Runtime): Host {
+/**
+ * What a test composition root (runtime/test/) adds: a runtime wrapped with
+ * faults or a mutant, peers dialled through a fault proxy, crash points, small
+ * WAL segments. The production roots pass none.
+ */
+export interface HostTestFaults {
+  runtime?: Runtime;
+  peerDialer?: PeerDialer;
+  crashPoints?: CrashPoints;
+  walSegmentBytesMax?: number;
+}
+
+/** The environment variables only a test root (runtime/test/) reads. */
+export const testOnlyVariables = ["EDGETCD_MUTANT", "EDGETCD_TEST_DISK", "EDGETCD_CRASH_POINT", "EDGETCD_TEST_PEER_DIAL", "EDGETCD_TEST_WAL_SEGMENT_BYTES"] as const;
+
+/**
+ * A production root exits (status 2) when one of them is set: asked for a
+ * fault or a mutant it does not have, it says so rather than run as if it
+ * had it. The test harness starts the test root instead (EDGETCD_ROOT=test).
+ */
+export function refuseTestVariables(env: Record<string, string | undefined>): void {
+  const set = testOnlyVariables.filter((name) => env[name] !== undefined && env[name] !== "");
+  if (set.length === 0) return;
+  process.stderr.write(`edgetcd: ${set.join(", ")} ${set.length === 1 ? "is" : "are"} read only by the test build (EDGETCD_ROOT=test in a checkout); unset ${set.length === 1 ? "it" : "them"} to run this server\n`);
+  process.exit(2);
+}
+
+export function createHost(runtime: Runtime, faults: HostTestFaults = {}): Host {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
-  // Test builds: EDGETCD_TEST_PEER_DIAL=<origin map> (absent in production: every peer at its own URL).
-  const peerDialer = peerDialerFromEnv(process.env);
+  const { peerDialer } = faults;
   return {
-    // Test builds: EDGETCD_TEST_DISK=lose-unsynced, EDGETCD_MUTANT=<name> (absent in production: the runtime as is).
-    runtime: runtimeWithTestFaults(runtime, process.env),
+    runtime: faults.runtime ?? runtime,
     peerNetwork: peerDialer === undefined ? nodePeerNetwork : nodePeerNetworkDialing(peerDialer),
     peerNetworkWithTls(tls, logger) {
       // Anyone who reaches the peer port can fail a handshake: one line a second per kind.
@@ -35,12 +59,10 @@ export function createHost(runtime: Runtime): Host {
           refusals.warn(logger, "peer rejected this member's certificate", { error: reason, "remote-addr": remoteAddress }),
       });
     },
-    // Test builds: EDGETCD_CRASH_POINT=<name>:<n> (absent in production).
-    crashPoints: crashPointsFromEnv(process.env),
+    ...(faults.crashPoints === undefined ? {} : { crashPoints: faults.crashPoints }),
     createLogger: (settings) => createLogger(settings),
     build: buildInfo(),
-    // Test builds: EDGETCD_TEST_WAL_SEGMENT_BYTES=<bytes> (absent in production: etcd's 64 MiB).
-    ...walSegmentBytesFromEnv(process.env),
+    ...(faults.walSegmentBytesMax === undefined ? {} : { walSegmentBytesMax: faults.walSegmentBytesMax }),
     bindClients: (url, options) => bindClientApi(url, options),
     loadJwtKeys: (options) => loadJwtKeys(options),
     metricsText: () => registry.metrics(),
@@ -51,11 +73,6 @@ export function createHost(runtime: Runtime): Host {
     write: (stream, text) => void process[stream].write(text),
     exit: (code) => process.exit(code),
   };
-}
-
-function walSegmentBytesFromEnv(env: NodeJS.ProcessEnv): { walSegmentBytesMax?: number } {
-  const bytes = Number(env.EDGETCD_TEST_WAL_SEGMENT_BYTES);
-  return Number.isSafeInteger(bytes) && bytes > 0 ? { walSegmentBytesMax: bytes } : {};
 }
 
 /** etcd's levels as pino's: zap's panic and fatal both log only what stops the process. */

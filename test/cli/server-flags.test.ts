@@ -96,6 +96,21 @@ describe("server flags", () => {
     assert.match(result.stderr, /cannot open --log-outputs/);
   });
 
+  test("a test-only variable (EDGETCD_MUTANT, EDGETCD_TEST_DISK) stops the production server; only the test root reads it", () => {
+    const dataDir = join(root, "mutant");
+    for (const variable of ["EDGETCD_MUTANT=ack-before-fsync", "EDGETCD_TEST_DISK=lose-unsynced"]) {
+      const [name, value] = variable.split("=") as [string, string];
+      const result = spawnSync(edgetcd, ["--data-dir", dataDir], { env: { ...env, [name]: value }, encoding: "utf8", timeout: 60_000 });
+      assert.equal(result.status, 2, result.stderr);
+      assert.match(result.stderr, new RegExp(`${name} is read only by the test build`));
+      assert.equal(existsSync(dataDir), false);
+    }
+    // The test root (EDGETCD_ROOT=test) does read it: an unknown mutant is its own error.
+    const testRoot = spawnSync(edgetcd, ["--data-dir", dataDir], { env: { ...env, EDGETCD_ROOT: "test", EDGETCD_MUTANT: "no-such-mutant" }, encoding: "utf8", timeout: 60_000 });
+    assert.notEqual(testRoot.status, 0);
+    assert.match(testRoot.stderr, /EDGETCD_MUTANT: unknown mutant "no-such-mutant"/);
+  });
+
   test("refused flags exit non-zero naming the flag; warned ones start and say why", async () => {
     for (const args of [["--config-file", "/tmp/etcd.yaml"], ["--unsafe-no-fsync"], ["--enable-v2"]]) {
       const dataDir = join(root, "refused");

@@ -4,6 +4,7 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
+import { testOnlyVariables } from "../../runtime/node/host.ts";
 import { join } from "node:path";
 import { after, before } from "node:test";
 
@@ -70,7 +71,17 @@ export function testRuntimeName(): "node" | "bun" {
 
 export async function startEdgetcd(options: StartOptions = {}): Promise<RunningServer> {
   const runtime = options.runtime ?? testRuntimeName();
-  return await startProcess("edgetcd", join(repoRoot, "bin/edgetcd"), options, { EDGETCD_RUNTIME: runtime });
+  return await startProcess("edgetcd", join(repoRoot, "bin/edgetcd"), options, { EDGETCD_RUNTIME: runtime, ...testRootFor(options.env) });
+}
+
+/**
+ * A server asked for a fault, a mutant or a crash point (here or in the
+ * runner's environment, as the mutation probes set it) runs the test root
+ * (runtime/test/); the production root refuses those variables.
+ */
+export function testRootFor(env: Record<string, string> | undefined): { EDGETCD_ROOT?: string } {
+  const merged: Record<string, string | undefined> = { ...process.env, ...env };
+  return testOnlyVariables.some((name) => merged[name] !== undefined && merged[name] !== "") ? { EDGETCD_ROOT: "test" } : {};
 }
 
 export async function startEtcd(options: StartOptions = {}): Promise<RunningServer> {
