@@ -3,7 +3,7 @@
 // its own earlier changes (the key index is updated at once and the backend
 // reads through the open SQLite transaction). `end()` publishes the revision.
 import type { Event, KeyValue } from "../gen/mvccpb/kv_pb.ts";
-import { assert } from "../errors.ts";
+import { assert, EtcdError } from "../errors.ts";
 import type { FoundRevision } from "./key-index.ts";
 import { newFoundRevision } from "./key-index.ts";
 import { deletedKeyValue, eventDelete, eventPut, type RangeOptions, type RangeResult } from "./kv.ts";
@@ -99,5 +99,32 @@ export class WriteTxn {
     assert(!this.ended, "write txn ended twice");
     this.ended = true;
     return this.store.finishWrite(this.events);
+  }
+
+  /**
+   * Ends a transaction whose work threw, and throws. An operating error
+   * (etcd's, checked before the first change) ends it with nothing changed
+   * and goes to the client. Anything else, or any error after a change, is a
+   * bug: half a transaction is never published, and the error that stops the
+   * member says so.
+   */
+  abandon(error: unknown): never {
+    assert(!this.ended, "write txn ended twice");
+    this.ended = true;
+    if (error instanceof EtcdError && this.events.length === 0) throw error;
+    const detail = error instanceof Error ? error.message : String(error);
+    throw new Error(`assertion failed: a write transaction threw after ${this.events.length} change(s), unpublished: ${detail}`, { cause: error });
+  }
+
+  /** Runs `work` in this transaction and ends it: published if `work` returns, abandoned if it throws. */
+  run<T>(work: (txn: WriteTxn) => T): T {
+    let result: T;
+    try {
+      result = work(this);
+    } catch (error) {
+      this.abandon(error);
+    }
+    this.end();
+    return result;
   }
 }

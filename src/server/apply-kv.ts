@@ -156,12 +156,7 @@ export class KvApplier {
   put(request: PutRequest, txn?: WriteTxn): PutResponse {
     if (txn !== undefined) return this.putIn(txn, request);
     this.checkLease(request.lease);
-    const own = this.store.write();
-    try {
-      return this.putIn(own, request);
-    } finally {
-      own.end();
-    }
+    return this.store.write().run((own) => this.putIn(own, request));
   }
 
   private putIn(txn: WriteTxn, request: PutRequest): PutResponse {
@@ -188,12 +183,7 @@ export class KvApplier {
 
   deleteRange(request: DeleteRangeRequest, txn?: WriteTxn): DeleteRangeResponse {
     if (txn !== undefined) return this.deleteRangeIn(txn, request);
-    const own = this.store.write();
-    try {
-      return this.deleteRangeIn(own, request);
-    } finally {
-      own.end();
-    }
+    return this.store.write().run((own) => this.deleteRangeIn(own, request));
   }
 
   private deleteRangeIn(txn: WriteTxn, request: DeleteRangeRequest): DeleteRangeResponse {
@@ -226,14 +216,11 @@ export class KvApplier {
       response.header = header(this.store.currentRevision);
       return response;
     }
-    const txn = this.store.write();
-    try {
+    return this.store.write().run((txn) => {
       const response = this.applyTxn(request, path, { index: 0 }, txn);
       response.header = header(txn.revision);
       return response;
-    } finally {
-      txn.end();
-    }
+    });
   }
 
   // --- Compact ----------------------------------------------------------

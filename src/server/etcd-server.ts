@@ -746,12 +746,9 @@ export class EtcdServer {
   /** Applies a revoke: the lease goes and its keys are deleted, all in one revision. */
   private applyLeaseRevoke(id: bigint): void {
     const keys = this.lessor.revoke(id);
-    const txn = this.store.write();
-    try {
+    this.store.write().run((txn) => {
       for (const key of keys) txn.deleteRange(key, undefined);
-    } finally {
-      txn.end();
-    }
+    });
   }
 
   // --- apply -------------------------------------------------------------
@@ -858,10 +855,19 @@ export class EtcdServer {
         this.applyConfChange(entry);
         this.backend.setConsistentIndex(entry.index, entry.term);
       } else if (entry.data.length > 0) {
-        const internal = decodeRequest(entry.data);
+        let internal: InternalRequest;
+        try {
+          internal = decodeRequest(entry.data);
+        } catch (error) {
+          throw new ApplyFailure(entry.index, error);
+        }
         try {
           result = this.applyRequest(internal, entry.index);
         } catch (error) {
+          // etcd's own errors go to the client; anything else is a bug, and
+          // the member stops (as etcd panics) before this entry counts as
+          // applied: a restart applies it again, from the WAL.
+          if (!(error instanceof EtcdError)) throw new ApplyFailure(entry.index, error);
           failure = error;
         }
         this.backend.setConsistentIndex(entry.index, entry.term);
@@ -1267,16 +1273,27 @@ export class EtcdServer {
   }
 
   /**
-   * A failed fdatasync, WAL save, backend commit or snapshot: stop serving at
-   * once; nothing more is acknowledged. In a process, onFatal exits it here
-   * (exit 1, like etcd's fatal log): what is on disk is all there is, and a
-   * supervisor restarts it. Without a host (in-process tests) the member
-   * stops and says so through onHalt.
+   * A failed fdatasync, WAL save, backend commit or snapshot, or a bug met
+   * while applying an entry: stop serving at once; nothing more is
+   * acknowledged. In a process, onFatal exits it here (exit 1, like etcd's
+   * fatal log and panic): what is on disk is all there is, and a supervisor
+   * restarts it. Without a host (in-process tests) the member stops and says
+   * so through onHalt.
    */
   private fail(error: unknown): void {
     if (this.stoppedReason !== undefined) return;
-    this.stoppedReason = `storage failure: ${error instanceof Error ? error.message : String(error)}`;
-    this.logger.error("storage failure; exiting", { error: this.stoppedReason });
+    const detail = error instanceof Error ? error.message : String(error);
+    if (error instanceof ApplyFailure) {
+      // The backend's open batch holds entries applied since its last commit,
+      // this one perhaps in part: rolled back, as a crash would, they are
+      // applied again from the WAL at restart.
+      this.backend.crash();
+      this.stoppedReason = `apply failed: ${detail}`;
+      this.logger.error("apply failed; exiting", { error: this.stoppedReason, stack: errorStack(error.cause) });
+    } else {
+      this.stoppedReason = `storage failure: ${detail}`;
+      this.logger.error("storage failure; exiting", { error: this.stoppedReason });
+    }
     this.onFatal?.(this.stoppedReason);
     for (const waiter of this.waiters.values()) waiter.reject(etcdError("stopped"));
     this.waiters.clear();
@@ -1337,6 +1354,20 @@ export class EtcdServer {
 /** --auth-token simple (etcd's default): tokens registered on every member, expiring after --auth-token-ttl unused. */
 function defaultTokens(runtime: Runtime, config: ServerConfig): AuthTokens {
   return new AuthTokens({ kind: "simple", simple: new SimpleTokens(runtime.clock, runtime.random, { ttlSeconds: config.authTokenTtlSeconds }) });
+}
+
+/** An unexpected error (not one of etcd's) while applying a committed entry: a bug, fatal. */
+class ApplyFailure extends Error {
+  constructor(
+    readonly index: number,
+    override readonly cause: unknown,
+  ) {
+    super(`entry ${index}: ${cause instanceof Error ? cause.message : String(cause)}`);
+  }
+}
+
+function errorStack(error: unknown): string | undefined {
+  return error instanceof Error ? error.stack : undefined;
 }
 
 /** etcd's request timeout: 5 s plus two election timeouts. */

@@ -278,11 +278,21 @@ export class Backend {
 
   /**
    * Closes the connection WITHOUT committing the open batch, as a process crash
-   * would: SQLite rolls the batch back. For crash tests and the simulator.
+   * would: the batch is rolled back. For crash tests, the simulator, and a
+   * member stopped by a bug in apply. Rolled back explicitly: bun:sqlite's
+   * close leaves a connection with live statements open, and with it the
+   * batch and its write lock.
    */
   crash(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.inTransaction) {
+      try {
+        this.db.exec("ROLLBACK");
+      } catch {
+        // A connection that cannot roll back is closed all the same: SQLite rolls back at the next open.
+      }
+    }
     this.inTransaction = false;
     this.pendingWrites = 0;
     this.db.close();
