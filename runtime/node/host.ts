@@ -65,6 +65,7 @@ export function createHost(runtime: Runtime, faults: HostTestFaults = {}): Host 
     ...(faults.walSegmentBytesMax === undefined ? {} : { walSegmentBytesMax: faults.walSegmentBytesMax }),
     bindClients: (url, options) => bindClientApi(url, options),
     loadJwtKeys: (options) => loadJwtKeys(options),
+    metricsRegistry: registry,
     metricsText: () => registry.metrics(),
     startGateway: (options, onEndpointDown) => startTcpGateway(options, onEndpointDown),
     onShutdownSignal(handler) {

@@ -1,5 +1,7 @@
 // Everything the client port serves, runtime-neutral: the Connect routes
 // (gRPC, gRPC-Web and Connect share them) and the HTTP app for the rest.
+import type { Registry } from "prom-client";
+import { grpcMetricsInterceptor } from "./grpc-metrics.ts";
 import type { DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter, ConnectRouterOptions, Interceptor, ServiceImpl } from "@connectrpc/connect";
 import type { Hono } from "hono";
@@ -59,7 +61,13 @@ export interface ClientApi {
 /** etcd's answer to such a request (embed/serve.go), as plain text with status 400. */
 export const gatewayCertificateRefusal = "CommonName of client sending a request against gateway will be ignored and not used as expected";
 
-export function createClientApi(server: EtcdServer, metricsText: () => Promise<string>, cors: CorsPolicy = { kind: "all" }): ClientApi {
+export function createClientApi(
+  server: EtcdServer,
+  metricsText: () => Promise<string>,
+  cors: CorsPolicy = { kind: "all" },
+  /** Where grpc_server_* go; none, none are kept (in-process tests). */
+  metricsRegistry?: Registry,
+): ClientApi {
   const watchFragmentBytes = requestMessageBytesMax(server.config.maxRequestBytes);
   const services: ServedService[] = [
     { service: KV, implementation: kvService(server) },
@@ -78,7 +86,12 @@ export function createClientApi(server: EtcdServer, metricsText: () => Promise<s
     answerDecodeErrorsAsEtcd(router);
   };
   const recursionLimit = messageNestingDepthMax(server.config.maxTxnOps);
-  const interceptors = [learnerGate(() => server.isLearnerMember), authInterceptor(server)];
+  const interceptors = [
+    // Outermost: it counts every answer, the refusals of those below included.
+    ...(metricsRegistry === undefined ? [] : [grpcMetricsInterceptor(metricsRegistry, services.filter(({ service }) => !service.typeName.startsWith("edgetcd.")).map(({ service }) => service))]),
+    learnerGate(() => server.isLearnerMember),
+    authInterceptor(server),
+  ];
   const routerOptions: ConnectRouterOptions = {
     // Connect refuses a bigger message before reading it whole (the declared
     // length first, then bytes counted while reading) with ResourceExhausted, as grpc-go does.

@@ -7,6 +7,8 @@ import type { CrashPoints } from "../storage/crash-points.ts";
 import { ConfigError, serverConfigFromFlags, type LogLevel, type ServerConfig } from "../server/config.ts";
 import type { ClientTlsSettings } from "../server/client-tls.ts";
 import { clusterVersion, EtcdServer, serverVersion } from "../server/etcd-server.ts";
+import { EtcdMetrics } from "../server/metrics.ts";
+import type { Registry } from "prom-client";
 import { FlagError, parseFlags } from "./flags.ts";
 import { JwtTokens, type JwtKey } from "../auth/jwt-tokens.ts";
 import { parseAuthTokenOption, type JwtTokenOptions } from "../auth/token-options.ts";
@@ -31,6 +33,8 @@ export interface Host {
   walSegmentBytesMax?: number;
   /** Binds a client URL; it serves once given the API (requests before that wait). Bound before the data dir is touched. */
   bindClients(url: URL, options: ClientListenerOptions): Promise<ClientListener & { serve(api: ClientApi): void }>;
+  /** The registry /metrics reads (the process's own metrics are in it); etcd's are added to it. */
+  metricsRegistry: Registry;
   metricsText(): Promise<string>;
   /** The keys of --auth-token jwt (PEM files: certificates and PKCS#1/SEC1/PKCS#8 keys); throws naming a missing or unusable file. */
   loadJwtKeys(options: Pick<JwtTokenOptions, "signMethod" | "publicKeyPath" | "privateKeyPath">): Promise<{ signKey?: JwtKey; verifyKey: JwtKey }>;
@@ -186,10 +190,12 @@ export async function runEdgetcd(host: Host, argv: readonly string[], env: Recor
   }
 
   let server: EtcdServer;
+  const metrics = new EtcdMetrics(host.metricsRegistry, { serverVersion, clusterVersion });
   try {
     const tokens = await authTokensOf(host, config, logger);
     server = await EtcdServer.start(host.runtime, config, logger, {
       ...(tokens === undefined ? {} : { tokens }),
+      metrics,
       peerNetwork: peers.network,
       ...(host.crashPoints === undefined ? {} : { crashPoints: host.crashPoints }),
       // Fatal means exit, as in etcd: no cleanup that could hang on a broken
@@ -202,7 +208,12 @@ export async function runEdgetcd(host: Host, argv: readonly string[], env: Recor
     return;
   }
   await peers.closeUntaken();
-  const api = createClientApi(server, () => host.metricsText(), cors);
+  metrics.attach(server);
+  const metricsText = () => {
+    metrics.refresh();
+    return host.metricsText();
+  };
+  const api = createClientApi(server, metricsText, cors, host.metricsRegistry);
   for (const listener of listeners) listener.serve(api);
   // The handlers are in place before "ready" is said: a supervisor that
   // signals as soon as it reads it must get a graceful stop, not the default

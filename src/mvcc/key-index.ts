@@ -157,9 +157,24 @@ export type VisitFn = (history: KeyHistory, found: FoundRevision) => void;
 export class KeyIndex {
   private readonly tree = new BTree<string, KeyHistory>();
   private readonly scratch = newFoundRevision();
+  private live = 0;
 
   get keyCount(): number {
     return this.tree.size;
+  }
+
+  /** Keys live now (not deleted): etcd's etcd_debugging_mvcc_keys_total. */
+  get liveKeyCount(): number {
+    return this.live;
+  }
+
+  /** Counts the live keys again, after histories were built directly (restore). */
+  recountLive(): void {
+    let live = 0;
+    this.tree.forEachPair((_name, history) => {
+      if (history.isLive()) live++;
+    });
+    this.live = live;
   }
 
   history(key: Uint8Array): KeyHistory | undefined {
@@ -179,18 +194,22 @@ export class KeyIndex {
       history = new KeyHistory(key);
       this.tree.set(name, history);
     }
+    if (!history.isLive()) this.live++;
     history.put(main, sub);
   }
 
   /** Deletes a live key at (main, sub); false when it is not live. */
   tombstone(key: Uint8Array, main: number, sub: number): boolean {
     const history = this.tree.get(keyString(key));
-    return history !== undefined && history.tombstone(main, sub);
+    if (history === undefined || !history.tombstone(main, sub)) return false;
+    this.live--;
+    return true;
   }
 
   /** Adds a restored history (see KeyHistory.restore). */
   insert(history: KeyHistory): void {
     this.tree.set(keyString(history.key), history);
+    if (history.isLive()) this.live++;
   }
 
   /**

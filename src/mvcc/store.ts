@@ -232,6 +232,8 @@ export class MvccStore {
       afterMain = last.main;
       afterSub = last.sub;
     }
+    // Histories were built directly above: the index counts its live keys once.
+    this.index.recountLive();
     // Compaction may have removed every row up to the compact revision.
     this.currentRevision = Math.max(current, this.compactRevision);
     for (const [history, lease] of leases) this.restoredLeases.push({ key: history.key, lease });

@@ -80,9 +80,19 @@ export interface KvApplierOptions {
   leaseExists?: (leaseId: bigint) => boolean;
 }
 
+/** Operations seen by this member since it started, for etcd's etcd_mvcc_*_total metrics. */
+export interface MvccCounts {
+  ranges: number;
+  puts: number;
+  deletes: number;
+  txns: number;
+  putBytes: number;
+}
+
 export class KvApplier {
   /** Lease existence check, settable once the lessor exists. */
   leaseExists: ((leaseId: bigint) => boolean) | undefined;
+  readonly counts: MvccCounts = { ranges: 0, puts: 0, deletes: 0, txns: 0, putBytes: 0 };
 
   constructor(
     readonly store: MvccStore,
@@ -94,6 +104,7 @@ export class KvApplier {
   // --- Range ------------------------------------------------------------
 
   range(request: RangeRequest, txn?: WriteTxn): RangeResponse {
+    this.counts.ranges++;
     const sortOrderRequested: number = request.sortOrder;
     const sortTarget: number = request.sortTarget;
     const limitRequested = Number(request.limit);
@@ -160,6 +171,8 @@ export class KvApplier {
   }
 
   private putIn(txn: WriteTxn, request: PutRequest): PutResponse {
+    this.counts.puts++;
+    this.counts.putBytes += request.key.length + request.value.length;
     let value = request.value;
     let lease = request.lease;
     let previous: KeyValue | undefined;
@@ -187,6 +200,7 @@ export class KvApplier {
   }
 
   private deleteRangeIn(txn: WriteTxn, request: DeleteRangeRequest): DeleteRangeResponse {
+    this.counts.deletes++;
     const end = mvccRangeEnd(request.rangeEnd);
     const prevKvs = request.prevKv ? txn.range(request.key, end).kvs : [];
     const deleted = txn.deleteRange(request.key, end, request.prevKv ? prevKvs : undefined);
@@ -201,6 +215,7 @@ export class KvApplier {
   // --- Txn --------------------------------------------------------------
 
   txn(request: TxnRequest): TxnResponse {
+    this.counts.txns++;
     // Every compare on the path, nested ones included, is evaluated on the
     // state before the txn; every check runs before the first write.
     const path: boolean[] = [];

@@ -78,6 +78,7 @@ import { initialClusterOf } from "./cluster-bootstrap.ts";
 import { joinIdentity, peerUrlsListedBy, withMembersRoute } from "./join.ts";
 import { MemberStore, type MemberRecord } from "./members.ts";
 import { RaftLog } from "./raft-log.ts";
+import type { StorageMetricHooks } from "./metrics.ts";
 import { decodeRequest, encodeRequest, RequestKind, type InternalRequest, type RequestOf } from "./request-codec.ts";
 import { AuthStore, rootUser, usernameBytesMax, type AuthInfo } from "../auth/store.ts";
 import { AuthTokens } from "../auth/tokens.ts";
@@ -139,6 +140,8 @@ export class EtcdServer {
    */
   private backendSizeBytes = 0;
   private markPublished: () => void = () => {};
+  /** Counted here for etcd's metrics (src/server/metrics.ts): since this process started. */
+  readonly stats = { leaderChanges: 0, proposalsFailed: 0, leasesExpired: 0 };
   /**
    * Resolves once this member's name and client URLs are applied (through
    * Raft, as every change, a single member's too): etcd says "ready to serve client requests" only
@@ -198,7 +201,10 @@ export class EtcdServer {
         isLeader: () => this.isLeader,
         // As root, as etcd revokes expired leases (authStore.WithRoot): with
         // auth on, the revoke is checked like any other.
-        revoke: (id) => this.leaseRevoke(create(LeaseRevokeRequestSchema, { ID: id }), { username: rootUser, revision: this.auth.revision }),
+        revoke: (id) => {
+          this.stats.leasesExpired++;
+          return this.leaseRevoke(create(LeaseRevokeRequestSchema, { ID: id }), { username: rootUser, revision: this.auth.revision });
+        },
         checkpoint: (due) => {
           const checkpoints = due.map((checkpoint) => ({ ID: checkpoint.id, remainingTTL: BigInt(checkpoint.remainingTtlSeconds) }));
           const request = create(LeaseCheckpointRequestSchema, { checkpoints });
@@ -220,6 +226,8 @@ export class EtcdServer {
       onFatal?: (reason: string) => void;
       /** --auth-token: simple tokens when not given. */
       tokens?: AuthTokens;
+      /** etcd's disk metrics (src/server/metrics.ts). */
+      metrics?: StorageMetricHooks;
     } = {},
   ): Promise<EtcdServer> {
     const { fs } = runtime;
@@ -227,8 +235,12 @@ export class EtcdServer {
     const memberDir = fs.join(config.dataDir, "member");
     // --wal-dir puts the log on its own disk; <data-dir>/member/wal is then not used (as in etcd).
     const walDir = config.walDir ?? fs.join(memberDir, "wal");
+    const { metrics } = options;
     const walOptions = {
       crashPoints,
+      ...(metrics === undefined
+        ? {}
+        : { observeFsync: (seconds: number) => metrics.observeFsync(seconds), countWritten: (bytes: number) => metrics.countWalWritten(bytes) }),
       segmentFilesMax: config.maxWals,
       ...(config.walSegmentBytesMax === undefined ? {} : { segmentBytesMax: config.walSegmentBytesMax }),
     };
@@ -268,7 +280,11 @@ export class EtcdServer {
       }
 
       // quick_check at start: a damaged backend stops the member instead of serving wrong data.
-      const backend = Backend.open(runtime.sqlite, fs.join(snapDir, "db"), { crashPoints, verify: true });
+      const backend = Backend.open(runtime.sqlite, fs.join(snapDir, "db"), {
+        crashPoints,
+        verify: true,
+        ...(metrics === undefined ? {} : { observeCommit: (seconds: number) => metrics.observeBackendCommit(seconds) }),
+      });
       const snapshotFiles = new SnapshotFiles(fs, snapDir, crashPoints);
       if (await snapshotFiles.recover(backend, walSnapshot?.index ?? 0)) {
         logger.info("recovered backend from a received snapshot", { "snapshot-index": walSnapshot?.index });
@@ -370,7 +386,11 @@ export class EtcdServer {
         },
         persistSnapshot: (snapshot) => snapshotFiles.persistIncoming(snapshot.data),
         apply: (committed, snapshot) => server?.applyCommitted(committed, snapshot),
-        onLeaderChange: (leader) => logger.info("raft leader changed", { leader: leader.toString(16) }),
+        onLeaderChange: (leader) => {
+          logger.info("raft leader changed", { leader: leader.toString(16) });
+          // etcd counts a change to a known leader (etcd_server_leader_changes_seen_total).
+          if (leader !== 0 && server !== undefined) server.stats.leaderChanges++;
+        },
         fatal: (error) => (server === undefined ? (fatalBeforeServer ??= error) : server.fail(error)),
       });
       raftLog = log;
@@ -569,7 +589,9 @@ export class EtcdServer {
   private waitFor<T>(id: number): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const timer = this.runtime.clock.setTimer(requestTimeoutMs(this.config), () => {
-        if (this.waiters.delete(id)) reject(etcdError("timeout"));
+        if (!this.waiters.delete(id)) return;
+        this.stats.proposalsFailed++;
+        reject(etcdError("timeout"));
       });
       this.waiters.set(id, {
         resolve: (value) => {
@@ -588,6 +610,7 @@ export class EtcdServer {
   private settleWaiter(id: number, error: unknown): void {
     const waiter = this.waiters.get(id);
     this.waiters.delete(id);
+    if (waiter !== undefined) this.stats.proposalsFailed++;
     waiter?.reject(error);
   }
 
@@ -1231,6 +1254,28 @@ export class EtcdServer {
       isLearner: this.memberStore.get(this.identity.memberId)?.isLearner ?? false,
       // etcd lists each alarm up, in protobuf text form.
       errors: this.alarms.get().map((alarm) => `memberID:${alarm.memberID} alarm:${AlarmType[alarm.alarm]} `),
+    };
+  }
+
+  /** What etcd's metrics report, read at each scrape (src/server/metrics.ts). */
+  metricsView() {
+    return {
+      memberId: this.identity.memberId,
+      leader: this.log.leader,
+      isLeader: this.isLeader,
+      isLearner: this.isLearnerMember,
+      committedIndex: this.log.commitIndex,
+      appliedIndex: this.appliedIndex,
+      pendingProposals: this.waiters.size,
+      // What etcd reports: the quota in force, or the negative flag that turned it off.
+      quotaBytes: this.quotaBytes ?? this.config.quotaBackendBytes,
+      dbSizeBytes: this.backendSizeBytes,
+      dbSizeInUseBytes: this.failed ? 0 : this.backend.sizeInUseBytes(),
+      liveKeys: this.store.index.liveKeyCount,
+      currentRevision: this.store.currentRevision,
+      compactRevision: Math.max(0, this.store.compactRevision),
+      mvcc: this.applier.counts,
+      stats: this.stats,
     };
   }
 

@@ -125,6 +125,8 @@ export interface BackendOptions {
   crashPoints?: CrashPoints;
   /** Run verifyDatabaseFile before opening (at start, like etcd's initial corruption check). */
   verify?: boolean;
+  /** Each commit took `seconds` (etcd_disk_backend_commit_duration_seconds). */
+  observeCommit?: (seconds: number) => void;
 }
 
 export class Backend {
@@ -134,6 +136,7 @@ export class Backend {
   private inTransaction = false;
   private closed = false;
   private readonly crashPoints: CrashPoints | undefined;
+  private readonly observeCommit: ((seconds: number) => void) | undefined;
 
   private db: SqliteDatabase;
   private statements: Statements;
@@ -145,6 +148,7 @@ export class Backend {
   ) {
     this.batchLimit = options.batchLimit ?? backendBatchLimitDefault;
     this.crashPoints = options.crashPoints;
+    this.observeCommit = options.observeCommit;
     if (options.verify === true) verifyDatabaseFile(driver, path);
     this.db = driver.open(path);
     this.statements = prepareStatements(this.db);
@@ -169,7 +173,9 @@ export class Backend {
   commit(): void {
     if (!this.inTransaction) return;
     this.crashPoints?.hit("backend-before-commit");
+    const startedMs = performance.now();
     this.db.exec("COMMIT");
+    this.observeCommit?.((performance.now() - startedMs) / 1000);
     this.inTransaction = false;
     this.pendingWrites = 0;
     this.crashPoints?.hit("backend-after-commit");

@@ -54,6 +54,10 @@ export interface WalOptions {
    */
   segmentFilesMax?: number;
   crashPoints?: CrashPoints;
+  /** Each save's fdatasync took `seconds` (etcd_disk_wal_fsync_duration_seconds). */
+  observeFsync?: (seconds: number) => void;
+  /** Bytes appended to the log (etcd_disk_wal_write_bytes_total). */
+  countWritten?: (bytes: number) => void;
 }
 
 export interface OpenedWal {
@@ -264,7 +268,11 @@ export class Wal {
     if (entries.length > 0) this.lastIndex = (entries[entries.length - 1] as Entry).index;
     if (hardStateChanged) this.hardState = { ...hardState };
     this.options.crashPoints?.hit("wal-after-write-before-sync");
-    if (sync || hardStateChanged) await this.file.datasync();
+    if (sync || hardStateChanged) {
+      const startedMs = performance.now();
+      await this.file.datasync();
+      this.options.observeFsync?.((performance.now() - startedMs) / 1000);
+    }
     this.options.crashPoints?.hit("wal-after-sync");
     if (this.size >= this.segmentBytesMax) await this.cut();
   }
@@ -277,6 +285,7 @@ export class Wal {
     await this.file.append(buffer);
     this.crc = crc;
     this.size += buffer.length;
+    this.options.countWritten?.(buffer.length);
   }
 
   /** Starts the next segment: written and synced under a temporary name, then renamed into place. */

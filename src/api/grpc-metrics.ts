@@ -1,0 +1,126 @@
+// grpc_server_* metrics as go-grpc-prometheus reports them for etcd: calls
+// started and handled (with the gRPC code they ended with), messages received
+// and sent, per type, service and method. One interceptor, run by both
+// transports (Connect and the gRPC fast path), outermost so it sees every
+// answer, auth and learner refusals included. A stream the client gives up on
+// ends Canceled, as grpc-go's does.
+import { ConnectError, type Interceptor } from "@connectrpc/connect";
+import type { DescMethod, DescService } from "@bufbuild/protobuf";
+import { Counter, type Registry } from "prom-client";
+import { EtcdError, GrpcCode } from "../errors.ts";
+
+// In the order Go's Prometheus client prints them (sorted by name), so each series reads byte for byte as etcd's.
+const labelNames = ["grpc_method", "grpc_service", "grpc_type"] as const;
+
+/** go-grpc-prometheus's grpc_type for each kind of method. */
+const grpcTypes = { unary: "unary", client_streaming: "client_stream", server_streaming: "server_stream", bidi_streaming: "bidi_stream" } as const;
+
+/** Every code, named as grpc-go's codes.Code String() names them (our enum's names are the same; it has no OK). */
+const codeNames = ["OK", ...Object.values(GrpcCode).filter((value): value is string => typeof value === "string")];
+
+interface Child {
+  inc(value?: number): void;
+}
+
+interface MethodSeries {
+  started: Child;
+  received: Child;
+  sent: Child;
+  handled: Map<string, Child>;
+}
+
+export function grpcMetricsInterceptor(registry: Registry, services: readonly DescService[]): Interceptor {
+  const registers = [registry];
+  const started = new Counter({ name: "grpc_server_started_total", help: "Total number of RPCs started on the server.", labelNames, registers });
+  const handled = new Counter({
+    name: "grpc_server_handled_total",
+    help: "Total number of RPCs completed on the server, regardless of success or failure.",
+    labelNames: ["grpc_code", ...labelNames],
+    registers,
+  });
+  const received = new Counter({ name: "grpc_server_msg_received_total", help: "Total number of RPC stream messages received on the server.", labelNames, registers });
+  const sent = new Counter({ name: "grpc_server_msg_sent_total", help: "Total number of gRPC stream messages sent by the server.", labelNames, registers });
+  // Each method's series, looked up once (prom-client hashes labels on every labels() call).
+  const seriesByMethod = new Map<string, MethodSeries>();
+  const seriesOf = (service: DescService, method: DescMethod): MethodSeries => {
+    const key = `${service.typeName}/${method.name}`;
+    let found = seriesByMethod.get(key);
+    if (found === undefined) {
+      const labels = [method.name, service.typeName, grpcTypes[method.methodKind]] as const;
+      const handledByCode = new Map(codeNames.map((code) => [code, handled.labels(code, ...labels)]));
+      found = { started: started.labels(...labels), received: received.labels(...labels), sent: sent.labels(...labels), handled: handledByCode };
+      seriesByMethod.set(key, found);
+    }
+    return found;
+  };
+  // As go-grpc-prometheus registers a server: every method's series exist, at zero.
+  for (const service of services) {
+    for (const method of service.methods) {
+      const series = seriesOf(service, method);
+      series.started.inc(0);
+      series.received.inc(0);
+      series.sent.inc(0);
+      for (const child of series.handled.values()) child.inc(0);
+    }
+  }
+
+  return (next) => async (request) => {
+    const series = seriesOf(request.service, request.method);
+    series.started.inc();
+    let ended = false;
+    const end = (code: string) => {
+      if (ended) return;
+      ended = true;
+      series.handled.get(code)?.inc();
+    };
+    // A call aborted under the stream ended by its deadline, or else because its
+    // client went away, however the transport words that (Connect's node
+    // adapter aborts some with Internal): grpc-go counts it Canceled.
+    const abortedCode = () => (codeNameOf(request.signal.reason, GrpcCode.Canceled) === "DeadlineExceeded" ? "DeadlineExceeded" : "Canceled");
+    const endQuietly = () => end(request.signal.aborted ? abortedCode() : "OK");
+    if (request.stream) request = { ...request, message: counted(request.message, () => series.received.inc()) };
+    else series.received.inc();
+    let response;
+    try {
+      response = await next(request);
+    } catch (error) {
+      end(codeNameOf(error, GrpcCode.Unknown));
+      throw error;
+    }
+    if (!response.stream) {
+      series.sent.inc();
+      end("OK");
+      return response;
+    }
+    const messages = response.message;
+    return {
+      ...response,
+      message: (async function* () {
+        try {
+          for await (const message of messages) {
+            series.sent.inc();
+            yield message;
+          }
+        } catch (error) {
+          end(request.signal.aborted ? abortedCode() : codeNameOf(error, GrpcCode.Unknown));
+          throw error;
+        } finally {
+          // Done, or stopped by the transport (return()) because the call went away.
+          endQuietly();
+        }
+      })(),
+    };
+  };
+}
+
+async function* counted<T>(messages: AsyncIterable<T>, count: () => void): AsyncIterable<T> {
+  for await (const message of messages) {
+    count();
+    yield message;
+  }
+}
+
+function codeNameOf(error: unknown, otherwise: GrpcCode): string {
+  const code = error instanceof ConnectError || error instanceof EtcdError ? (error.code as number) : otherwise;
+  return GrpcCode[code] ?? GrpcCode[otherwise] ?? "Unknown";
+}

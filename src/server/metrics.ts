@@ -1,0 +1,148 @@
+// etcd's metrics on /metrics, by etcd's names, help, labels and buckets, so its
+// alerts and dashboards work unchanged (etcdserver/metrics.go, mvcc/metrics.go,
+// wal/metrics.go, mvcc/backend/metrics.go, go-grpc-prometheus). Counters that
+// change on the hot path are plain numbers kept by their owners (the applier,
+// the server, the WAL through its hooks) and read at each scrape; only the
+// latency histograms are observed as they happen.
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import type { EtcdServer } from "./etcd-server.ts";
+
+/** etcd's disk histograms: 1 ms doubling to 8.192 s (prometheus.ExponentialBuckets(0.001, 2, 14)). */
+const diskBuckets = Array.from({ length: 14 }, (_, i) => 0.001 * 2 ** i);
+
+type View = ReturnType<EtcdServer["metricsView"]>;
+
+export interface EtcdMetricsOptions {
+  serverVersion: string;
+  clusterVersion: string;
+}
+
+/** The hooks storage calls (WalOptions, BackendOptions). */
+export interface StorageMetricHooks {
+  observeFsync(seconds: number): void;
+  countWalWritten(bytes: number): void;
+  observeBackendCommit(seconds: number): void;
+}
+
+export class EtcdMetrics implements StorageMetricHooks {
+  private server: EtcdServer | undefined;
+  private view: View | undefined;
+  private readonly walFsync: Histogram;
+  private readonly backendCommit: Histogram;
+  private walWrittenBytes = 0;
+
+  constructor(
+    private readonly registry: Registry,
+    options: EtcdMetricsOptions,
+  ) {
+    const registers = [registry];
+    this.walFsync = new Histogram({ name: "etcd_disk_wal_fsync_duration_seconds", help: "The latency distributions of fsync called by WAL.", buckets: diskBuckets, registers });
+    this.backendCommit = new Histogram({
+      name: "etcd_disk_backend_commit_duration_seconds",
+      help: "The latency distributions of commit called by backend.",
+      buckets: diskBuckets,
+      registers,
+    });
+    this.counterOf("etcd_disk_wal_write_bytes_total", "Total number of bytes written in WAL.", () => this.walWrittenBytes, "gauge");
+
+    // etcdserver
+    this.gaugeOf("etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.", (v) => (v.leader !== 0 ? 1 : 0));
+    this.gaugeOf("etcd_server_is_leader", "Whether or not this member is a leader. 1 if is, 0 otherwise.", (v) => (v.isLeader ? 1 : 0));
+    this.gaugeOf("etcd_server_is_learner", "Whether or not this member is a learner. 1 if is, 0 otherwise.", (v) => (v.isLearner ? 1 : 0));
+    this.counterOf("etcd_server_leader_changes_seen_total", "The number of leader changes seen.", () => this.current()?.stats.leaderChanges ?? 0);
+    this.gaugeOf("etcd_server_proposals_committed_total", "The total number of consensus proposals committed.", (v) => v.committedIndex);
+    this.gaugeOf("etcd_server_proposals_applied_total", "The total number of consensus proposals applied.", (v) => v.appliedIndex);
+    this.gaugeOf("etcd_server_proposals_pending", "The current number of pending proposals to commit.", (v) => v.pendingProposals);
+    this.counterOf("etcd_server_proposals_failed_total", "The total number of failed proposals seen.", () => this.current()?.stats.proposalsFailed ?? 0);
+    this.counterOf("etcd_server_lease_expired_total", "The total number of expired leases.", () => this.current()?.stats.leasesExpired ?? 0);
+    this.gaugeOf("etcd_server_quota_backend_bytes", "Current backend storage quota size in bytes.", (v) => v.quotaBytes);
+    const version = new Gauge({ name: "etcd_server_version", help: "Which version is running. 1 for 'server_version' label with current version.", labelNames: ["server_version"], registers });
+    version.labels(options.serverVersion).set(1);
+    const cluster = new Gauge({ name: "etcd_cluster_version", help: "Which version is running. 1 for 'cluster_version' label with current cluster version", labelNames: ["cluster_version"], registers });
+    cluster.labels(options.clusterVersion.split(".").slice(0, 2).join(".")).set(1);
+    const self = this;
+    new Gauge({
+      name: "etcd_server_id",
+      help: "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.",
+      labelNames: ["server_id"],
+      registers,
+      collect() {
+        const view = self.current();
+        this.reset();
+        if (view !== undefined) this.labels(view.memberId.toString(16)).set(1);
+      },
+    });
+
+    // mvcc: etcd exports each counter twice, under etcd_ and (until 3.5) etcd_debugging_.
+    for (const prefix of ["etcd", "etcd_debugging"]) {
+      this.counterOf(`${prefix}_mvcc_range_total`, "Total number of ranges seen by this member.", () => this.current()?.mvcc.ranges ?? 0);
+      this.counterOf(`${prefix}_mvcc_put_total`, "Total number of puts seen by this member.", () => this.current()?.mvcc.puts ?? 0);
+      this.counterOf(`${prefix}_mvcc_delete_total`, "Total number of deletes seen by this member.", () => this.current()?.mvcc.deletes ?? 0);
+      this.counterOf(`${prefix}_mvcc_txn_total`, "Total number of txns seen by this member.", () => this.current()?.mvcc.txns ?? 0);
+      this.gaugeOf(`${prefix}_mvcc_db_total_size_in_bytes`, "Total size of the underlying database physically allocated in bytes.", (v) => v.dbSizeBytes);
+    }
+    this.gaugeOf("etcd_debugging_mvcc_keys_total", "Total number of keys.", (v) => v.liveKeys);
+    this.gaugeOf("etcd_mvcc_db_total_size_in_use_in_bytes", "Total size of the underlying database logically in use in bytes.", (v) => v.dbSizeInUseBytes);
+    this.gaugeOf("etcd_debugging_mvcc_current_revision", "The current revision of store.", (v) => v.currentRevision);
+    this.gaugeOf("etcd_debugging_mvcc_compact_revision", "The revision of the last compaction in store.", (v) => v.compactRevision);
+    this.gaugeOf("etcd_debugging_mvcc_total_put_size_in_bytes", "The total size of put kv pairs seen by this member.", (v) => v.mvcc.putBytes);
+  }
+
+  /** Reads the server from now on (metrics before it exists read zero). */
+  attach(server: EtcdServer): void {
+    this.server = server;
+  }
+
+  observeFsync(seconds: number): void {
+    this.walFsync.observe(seconds);
+  }
+
+  countWalWritten(bytes: number): void {
+    this.walWrittenBytes += bytes;
+  }
+
+  observeBackendCommit(seconds: number): void {
+    this.backendCommit.observe(seconds);
+  }
+
+  /** One view per scrape: the gauges below all read the same one. */
+  private current(): View | undefined {
+    return this.view;
+  }
+
+  /** Called once per scrape, before the registry collects. */
+  refresh(): void {
+    this.view = this.server?.metricsView();
+  }
+
+  private gaugeOf(name: string, help: string, read: (view: View) => number): void {
+    const self = this;
+    new Gauge({
+      name,
+      help,
+      registers: [this.registry],
+      collect() {
+        const view = self.current();
+        this.set(view === undefined ? 0 : read(view));
+      },
+    });
+  }
+
+  /** A counter whose total is kept elsewhere; `type` gauge for what etcd exports as one. */
+  private counterOf(name: string, help: string, read: () => number, type: "counter" | "gauge" = "counter"): void {
+    if (type === "gauge") {
+      new Gauge({ name, help, registers: [this.registry], collect() { this.set(read()); } });
+      return;
+    }
+    new Counter({
+      name,
+      help,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        const total = read();
+        if (total > 0) this.inc(total);
+      },
+    });
+  }
+}
