@@ -61,13 +61,17 @@ export interface ClientApi {
 /** etcd's answer to such a request (embed/serve.go), as plain text with status 400. */
 export const gatewayCertificateRefusal = "CommonName of client sending a request against gateway will be ignored and not used as expected";
 
-export function createClientApi(
-  server: EtcdServer,
-  metricsText: () => Promise<string>,
-  cors: CorsPolicy = { kind: "all" },
+export interface ClientApiOptions {
+  metricsText: () => Promise<string>;
+  cors?: CorsPolicy;
   /** Where grpc_server_* go; none, none are kept (in-process tests). */
-  metricsRegistry?: Registry,
-): ClientApi {
+  metricsRegistry?: Registry;
+  /** edgetcd's own version, beside the etcd version on /version. */
+  productVersion?: string;
+}
+
+export function createClientApi(server: EtcdServer, options: ClientApiOptions): ClientApi {
+  const { metricsText, cors = { kind: "all" }, metricsRegistry } = options;
   const watchFragmentBytes = requestMessageBytesMax(server.config.maxRequestBytes);
   const services: ServedService[] = [
     { service: KV, implementation: kvService(server) },
@@ -110,7 +114,7 @@ export function createClientApi(
     interceptors,
     readMaxBytes: requestMessageBytesMax(server.config.maxRequestBytes),
     recursionLimit,
-    http: createHttpApp({ server, routes, routerOptions, metricsText }),
+    http: createHttpApp({ server, routes, routerOptions, metricsText, ...(options.productVersion === undefined ? {} : { productVersion: options.productVersion }) }),
     cors,
     refusesNamedCertificateOnGateway: () => server.config.clientCertAuth && server.auth.enabled,
   };

@@ -13,6 +13,8 @@ export interface HttpAppOptions {
   /** The Connect router's options (interceptors, limits); gateway calls go through the same router. */
   routerOptions: ConnectRouterOptions;
   metricsText: () => Promise<string>;
+  /** edgetcd's own version: /version's "edgetcd" field. */
+  productVersion?: string;
 }
 
 export function createHttpApp(options: HttpAppOptions): Hono {
@@ -31,7 +33,9 @@ export function createHttpApp(options: HttpAppOptions): Hono {
     const reason = server.healthProblem();
     return reason === undefined ? c.text("ok") : c.text(`not ready: ${reason}`, 503);
   });
-  app.get("/version", (c) => c.json({ etcdserver: server.version, etcdcluster: server.clusterVersion }));
+  // etcd's two fields (the version policy: src/version.ts), then edgetcd's own.
+  const version = { etcdserver: server.version, etcdcluster: server.clusterVersion, ...(options.productVersion === undefined ? {} : { edgetcd: options.productVersion }) };
+  app.get("/version", (c) => c.json(version));
   app.get("/metrics", async (c) => c.text(await options.metricsText(), 200, { "content-type": "text/plain; version=0.0.4" }));
 
   addGatewayRoutes(app, options.routes, options.routerOptions, {

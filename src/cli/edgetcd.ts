@@ -213,7 +213,7 @@ export async function runEdgetcd(host: Host, argv: readonly string[], env: Recor
     metrics.refresh();
     return host.metricsText();
   };
-  const api = createClientApi(server, metricsText, cors, host.metricsRegistry);
+  const api = createClientApi(server, { metricsText, cors, metricsRegistry: host.metricsRegistry, productVersion: host.build.version });
   for (const listener of listeners) listener.serve(api);
   // The handlers are in place before "ready" is said: a supervisor that
   // signals as soon as it reads it must get a graceful stop, not the default

@@ -3,6 +3,7 @@
 // a long-lived stream per direction for messages, a separate request per
 // snapshot, bounded per-peer queues that drop (and report the peer
 // unreachable) rather than block Raft. See README.md in this folder.
+import { clusterVersion, serverVersion } from "../version.ts";
 import type { Clock, Logger, PeerListener, PeerNetwork, Random, Timer } from "../ports.ts";
 import { type Message, MessageType, type NodeId } from "../raft/types.ts";
 import { LogLimiter } from "../log-limiter.ts";
@@ -60,7 +61,7 @@ export class PeerTransport {
       clock: options.clock,
       logger: this.logger,
       limits: this.limits,
-      version: options.version ?? { server: "3.5.0", cluster: "3.5.0" },
+      version: options.version ?? { server: serverVersion, cluster: clusterVersion },
       membershipOf: options.membershipOf,
       refusalLog: new LogLimiter(() => options.clock.nowMs()),
       deliver: (messages) => {

@@ -78,6 +78,7 @@ import { initialClusterOf } from "./cluster-bootstrap.ts";
 import { joinIdentity, peerUrlsListedBy, withMembersRoute } from "./join.ts";
 import { MemberStore, type MemberRecord } from "./members.ts";
 import { RaftLog } from "./raft-log.ts";
+import { clusterVersion, serverVersion } from "../version.ts";
 import type { StorageMetricHooks } from "./metrics.ts";
 import { decodeRequest, encodeRequest, RequestKind, type InternalRequest, type RequestOf } from "./request-codec.ts";
 import { AuthStore, rootUser, usernameBytesMax, type AuthInfo } from "../auth/store.ts";
@@ -104,9 +105,7 @@ export type AuthRequestKind =
   | RequestKind.AuthRoleGrantPermission
   | RequestKind.AuthRoleRevokePermission;
 
-/** The etcd API version we speak; clients gate features on it. */
-export const serverVersion = "3.5.0";
-export const clusterVersion = "3.5.0";
+export { clusterVersion, serverVersion } from "../version.ts";
 
 type Waiter = { resolve: (value: unknown) => void; reject: (error: unknown) => void };
 
