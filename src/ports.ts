@@ -101,7 +101,12 @@ export interface Runtime {
   clock: Clock;
   random: Random;
   passwords: PasswordHasher;
+  /** SHA digests: member and cluster ids, the snapshot checksum. */
+  digest: Digest;
 }
+
+/** A SHA digest of `data`. A port, so the simulator keeps it deterministic instead of patching a global. */
+export type Digest = (algorithm: "SHA-1" | "SHA-256", data: Uint8Array) => Promise<Uint8Array>;
 
 /** bcrypt, off the event loop (a worker pool), so an Authenticate burst does not stall other requests. */
 export interface PasswordHasher {
@@ -136,10 +141,9 @@ export interface PeerNetwork {
   connect(url: string): PeerSession;
   /**
    * A one-off HTTP request to a peer URL (GET /members, lease forwarding), over
-   * TLS with this member's peer certificate when the URL is https. Absent: the
-   * web-standard fetch (plaintext peers).
+   * TLS with this member's peer certificate when the URL is https.
    */
-  fetch?: PeerFetch;
+  fetch: PeerFetch;
 }
 
 export type PeerFetch = (url: URL | string, init?: RequestInit) => Promise<Response>;

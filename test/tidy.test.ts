@@ -59,6 +59,12 @@ describe("tidy", () => {
     assert.deepEqual(offenders.map((file) => file.path), []);
   });
 
+  test("nothing in src/ reaches the network or digests through globals (the PeerNetwork's fetch and the Digest port)", () => {
+    const forbidden = /\bglobalThis\.fetch\b|(?<![.\w])fetch\(|\bcrypto\.subtle\b|\bglobalThis\.crypto\b/;
+    const offenders = files.filter((file) => forbidden.test(file.text.replace(/\/\/.*$/gm, "")));
+    assert.deepEqual(offenders.map((file) => file.path), []);
+  });
+
   test("the production roots reach nothing in runtime/faults/ or runtime/test/ (faults and mutants are the test root's)", () => {
     for (const entry of ["runtime/node/main.ts", "runtime/bun/main.ts"]) {
       const reached = localImportClosure(entry);

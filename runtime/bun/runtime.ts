@@ -4,6 +4,7 @@ import { hostClock, hostRandom } from "../node/clock.ts";
 import { WorkerPasswordHasher } from "../node/password-hasher.ts";
 import { bunFileSystem } from "./fs.ts";
 import { bunSqlite } from "./sqlite.ts";
+import { hostDigest } from "../node/digest.ts";
 
 export const bunRuntime: Runtime = {
   name: "bun",
@@ -12,4 +13,5 @@ export const bunRuntime: Runtime = {
   clock: hostClock,
   random: hostRandom,
   passwords: new WorkerPasswordHasher(),
+  digest: hostDigest,
 };

@@ -54,6 +54,9 @@ export const nodePeerNetwork: PeerNetwork = {
   connect(url) {
     return new NodePeerSession(url);
   },
+
+  // Plaintext peers: the runtime's web-standard fetch (peerTlsFetch below for https ones).
+  fetch: (url, init) => globalThis.fetch(url, init),
 };
 
 function servePeer(handler: PeerRequestHandler) {

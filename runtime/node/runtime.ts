@@ -4,6 +4,7 @@ import { hostClock, hostRandom } from "./clock.ts";
 import { nodeFileSystem } from "./fs.ts";
 import { WorkerPasswordHasher } from "./password-hasher.ts";
 import { nodeSqlite } from "./sqlite.ts";
+import { hostDigest } from "./digest.ts";
 
 export const nodeRuntime: Runtime = {
   name: "node",
@@ -12,4 +13,5 @@ export const nodeRuntime: Runtime = {
   clock: hostClock,
   random: hostRandom,
   passwords: new WorkerPasswordHasher(),
+  digest: hostDigest,
 };

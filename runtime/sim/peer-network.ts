@@ -65,7 +65,9 @@ export class SimPeerHub {
    * `alive()` turns false (the process crashed), it can neither listen nor dial.
    */
   networkFor(endpoint: number, alive: () => boolean = () => true): PeerNetwork {
+    const fetchHere = this.fetchFrom(endpoint);
     return {
+      fetch: (input, init) => (alive() ? fetchHere(input, init) : Promise.reject(new Error(`fetch ${String(input)}: the process is gone`))),
       listen: async (url, handler) => {
         if (!alive()) throw new Error(`listen ${url.origin}: the process is gone`);
         return this.listen(endpoint, url, handler);

@@ -64,7 +64,7 @@ export function maintenanceService(server: EtcdServer): ServiceImpl<typeof Maint
     // The database file in 32 KiB pieces, then its SHA-256 (as etcd sends it,
     // for `etcdctl snapshot restore` to check). The file is SQLite, not bbolt.
     snapshot: async function* (_request, context) {
-      const data = await guarded(() => {
+      const { data, sha256 } = await guarded(() => {
         admin(context);
         return server.backendSnapshot();
       });
@@ -73,8 +73,7 @@ export function maintenanceService(server: EtcdServer): ServiceImpl<typeof Maint
         sent += blob.length;
         yield create(SnapshotResponseSchema, { header: server.header(), remainingBytes: BigInt(data.length - sent), blob });
       }
-      const digest = new Uint8Array(await globalThis.crypto.subtle.digest("SHA-256", data as Uint8Array<ArrayBuffer>));
-      yield create(SnapshotResponseSchema, { header: server.header(), remainingBytes: 0n, blob: digest });
+      yield create(SnapshotResponseSchema, { header: server.header(), remainingBytes: 0n, blob: sha256 });
     },
     moveLeader: (request, context) =>
       guarded(async () => {

@@ -42,7 +42,7 @@ export async function bindPeerListeners(network: PeerNetwork, urls: readonly URL
         return entry.listener;
       },
       connect: (url) => network.connect(url),
-      ...(network.fetch === undefined ? {} : { fetch: network.fetch }),
+      fetch: network.fetch,
     },
     async closeUntaken() {
       await Promise.all([...bound.values()].filter((entry) => entry.handler === undefined).map((entry) => entry.listener.close()));

@@ -176,7 +176,7 @@ export type PeerPost = (
   timeoutMs: number,
 ) => Promise<{ status: number; body: Uint8Array }>;
 
-/** A PeerPost over `fetchFn`: the peer network's (TLS with this member's certificate for https peers) or the web-standard one. */
+/** A PeerPost over the peer network's fetch (TLS with this member's certificate for https peers). */
 export function peerPostVia(fetchFn: PeerFetch): PeerPost {
   return async (url, body, headers, timeoutMs) => {
     const response = await fetchFn(url, {
@@ -188,8 +188,6 @@ export function peerPostVia(fetchFn: PeerFetch): PeerPost {
     return { status: response.status, body: new Uint8Array(await response.arrayBuffer()) };
   };
 }
-
-export const fetchPeerPost: PeerPost = peerPostVia((url, init) => fetch(url, init));
 
 export interface LeaseForwarderOptions {
   localId: NodeId;
@@ -334,6 +332,6 @@ export function withLeaseRoutes(network: PeerNetwork, host: () => LeaseRouteHost
       }),
     connect: (url) => network.connect(url),
     // One-off peer requests (GET /members, lease forwarding) keep the network's TLS.
-    ...(network.fetch === undefined ? {} : { fetch: network.fetch }),
+    fetch: network.fetch,
   };
 }

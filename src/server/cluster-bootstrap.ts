@@ -4,6 +4,7 @@
 // cluster id is derived from the member ids.
 import { ConfigError, type ServerConfig } from "./config.ts";
 import { clusterIdOf, memberIdOf } from "./identity.ts";
+import type { Digest } from "../ports.ts";
 
 export interface InitialMember {
   id: number;
@@ -18,10 +19,10 @@ export interface InitialCluster {
   self: InitialMember;
 }
 
-export async function initialClusterOf(config: ServerConfig): Promise<InitialCluster> {
+export async function initialClusterOf(config: ServerConfig, digest: Digest): Promise<InitialCluster> {
   const members: InitialMember[] = [];
   for (const [name, peerUrls] of config.initialCluster) {
-    members.push({ id: await memberIdOf(peerUrls, config.initialClusterToken), name, peerUrls });
+    members.push({ id: await memberIdOf(peerUrls, config.initialClusterToken, digest), name, peerUrls });
   }
   const self = members.find((member) => member.name === config.name);
   if (self === undefined) {
@@ -35,5 +36,5 @@ export async function initialClusterOf(config: ServerConfig): Promise<InitialClu
   }
   const ids = new Set(members.map((member) => member.id));
   if (ids.size !== members.length) throw new ConfigError("--initial-cluster has duplicate peer URLs");
-  return { clusterId: await clusterIdOf(members.map((member) => member.id)), members, self };
+  return { clusterId: await clusterIdOf(members.map((member) => member.id), digest), members, self };
 }

@@ -55,11 +55,11 @@ import {
 } from "../raft/types.ts";
 import { SnapshotFiles } from "./snapshot-files.ts";
 import { takeDataDir } from "./data-dir.ts";
-import type { Clock, Logger, PeerFetch, PeerNetwork, Runtime, Timer } from "../ports.ts";
+import type { Clock, Digest, Logger, PeerFetch, PeerNetwork, Runtime, Timer } from "../ports.ts";
 import { LeaseExpiryLoop } from "../lease/expiry-loop.ts";
 import { randomLeaseId } from "../lease/lease-id.ts";
 import { Lessor, leaseTtlMaxSeconds, minLeaseTtlSeconds } from "../lease/lessor.ts";
-import { fetchPeerPost, LeaseForwarder, peerPostVia, LeaseForwardRetry, withLeaseRoutes } from "../peer/lease-forward.ts";
+import { LeaseForwarder, peerPostVia, LeaseForwardRetry, withLeaseRoutes } from "../peer/lease-forward.ts";
 import type { MembershipOf } from "../peer/admission.ts";
 import { snapshotBytesMaxFor } from "../peer/limits.ts";
 import { PeerTransport } from "../peer/transport.ts";
@@ -192,7 +192,7 @@ export class EtcdServer {
       watchers?.(events, revision);
       this.lessor.observe(events);
     };
-    this.leaseForwarder = new LeaseForwarder({ localId: identity.memberId, clusterId: identity.clusterId, post: peerFetch === undefined ? fetchPeerPost : peerPostVia(peerFetch) });
+    this.leaseForwarder = new LeaseForwarder({ localId: identity.memberId, clusterId: identity.clusterId, post: peerPostVia(peerFetch ?? noPeerNetwork) });
     this.leaseExpiry = new LeaseExpiryLoop(
       this.lessor,
       runtime.clock,
@@ -268,12 +268,12 @@ export class EtcdServer {
         identity =
           config.initialClusterState === "existing" && config.initialCluster.size > 1
             ? await joinIdentity(config, {
-                ...(options.peerNetwork?.fetch === undefined ? {} : { fetch: options.peerNetwork.fetch }),
+                fetch: options.peerNetwork?.fetch ?? noPeerNetwork,
                 timeoutMs: requestTimeoutMs(config) * 2,
                 nowMs: () => runtime.clock.nowMs(),
                 sleep: (ms) => new Promise((resolve) => runtime.clock.setTimer(ms, () => resolve(undefined))),
               })
-            : await newIdentity(config);
+            : await newIdentity(config, runtime.digest);
         wal = await Wal.create(fs, walDir, encodeMemberMetadata(identity), walOptions);
         logger.info("created new WAL", { "member-id": identity.memberId.toString(16) });
       }
@@ -1040,8 +1040,8 @@ export class EtcdServer {
     // member had: re-added under the same URLs, a member replaying the log
     // would otherwise apply its predecessor's removal to itself and stop.
     let nowMs = this.runtime.clock.nowMs();
-    let id = await addedMemberIdOf(peerUrls, nowMs);
-    while (this.memberStore.isRemoved(id)) id = await addedMemberIdOf(peerUrls, ++nowMs);
+    let id = await addedMemberIdOf(peerUrls, nowMs, this.runtime.digest);
+    while (this.memberStore.isRemoved(id)) id = await addedMemberIdOf(peerUrls, ++nowMs, this.runtime.digest);
     if (this.memberStore.get(id) !== undefined) throw etcdError("memberExists");
     await this.proposeConfChange(raftLog, isLearner ? ConfChangeType.AddLearnerNode : ConfChangeType.AddNode, id, { peerUrls });
     return this.memberStore.get(id) ?? { id, name: "", peerUrls, clientUrls: [], isLearner };
@@ -1297,10 +1297,11 @@ export class EtcdServer {
     this.logger.info("finished defragmenting the backend", { "db-size": this.backendSizeBytes });
   }
 
-  /** Maintenance.Snapshot: a consistent copy of the backend database file. */
-  backendSnapshot(): Promise<Uint8Array> {
+  /** Maintenance.Snapshot: a consistent copy of the backend database file, and its SHA-256 (etcd sends it last). */
+  async backendSnapshot(): Promise<{ data: Uint8Array; sha256: Uint8Array }> {
     this.assertServing();
-    return this.snapshotFiles.readCopy(this.backend);
+    const data = await this.snapshotFiles.readCopy(this.backend);
+    return { data, sha256: await this.runtime.digest("SHA-256", data) };
   }
 
   /** Why the member is not healthy, or undefined when it is. */
@@ -1400,6 +1401,9 @@ function defaultTokens(runtime: Runtime, config: ServerConfig): AuthTokens {
   return new AuthTokens({ kind: "simple", simple: new SimpleTokens(runtime.clock, runtime.random, { ttlSeconds: config.authTokenTtlSeconds }) });
 }
 
+/** The peer requests of a member started without a peer network (in-process, alone): there is nobody to ask. */
+const noPeerNetwork: PeerFetch = () => Promise.reject(new Error("this member has no peer network"));
+
 /** An unexpected error (not one of etcd's) while applying a committed entry: a bug, fatal. */
 class ApplyFailure extends Error {
   constructor(
@@ -1434,9 +1438,9 @@ function confStateOf(members: MemberStore): ConfState {
   return { voters: all.filter((m) => !m.isLearner).map((m) => m.id), learners: all.filter((m) => m.isLearner).map((m) => m.id) };
 }
 
-async function newIdentity(config: ServerConfig): Promise<MemberIdentity> {
+async function newIdentity(config: ServerConfig, digest: Digest): Promise<MemberIdentity> {
   if (config.initialCluster.size > 1) {
-    const initial = await initialClusterOf(config);
+    const initial = await initialClusterOf(config, digest);
     return {
       name: config.name,
       memberId: initial.self.id,
@@ -1445,8 +1449,8 @@ async function newIdentity(config: ServerConfig): Promise<MemberIdentity> {
       initialMembers: initial.members,
     };
   }
-  const memberId = await memberIdOf(config.initialAdvertisePeerUrls, config.initialClusterToken);
-  return { name: config.name, memberId, clusterId: await clusterIdOf([memberId]), peerUrls: config.initialAdvertisePeerUrls };
+  const memberId = await memberIdOf(config.initialAdvertisePeerUrls, config.initialClusterToken, digest);
+  return { name: config.name, memberId, clusterId: await clusterIdOf([memberId], digest), peerUrls: config.initialAdvertisePeerUrls };
 }
 
 function isHttpUrl(text: string): boolean {

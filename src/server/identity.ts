@@ -3,6 +3,7 @@
 // flags give the same ids. We keep member ids below 2^53 so they are exact JS
 // numbers (Raft node ids); on the wire they are uint64 as in etcd.
 import { decode, encode } from "cbor-x";
+import type { Digest } from "../ports.ts";
 
 export interface MemberIdentity {
   name: string;
@@ -13,8 +14,8 @@ export interface MemberIdentity {
   initialMembers?: Array<{ id: number; name: string; peerUrls: string[]; isLearner?: boolean }>;
 }
 
-async function sha1(text: string): Promise<Uint8Array> {
-  return new Uint8Array(await globalThis.crypto.subtle.digest("SHA-1", new TextEncoder().encode(text)));
+function sha1(digest: Digest, text: string): Promise<Uint8Array> {
+  return digest("SHA-1", new TextEncoder().encode(text));
 }
 
 function leading53Bits(digest: Uint8Array): number {
@@ -25,8 +26,8 @@ function leading53Bits(digest: Uint8Array): number {
   return id === 0 ? 1 : id; // 0 means "no node" in Raft
 }
 
-export async function memberIdOf(peerUrls: readonly string[], clusterToken: string): Promise<number> {
-  return leading53Bits(await sha1([...peerUrls].sort().join("") + clusterToken));
+export async function memberIdOf(peerUrls: readonly string[], clusterToken: string, digest: Digest): Promise<number> {
+  return leading53Bits(await sha1(digest, [...peerUrls].sort().join("") + clusterToken));
 }
 
 /**
@@ -34,13 +35,13 @@ export async function memberIdOf(peerUrls: readonly string[], clusterToken: stri
  * peer URLs and the time of the add, so a member removed and added again
  * under the same URLs gets a new id (its old one stays removed).
  */
-export function addedMemberIdOf(peerUrls: readonly string[], nowMs: number): Promise<number> {
-  return memberIdOf(peerUrls, String(nowMs));
+export function addedMemberIdOf(peerUrls: readonly string[], nowMs: number, digest: Digest): Promise<number> {
+  return memberIdOf(peerUrls, String(nowMs), digest);
 }
 
-export async function clusterIdOf(memberIds: readonly number[]): Promise<bigint> {
-  const digest = await sha1([...memberIds].sort((a, b) => a - b).map((id) => id.toString(16)).join(","));
-  return new DataView(digest.buffer).getBigUint64(0);
+export async function clusterIdOf(memberIds: readonly number[], digest: Digest): Promise<bigint> {
+  const hash = await sha1(digest, [...memberIds].sort((a, b) => a - b).map((id) => id.toString(16)).join(","));
+  return new DataView(hash.buffer, hash.byteOffset, hash.byteLength).getBigUint64(0);
 }
 
 const metadataVersion = 1;

@@ -49,7 +49,7 @@ export function withMembersRoute(network: PeerNetwork, host: () => MembersRouteH
       }),
     connect: (url) => network.connect(url),
     // One-off peer requests (GET /members, lease forwarding) keep the network's TLS.
-    ...(network.fetch === undefined ? {} : { fetch: network.fetch }),
+    fetch: network.fetch,
   };
 }
 
@@ -65,9 +65,9 @@ const sameUrls = (a: readonly string[], b: readonly string[]) => [...a].sort().j
  */
 export async function joinIdentity(
   config: ServerConfig,
-  options: { timeoutMs: number; notListedGraceMs?: number; fetch?: PeerFetch; sleep: (ms: number) => Promise<void>; nowMs: () => number },
+  options: { timeoutMs: number; notListedGraceMs?: number; fetch: PeerFetch; sleep: (ms: number) => Promise<void>; nowMs: () => number },
 ): Promise<MemberIdentity> {
-  const fetchFn: PeerFetch = options.fetch ?? ((url, init) => globalThis.fetch(url, init));
+  const fetchFn = options.fetch;
   const remotes = [...config.initialCluster.entries()]
     .filter(([name]) => name !== config.name)
     .flatMap(([, urls]) => urls);
@@ -123,7 +123,7 @@ export async function peerUrlsListedBy(
   knownPeerUrls: readonly string[],
   clusterId: bigint,
   id: number,
-  fetchFn: PeerFetch = (url, init) => globalThis.fetch(url, init),
+  fetchFn: PeerFetch,
 ): Promise<string[] | undefined> {
   for (const url of knownPeerUrls) {
     const answer = await fetchMembers(fetchFn, url, vouchingLookupTimeoutMs);

@@ -13,6 +13,7 @@ import { simPasswordHasher } from "../../runtime/sim/password-hasher.ts";
 import type { SimPeerHub } from "../../runtime/sim/peer-network.ts";
 import type { Prng } from "../../runtime/sim/prng.ts";
 import { simRandom } from "../../runtime/sim/random.ts";
+import { hostDigest } from "../../runtime/node/digest.ts";
 import type { FileSystem } from "../../src/ports.ts";
 import type { Trace } from "./trace.ts";
 
@@ -166,7 +167,7 @@ export class SimMember {
     const clock = new IncarnationClock(this.env.clock, (error) => this.env.onCrashBug(this, error));
     this.clock = clock;
     const random = simRandom(this.env.random.fork());
-    const runtime: Runtime = { name: "sim", fs: this.fs, sqlite: rollingBackOnClose(this.env.sqlite), clock, random, passwords: simPasswordHasher(random) };
+    const runtime: Runtime = { name: "sim", fs: this.fs, sqlite: rollingBackOnClose(this.env.sqlite), clock, random, passwords: simPasswordHasher(random), digest: hostDigest };
     const network = this.env.hub.networkFor(this.endpoint, () => incarnation === this.incarnation);
     const diskRandom = this.env.random.fork();
     const syncMsMax = this.env.diskSyncMsMax;

@@ -21,7 +21,7 @@ import { tmpdir } from "node:os";
 import { SimClock } from "../../runtime/sim/clock.ts";
 import { reliableNetwork, SimNetwork } from "../../runtime/sim/network.ts";
 import { simulatedCrashMessage } from "../../runtime/sim/file-system.ts";
-import { type PeerPacket, type SimFetch, SimPeerHub } from "../../runtime/sim/peer-network.ts";
+import { type PeerPacket, SimPeerHub } from "../../runtime/sim/peer-network.ts";
 import { Prng } from "../../runtime/sim/prng.ts";
 import { peerPaths } from "../../src/peer/headers.ts";
 import type { FileSystem, SqliteDriver, Timer } from "../../src/ports.ts";
@@ -98,10 +98,6 @@ class NodeCluster {
   private readonly memberRandom: Prng;
   private readonly timers: Timer[] = [];
   private readonly configs = new Map<SimMember, ReturnType<SimMember["config"]>>();
-  /** Which endpoint a web-standard fetch comes from (only a joining member fetches). */
-  fetchEndpoint = 0;
-  /** Real asynchronous calls (other than file calls) not finished yet. */
-  realCallsInFlight = 0;
   private realCallChain: Promise<unknown> = Promise.resolve();
   violation: string | undefined;
   events = 0;
@@ -172,14 +168,13 @@ class NodeCluster {
 
   private startMember(member: SimMember, config: ReturnType<SimMember["config"]>): void {
     this.configs.set(member, config);
-    this.fetchEndpoint = member.endpoint;
     void member.start(config);
   }
 
   /** Lets every pending promise chain and real file call finish before time moves. */
   private async settle(): Promise<void> {
     await new Promise<void>((resolve) => setImmediate(resolve));
-    for (let spins = 0; this.realCallsInFlight > 0 || this.members.some((member) => member.fs.realInFlight > 0); spins++) {
+    for (let spins = 0; this.members.some((member) => member.fs.realInFlight > 0); spins++) {
       if (spins > 1_000_000) throw new Error("real file calls never finished");
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
@@ -461,26 +456,6 @@ class NodeCluster {
 
 export async function runNodeSeed(options: NodeSimOptions): Promise<NodeSimResult> {
   const cluster = new NodeCluster(options);
-  const originalFetch = globalThis.fetch;
-  const simFetch: SimFetch = (input, init) => cluster.hub.fetchFrom(cluster.fetchEndpoint)(input, init);
-  globalThis.fetch = simFetch as typeof globalThis.fetch;
-  // Member ids are SHA-1 digests (src/server/identity.ts), computed on a real thread pool: count them
-  // in flight like real file calls, so simulated time waits for them.
-  const subtle = globalThis.crypto.subtle;
-  const originalDigest = Object.getOwnPropertyDescriptor(subtle, "digest");
-  const digest = subtle.digest.bind(subtle);
-  Object.defineProperty(subtle, "digest", {
-    configurable: true,
-    writable: true,
-    value: async (...args: Parameters<SubtleCrypto["digest"]>) => {
-      cluster.realCallsInFlight++;
-      try {
-        return await cluster.serialize(() => digest(...args));
-      } finally {
-        cluster.realCallsInFlight--;
-      }
-    },
-  });
   // An unhandled rejection would stop a real member's process (Node's default),
   // so one from a living member is a bug. A crashed incarnation's leftover
   // promise chains fail with the simulated crash error: those are counted only.
@@ -504,9 +479,6 @@ export async function runNodeSeed(options: NodeSimOptions): Promise<NodeSimResul
     cluster.fail(`the simulator itself failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
   } finally {
     await cluster.stopAll();
-    globalThis.fetch = originalFetch;
-    if (originalDigest === undefined) delete (subtle as { digest?: unknown }).digest;
-    else Object.defineProperty(subtle, "digest", originalDigest);
     process.off("unhandledRejection", onRejection);
   }
   const workload = cluster.workload;
