@@ -6,7 +6,7 @@
 // does. EDGETCD_TEST_PREREQS_DRY_RUN=1 prints the prerequisites plan and stops;
 // EDGETCD_TEST_PREREQS_ROOT=<dir> looks for them under another root (to test
 // that logic).
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { readdirSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import { ensurePrerequisites } from "./prerequisites.ts";
@@ -60,16 +60,8 @@ for (const runtime of runtimes) {
           // after both its tests had passed; which handle is not known yet).
           [process.execPath, ["--import", "tsx", "--test", "--test-force-exit", "--test-reporter=spec", file]];
     console.log(`\n=== ${runtime}: ${file}`);
-    const result = spawnSync(command[0] as string, command[1] as string[], {
-      cwd: root,
-      stdio: ["ignore", "pipe", "pipe"],
-      encoding: "utf8",
-      env: { ...process.env, EDGETCD_TEST_RUNTIME: runtime },
-      maxBuffer: 256 * 1024 * 1024,
-      timeout: fileTimeoutMs,
-      killSignal: "SIGKILL",
-    });
-    if (result.error !== undefined) console.log(`!!! ${runtime}: ${file}: ${result.error.message}`);
+    const result = await runFile(command[0] as string, command[1] as string[], runtime as string);
+    if (result.error !== undefined) console.log(`!!! ${runtime}: ${file}: ${result.error}`);
     const output = `${result.stdout}${result.stderr}`;
     process.stdout.write(output);
     const counts = runtime === "bun" ? countBun(output) : countNode(output);
@@ -80,6 +72,46 @@ for (const runtime of runtimes) {
 }
 console.log(`\n${passed} passed, ${failed} failed`);
 process.exit(failed === 0 && passed > 0 ? 0 : 1);
+
+/**
+ * Runs one test file in a process group of its own, and kills the whole group
+ * when it ends: a file that runs past fileTimeoutMs is killed with every
+ * server it started, and a server a finished file left behind does not live
+ * on into the next one (each by its group id, never by name).
+ */
+function runFile(program: string, programArgs: string[], runtime: string): Promise<{ status: number | null; stdout: string; stderr: string; error?: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(program, programArgs, {
+      cwd: root,
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, EDGETCD_TEST_RUNTIME: runtime },
+      detached: true,
+    });
+    let stdout = "";
+    let stderr = "";
+    let error: string | undefined;
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+    const killGroup = () => {
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
+      } catch {
+        // the group is gone already
+      }
+    };
+    const timer = setTimeout(() => {
+      error = `timed out after ${fileTimeoutMs} ms; killed with its process group`;
+      killGroup();
+    }, fileTimeoutMs);
+    child.once("error", (spawnError) => (error = spawnError.message));
+    // Leftovers of the group may hold the output pipes open: they go when the file's process does.
+    child.once("exit", () => {
+      clearTimeout(timer);
+      killGroup();
+    });
+    child.once("close", (status) => resolve({ status, stdout, stderr, ...(error === undefined ? {} : { error }) }));
+  });
+}
 
 function countNode(output: string) {
   const pass = /^ℹ pass (\d+)$/m.exec(output);
