@@ -65,6 +65,23 @@ describe("tidy", () => {
     assert.deepEqual(offenders.map((file) => file.path), []);
   });
 
+  test("nothing outside src/cli imports src/cli (commands build the config; the server only reads it)", () => {
+    const offenders = files.filter((file) => !file.path.startsWith("src/cli/") && importsOf(file.text).some((spec) => /(^|\/)cli\//.test(spec)));
+    assert.deepEqual(offenders.map((file) => file.path), []);
+  });
+
+  test("no import cycles in src/ (type imports count: a cycle is one design in two files)", () => {
+    const graph = new Map(
+      files.map((file) => [
+        file.path,
+        importsOf(file.text)
+          .filter((spec) => spec.startsWith("."))
+          .map((spec) => relative(root, join(root, dirname(file.path), spec))),
+      ]),
+    );
+    assert.deepEqual(cyclesOf(graph), []);
+  });
+
   test("the production roots reach nothing in runtime/faults/ or runtime/test/ (faults and mutants are the test root's)", () => {
     for (const entry of ["runtime/node/main.ts", "runtime/bun/main.ts"]) {
       const reached = localImportClosure(entry);
@@ -87,4 +104,41 @@ function localImportClosure(entry: string): Set<string> {
     }
   }
   return seen;
+}
+
+/** The import cycles of `graph` (its strongly connected components of more than one file), by Tarjan's algorithm. */
+function cyclesOf(graph: Map<string, string[]>): string[][] {
+  let counter = 0;
+  const order = new Map<string, number>();
+  const low = new Map<string, number>();
+  const stack: string[] = [];
+  const onStack = new Set<string>();
+  const cycles: string[][] = [];
+  const visit = (node: string): void => {
+    order.set(node, counter);
+    low.set(node, counter);
+    counter++;
+    stack.push(node);
+    onStack.add(node);
+    for (const next of graph.get(node) ?? []) {
+      if (!graph.has(next)) continue;
+      if (!order.has(next)) {
+        visit(next);
+        low.set(node, Math.min(low.get(node) as number, low.get(next) as number));
+      } else if (onStack.has(next)) {
+        low.set(node, Math.min(low.get(node) as number, order.get(next) as number));
+      }
+    }
+    if (low.get(node) !== order.get(node)) return;
+    const component: string[] = [];
+    let member: string;
+    do {
+      member = stack.pop() as string;
+      onStack.delete(member);
+      component.push(member);
+    } while (member !== node);
+    if (component.length > 1) cycles.push(component.sort());
+  };
+  for (const node of graph.keys()) if (!order.has(node)) visit(node);
+  return cycles;
 }

@@ -3,7 +3,7 @@
 // its responses go to. The API layer turns sink deliveries into protobuf.
 import type { Event } from "../gen/mvccpb/kv_pb.ts";
 import { unbounded, Watcher, type WatcherOwner, type WatchFilters } from "./watch-group.ts";
-import type { WatchableStore } from "./watchable-store.ts";
+
 
 /** watch_id 0 in a create request asks the server to choose (etcd's AutoWatchID). */
 export const autoWatchId = 0n;
@@ -49,13 +49,22 @@ export interface WatchCreateOptions {
 
 export type WatchCreateResult = { id: bigint } | { error: string };
 
+/** What a watch stream needs of the store it watches (WatchableStore; named here so the two do not import each other). */
+export interface WatchHub {
+  readonly revision: number;
+  add(watcher: Watcher, startRevision: number): void;
+  remove(watcher: Watcher): void;
+  requestProgressAll(stream: WatchStream): void;
+  forgetStream(stream: WatchStream): void;
+}
+
 export class WatchStream implements WatcherOwner {
   private readonly watchers = new Map<bigint, Watcher>();
   private nextId = 0n;
   private closed = false;
 
   constructor(
-    private readonly hub: WatchableStore,
+    private readonly hub: WatchHub,
     private readonly sink: WatchResponseSink,
   ) {}
 

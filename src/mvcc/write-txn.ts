@@ -7,9 +7,19 @@ import { assert, EtcdError } from "../errors.ts";
 import type { FoundRevision } from "./key-index.ts";
 import { newFoundRevision } from "./key-index.ts";
 import { deletedKeyValue, eventDelete, eventPut, type RangeOptions, type RangeResult } from "./kv.ts";
-import type { MvccStore } from "./store.ts";
+import type { Backend } from "../storage/backend.ts";
+import type { KeyIndex } from "./key-index.ts";
 
 const emptyBytes = new Uint8Array(0);
+
+/** What a write transaction needs of its store (MvccStore; named here so the two do not import each other). */
+export interface WriteTxnStore {
+  readonly index: KeyIndex;
+  readonly backend: Backend;
+  rangeAt(key: Uint8Array, end: Uint8Array | undefined, currentRevision: number, options: RangeOptions): RangeResult;
+  /** Publishes a transaction's events; returns the store's revision after it. */
+  finishWrite(events: Event[]): number;
+}
 
 export class WriteTxn {
   /** The changes so far, as the events watchers will receive. */
@@ -18,7 +28,7 @@ export class WriteTxn {
   private readonly found: FoundRevision = newFoundRevision();
 
   constructor(
-    private readonly store: MvccStore,
+    private readonly store: WriteTxnStore,
     /** The store's revision when the transaction began; changes go to beginRevision+1. */
     readonly beginRevision: number,
   ) {}

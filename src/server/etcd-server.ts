@@ -79,7 +79,7 @@ import { joinIdentity, peerUrlsListedBy, withMembersRoute } from "./join.ts";
 import { MemberStore, type MemberRecord } from "./members.ts";
 import { RaftLog } from "./raft-log.ts";
 import { clusterVersion, serverVersion } from "../version.ts";
-import type { StorageMetricHooks } from "./metrics.ts";
+import type { MetricsView, StorageMetricHooks } from "./metrics.ts";
 import { decodeRequest, encodeRequest, RequestKind, type InternalRequest, type RequestOf } from "./request-codec.ts";
 import { AuthStore, rootUser, usernameBytesMax, type AuthInfo } from "../auth/store.ts";
 import { AuthTokens } from "../auth/tokens.ts";
@@ -1257,7 +1257,7 @@ export class EtcdServer {
   }
 
   /** What etcd's metrics report, read at each scrape (src/server/metrics.ts). */
-  metricsView() {
+  metricsView(): MetricsView {
     return {
       memberId: this.identity.memberId,
       leader: this.log.leader,

@@ -5,12 +5,35 @@
 // the server, the WAL through its hooks) and read at each scrape; only the
 // latency histograms are observed as they happen.
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
-import type { EtcdServer } from "./etcd-server.ts";
+import type { MvccCounts } from "./apply-kv.ts";
 
 /** etcd's disk histograms: 1 ms doubling to 8.192 s (prometheus.ExponentialBuckets(0.001, 2, 14)). */
 const diskBuckets = Array.from({ length: 14 }, (_, i) => 0.001 * 2 ** i);
 
-type View = ReturnType<EtcdServer["metricsView"]>;
+/** What the server reports at each scrape (EtcdServer.metricsView). */
+export interface MetricsView {
+  memberId: number;
+  leader: number;
+  isLeader: boolean;
+  isLearner: boolean;
+  committedIndex: number;
+  appliedIndex: number;
+  pendingProposals: number;
+  quotaBytes: number;
+  dbSizeBytes: number;
+  dbSizeInUseBytes: number;
+  liveKeys: number;
+  currentRevision: number;
+  compactRevision: number;
+  mvcc: Readonly<MvccCounts>;
+  stats: Readonly<{ leaderChanges: number; proposalsFailed: number; leasesExpired: number }>;
+}
+
+export interface MetricsSource {
+  metricsView(): MetricsView;
+}
+
+type View = MetricsView;
 
 export interface EtcdMetricsOptions {
   serverVersion: string;
@@ -25,7 +48,7 @@ export interface StorageMetricHooks {
 }
 
 export class EtcdMetrics implements StorageMetricHooks {
-  private server: EtcdServer | undefined;
+  private server: MetricsSource | undefined;
   private view: View | undefined;
   private readonly walFsync: Histogram;
   private readonly backendCommit: Histogram;
@@ -89,7 +112,7 @@ export class EtcdMetrics implements StorageMetricHooks {
   }
 
   /** Reads the server from now on (metrics before it exists read zero). */
-  attach(server: EtcdServer): void {
+  attach(server: MetricsSource): void {
     this.server = server;
   }
 

@@ -4,7 +4,8 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { FlagError, flagDefinitions, flagGroups, parseDurationMs, parseFlags } from "../../src/cli/flags.ts";
-import { ConfigError, serverConfigFromFlags } from "../../src/server/config.ts";
+import { ConfigError } from "../../src/server/config.ts";
+import { serverConfigFromFlags } from "../../src/cli/server-config.ts";
 import { repoRoot, testRuntimeName } from "../support/processes.ts";
 
 describe("flags", () => {

@@ -6,7 +6,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { parseFlags } from "../../src/cli/flags.ts";
-import { serverConfigFromFlags } from "../../src/server/config.ts";
+import { serverConfigFromFlags } from "../../src/cli/server-config.ts";
 import { clusterIdHeader, joinIdentity } from "../../src/server/join.ts";
 
 const config = serverConfigFromFlags(

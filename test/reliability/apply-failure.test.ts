@@ -10,7 +10,7 @@ import { create } from "@bufbuild/protobuf";
 import { PutRequestSchema, RangeRequestSchema, TxnRequestSchema } from "../../src/gen/etcdserverpb/rpc_pb.ts";
 import type { Logger, Runtime, SqliteDriver } from "../../src/ports.ts";
 import { parseFlags } from "../../src/cli/flags.ts";
-import { serverConfigFromFlags } from "../../src/server/config.ts";
+import { serverConfigFromFlags } from "../../src/cli/server-config.ts";
 import { EtcdServer } from "../../src/server/etcd-server.ts";
 import { testRuntime } from "../support/runtime.ts";
 import { tempDir } from "../support/processes.ts";

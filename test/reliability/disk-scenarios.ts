@@ -29,7 +29,7 @@ import { PutRequestSchema, RangeRequestSchema } from "../../src/gen/etcdserverpb
 import type { FileSystem, Logger, Runtime } from "../../src/ports.ts";
 import { parseFlags } from "../../src/cli/flags.ts";
 import { EntryType, type Entry } from "../../src/raft/types.ts";
-import { serverConfigFromFlags } from "../../src/server/config.ts";
+import { serverConfigFromFlags } from "../../src/cli/server-config.ts";
 import { EtcdServer } from "../../src/server/etcd-server.ts";
 import { SnapshotFiles } from "../../src/server/snapshot-files.ts";
 import { Backend, BackendCorruptError } from "../../src/storage/backend.ts";

@@ -4,7 +4,8 @@
 
 import type { Clock, Logger, Runtime, SqliteDriver, Timer } from "../../src/ports.ts";
 import { parseFlags } from "../../src/cli/flags.ts";
-import { serverConfigFromFlags, type ServerConfig } from "../../src/server/config.ts";
+import { type ServerConfig } from "../../src/server/config.ts";
+import { serverConfigFromFlags } from "../../src/cli/server-config.ts";
 import { EtcdServer } from "../../src/server/etcd-server.ts";
 import type { Backend } from "../../src/storage/backend.ts";
 import type { SimClock } from "../../runtime/sim/clock.ts";
