@@ -40,7 +40,7 @@ import {
   type TxnRequest,
   type TxnResponse,
 } from "../gen/etcdserverpb/rpc_pb.ts";
-import { EtcdError, etcdError, GrpcCode } from "../errors.ts";
+import { EtcdError, etcdError } from "../errors.ts";
 import { decodeConfChange } from "../raft/conf-change-codec.ts";
 import {
   ConfChangeType,
@@ -78,9 +78,10 @@ import { initialClusterOf } from "./cluster-bootstrap.ts";
 import { joinIdentity, peerUrlsListedBy, withMembersRoute } from "./join.ts";
 import { MemberStore, type MemberRecord } from "./members.ts";
 import { RaftLog } from "./raft-log.ts";
+import { Proposals } from "./proposals.ts";
 import { clusterVersion, serverVersion } from "../version.ts";
 import type { MetricsView, StorageMetricHooks } from "./metrics.ts";
-import { decodeRequest, encodeRequest, RequestKind, type InternalRequest, type RequestOf } from "./request-codec.ts";
+import { decodeRequest, RequestKind, type InternalRequest, type RequestOf } from "./request-codec.ts";
 import { AuthStore, rootUser, usernameBytesMax, type AuthInfo } from "../auth/store.ts";
 import { AuthTokens } from "../auth/tokens.ts";
 import { SimpleTokens } from "../auth/simple-tokens.ts";
@@ -107,13 +108,11 @@ export type AuthRequestKind =
 
 export { clusterVersion, serverVersion } from "../version.ts";
 
-type Waiter = { resolve: (value: unknown) => void; reject: (error: unknown) => void };
 
 export class EtcdServer {
   readonly version = serverVersion;
   readonly clusterVersion = clusterVersion;
-  private readonly waiters = new Map<number, Waiter>();
-  private requestCounter = 0;
+  private readonly proposals: Proposals;
   private appliedIndex = 0;
   private snapshotting = false;
   private backendTimer: Timer | undefined;
@@ -140,7 +139,7 @@ export class EtcdServer {
   private backendSizeBytes = 0;
   private markPublished: () => void = () => {};
   /** Counted here for etcd's metrics (src/server/metrics.ts): since this process started. */
-  readonly stats = { leaderChanges: 0, proposalsFailed: 0, leasesExpired: 0 };
+  readonly stats = { leaderChanges: 0, leasesExpired: 0 };
   /**
    * Resolves once this member's name and client URLs are applied (through
    * Raft, as every change, a single member's too): etcd says "ready to serve client requests" only
@@ -169,6 +168,20 @@ export class EtcdServer {
     /** The tokens Authenticate hands out (--auth-token). */
     readonly tokens: AuthTokens,
   ) {
+    this.proposals = new Proposals({
+      memberId: identity.memberId,
+      clock: runtime.clock,
+      requestTimeoutMs: requestTimeoutMs(config),
+      pollMs: config.heartbeatIntervalMs,
+      maxRequestBytes: config.maxRequestBytes,
+      log,
+      isRemoved: (id) => memberStore.isRemoved(id),
+      assertServing: () => this.assertServing(),
+      // Request ids must not repeat across restarts: the WAL may still hold entries this member
+      // proposed before it went down, and applying one would answer a new request with its old
+      // result. Like etcd's idutil, the counter starts from the time (ms × 256).
+      counterStart: Math.floor(runtime.clock.wallMs() * 256),
+    });
     this.auth = new AuthStore(backend, tokens);
     this.alarms = new AlarmStore(backend);
     this.quotaBytes = quotaBytesOf(config.quotaBackendBytes);
@@ -207,7 +220,7 @@ export class EtcdServer {
         checkpoint: (due) => {
           const checkpoints = due.map((checkpoint) => ({ ID: checkpoint.id, remainingTTL: BigInt(checkpoint.remainingTtlSeconds) }));
           const request = create(LeaseCheckpointRequestSchema, { checkpoints });
-          return this.propose({ kind: RequestKind.LeaseCheckpoint, id: this.nextRequestId(), request });
+          return this.proposals.propose({ kind: RequestKind.LeaseCheckpoint, id: this.proposals.nextId(), request });
         },
       },
       logger,
@@ -419,10 +432,6 @@ export class EtcdServer {
       server.appliedIndex = applied;
       server.onFatal = options.onFatal;
       if (fatalBeforeServer !== undefined) server.fail(fatalBeforeServer);
-      // Request ids must not repeat across restarts: the WAL may still hold entries this member
-      // proposed before it went down, and applying one would answer a new request with its old
-      // result. Like etcd's idutil, the counter starts from the time (ms × 256).
-      server.requestCounter = Math.floor(runtime.clock.wallMs() * 256) % 2 ** 32;
       // The only voter needs nobody's vote: it leads at once rather than after
       // an election timeout (etcd advances its ticks to the same end).
       const { voters } = confStateOf(members);
@@ -435,12 +444,6 @@ export class EtcdServer {
       await lock.release();
       throw error;
     }
-  }
-
-  /** Unique across members (the member's id prefix) and restarts (a counter started from the time): the waiter key on the proposer. */
-  private nextRequestId(): number {
-    this.requestCounter = (this.requestCounter + 1) % 2 ** 32;
-    return (this.identity.memberId % 2 ** 20) * 2 ** 32 + this.requestCounter;
   }
 
   // --- reads -------------------------------------------------------------
@@ -463,7 +466,7 @@ export class EtcdServer {
 
   /** Proposes a user or role change (or a checked login); answers when it is applied. */
   proposeAuth<K extends AuthRequestKind>(kind: K, request: RequestOf<K>, auth: AuthInfo | undefined): Promise<unknown> {
-    return this.propose({ kind, id: this.nextRequestId(), auth, request } as InternalRequest);
+    return this.proposals.propose({ kind, id: this.proposals.nextId(), auth, request } as InternalRequest);
   }
 
   /**
@@ -493,11 +496,11 @@ export class EtcdServer {
 
   async put(request: PutRequest, auth?: AuthInfo): Promise<PutResponse> {
     await this.checkQuota(putCostBytes(request));
-    return this.propose({ kind: RequestKind.Put, id: this.nextRequestId(), auth, request });
+    return this.proposals.propose({ kind: RequestKind.Put, id: this.proposals.nextId(), auth, request });
   }
 
   deleteRange(request: DeleteRangeRequest, auth?: AuthInfo): Promise<DeleteRangeResponse> {
-    return this.propose({ kind: RequestKind.DeleteRange, id: this.nextRequestId(), auth, request });
+    return this.proposals.propose({ kind: RequestKind.DeleteRange, id: this.proposals.nextId(), auth, request });
   }
 
   txn(request: TxnRequest, auth?: AuthInfo): Promise<TxnResponse> {
@@ -512,7 +515,7 @@ export class EtcdServer {
         return response;
       });
     }
-    return this.checkQuota(txnCostBytes(request)).then(() => this.propose({ kind: RequestKind.Txn, id: this.nextRequestId(), auth, request }));
+    return this.checkQuota(txnCostBytes(request)).then(() => this.proposals.propose({ kind: RequestKind.Txn, id: this.proposals.nextId(), auth, request }));
   }
 
   /**
@@ -533,84 +536,11 @@ export class EtcdServer {
 
   /** Lists, raises or clears alarms, through the log as etcd does. */
   alarm(request: AlarmRequest): Promise<AlarmResponse> {
-    return this.propose({ kind: RequestKind.Alarm, id: this.nextRequestId(), request });
+    return this.proposals.propose({ kind: RequestKind.Alarm, id: this.proposals.nextId(), request });
   }
 
   compact(request: CompactionRequest, auth?: AuthInfo): Promise<CompactionResponse> {
-    return this.propose({ kind: RequestKind.Compact, id: this.nextRequestId(), auth, request });
-  }
-
-  private propose<T>(internal: InternalRequest): Promise<T> {
-    this.assertServing();
-    const data = encodeRequest(internal);
-    if (data.length > this.config.maxRequestBytes) return Promise.reject(etcdError("requestTooLarge"));
-    // Like etcd, a proposal made while there is no leader waits for one, for
-    // up to the request timeout.
-    if (this.proposalLeader() === 0) return this.waitForLeader().then(() => this.propose<T>(internal));
-    const reply = this.waitFor<T>(internal.id);
-    try {
-      this.log.propose(data);
-    } catch (error) {
-      this.settleWaiter(internal.id, error);
-    }
-    return reply;
-  }
-
-  /**
-   * The leader a proposal made here goes to, or 0 when there is none to send
-   * it to. A leader whose removal this member has applied counts as none: it
-   * stepped down when it applied its removal (or has stopped), so a proposal
-   * forwarded to it would be dropped without an answer and its waiter would
-   * wait out the request timeout. The remaining members elect a new leader
-   * (at once when the removed leader's TimeoutNow arrives, otherwise within
-   * an election timeout), and the proposal goes there.
-   */
-  private proposalLeader(): number {
-    const leader = this.log.leader;
-    return leader !== 0 && leader !== this.identity.memberId && this.memberStore.isRemoved(leader) ? 0 : leader;
-  }
-
-  private async waitForLeader(): Promise<void> {
-    const deadline = this.runtime.clock.nowMs() + requestTimeoutMs(this.config);
-    while (this.proposalLeader() === 0) {
-      this.assertServing();
-      // What etcd 3.4 answers when no leader appears in time.
-      if (this.runtime.clock.nowMs() >= deadline) throw new EtcdError(GrpcCode.Unknown, "context deadline exceeded");
-      await new Promise<void>((resolve) => this.runtime.clock.setTimer(this.config.heartbeatIntervalMs, resolve));
-    }
-  }
-
-  /**
-   * The reply to request `id`, delivered when its entry is applied here. A
-   * proposal lost with a leader change is never applied: it times out with
-   * etcd's error.
-   */
-  private waitFor<T>(id: number): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const timer = this.runtime.clock.setTimer(requestTimeoutMs(this.config), () => {
-        if (!this.waiters.delete(id)) return;
-        this.stats.proposalsFailed++;
-        reject(etcdError("timeout"));
-      });
-      this.waiters.set(id, {
-        resolve: (value) => {
-          timer.cancel();
-          resolve(value as T);
-        },
-        reject: (error) => {
-          timer.cancel();
-          reject(error);
-        },
-      });
-    });
-  }
-
-  /** Fails a waiting request at once (its proposal was refused). */
-  private settleWaiter(id: number, error: unknown): void {
-    const waiter = this.waiters.get(id);
-    this.waiters.delete(id);
-    if (waiter !== undefined) this.stats.proposalsFailed++;
-    waiter?.reject(error);
+    return this.proposals.propose({ kind: RequestKind.Compact, id: this.proposals.nextId(), auth, request });
   }
 
   // --- leases ------------------------------------------------------------
@@ -628,11 +558,11 @@ export class EtcdServer {
     // The proposer picks the id, so every member applies the same one.
     const ID = request.ID === 0n ? randomLeaseId(this.runtime.random) : request.ID;
     if (request.TTL > BigInt(leaseTtlMaxSeconds)) return Promise.reject(etcdError("leaseTtlTooLarge"));
-    return this.checkQuota(leaseOverheadBytes).then(() => this.propose({ kind: RequestKind.LeaseGrant, id: this.nextRequestId(), auth, request: { ...request, ID } }));
+    return this.checkQuota(leaseOverheadBytes).then(() => this.proposals.propose({ kind: RequestKind.LeaseGrant, id: this.proposals.nextId(), auth, request: { ...request, ID } }));
   }
 
   leaseRevoke(request: LeaseRevokeRequest, auth?: AuthInfo): Promise<LeaseRevokeResponse> {
-    return this.propose({ kind: RequestKind.LeaseRevoke, id: this.nextRequestId(), auth, request });
+    return this.proposals.propose({ kind: RequestKind.LeaseRevoke, id: this.proposals.nextId(), auth, request });
   }
 
   /** The cluster id, for the peer lease routes. */
@@ -693,7 +623,7 @@ export class EtcdServer {
     if (result.checkpointCleared) {
       // Members forget the checkpointed TTL too, so a later promote grants the full TTL (etcd).
       const request = create(LeaseCheckpointRequestSchema, { checkpoints: [{ ID: id, remainingTTL: 0n }] });
-      this.propose({ kind: RequestKind.LeaseCheckpoint, id: this.nextRequestId(), request }).catch(() => undefined);
+      this.proposals.propose({ kind: RequestKind.LeaseCheckpoint, id: this.proposals.nextId(), request }).catch(() => undefined);
     }
     return BigInt(result.ttlSeconds);
   }
@@ -893,9 +823,8 @@ export class EtcdServer {
           failure = error;
         }
         this.backend.setConsistentIndex(entry.index, entry.term);
-        const waiter = this.waiters.get(internal.id);
+        const waiter = this.proposals.take(internal.id);
         if (waiter !== undefined) {
-          this.waiters.delete(internal.id);
           if (failure !== undefined) waiter.reject(failure);
           else waiter.resolve(result);
         }
@@ -992,8 +921,7 @@ export class EtcdServer {
     const context =
       change.context.length > 0 ? (decodeCbor(change.context) as { name?: string; peerUrls?: string[]; requestId?: number }) : {};
     if (context.requestId !== undefined) {
-      const waiter = this.waiters.get(context.requestId);
-      this.waiters.delete(context.requestId);
+      const waiter = this.proposals.take(context.requestId);
       // Resolved after the member store below is updated (same turn).
       if (waiter !== undefined) queueMicrotask(() => waiter.resolve(undefined));
     }
@@ -1126,7 +1054,7 @@ export class EtcdServer {
    */
   async waitForInFlight(): Promise<void> {
     const deadline = this.runtime.clock.nowMs() + requestTimeoutMs(this.config);
-    while (this.waiters.size > 0 && this.stoppedReason === undefined && this.runtime.clock.nowMs() < deadline) {
+    while (this.proposals.pending > 0 && this.stoppedReason === undefined && this.runtime.clock.nowMs() < deadline) {
       await new Promise<void>((resolve) => this.runtime.clock.setTimer(this.config.heartbeatIntervalMs, resolve));
     }
   }
@@ -1146,14 +1074,14 @@ export class EtcdServer {
   ): Promise<void> {
     // As any proposal (and as etcd's raft node holds them), a conf change
     // waits for a leader it can go to rather than failing at once.
-    if (this.proposalLeader() === 0) await this.waitForLeader();
-    const requestId = this.nextRequestId();
-    const reply = this.waitFor<void>(requestId);
+    if (this.proposals.leader() === 0) await this.proposals.waitForLeader();
+    const requestId = this.proposals.nextId();
+    const reply = this.proposals.waitFor<void>(requestId);
     try {
       raftLog.proposeConfChange({ type, nodeId, context: encodeCbor({ ...context, requestId }) });
     } catch (error) {
       const dropped = error instanceof ProposalDroppedError;
-      this.settleWaiter(requestId, dropped ? etcdError(error.reason === "no-leader" ? "noLeader" : "timeout") : error);
+      this.proposals.settle(requestId, dropped ? etcdError(error.reason === "no-leader" ? "noLeader" : "timeout") : error);
     }
     return reply;
   }
@@ -1162,9 +1090,9 @@ export class EtcdServer {
   private async publishAttributes(): Promise<void> {
     while (!this.failed) {
       try {
-        await this.propose({
+        await this.proposals.propose({
           kind: RequestKind.MemberAttributes,
-          id: this.nextRequestId(),
+          id: this.proposals.nextId(),
           request: create(MemberSchema, {
             ID: BigInt(this.identity.memberId),
             name: this.config.name,
@@ -1265,7 +1193,7 @@ export class EtcdServer {
       isLearner: this.isLearnerMember,
       committedIndex: this.log.commitIndex,
       appliedIndex: this.appliedIndex,
-      pendingProposals: this.waiters.size,
+      pendingProposals: this.proposals.pending,
       // What etcd reports: the quota in force, or the negative flag that turned it off.
       quotaBytes: this.quotaBytes ?? this.config.quotaBackendBytes,
       dbSizeBytes: this.backendSizeBytes,
@@ -1274,7 +1202,7 @@ export class EtcdServer {
       currentRevision: this.store.currentRevision,
       compactRevision: Math.max(0, this.store.compactRevision),
       mvcc: this.applier.counts,
-      stats: this.stats,
+      stats: { ...this.stats, proposalsFailed: this.proposals.failedCount },
     };
   }
 
@@ -1340,8 +1268,7 @@ export class EtcdServer {
       this.logger.error("storage failure; exiting", { error: this.stoppedReason });
     }
     this.onFatal?.(this.stoppedReason);
-    for (const waiter of this.waiters.values()) waiter.reject(etcdError("stopped"));
-    this.waiters.clear();
+    this.proposals.failAll(etcdError("stopped"));
     this.onHalt?.(this.stoppedReason, 1);
   }
 
@@ -1368,8 +1295,7 @@ export class EtcdServer {
     });
     // Let the apply (and the reply to the request that removed us) finish first.
     this.runtime.clock.setTimer(this.config.heartbeatIntervalMs * 2, () => {
-      for (const waiter of this.waiters.values()) waiter.reject(etcdError("stopped"));
-      this.waiters.clear();
+      this.proposals.failAll(etcdError("stopped"));
       this.onHalt?.(this.stoppedReason ?? "removed", 0);
     });
   }
@@ -1387,8 +1313,7 @@ export class EtcdServer {
     this.tokens.stop();
     await this.runtime.passwords.close();
     await this.transport?.stop();
-    for (const waiter of this.waiters.values()) waiter.reject(etcdError("stopped"));
-    this.waiters.clear();
+    this.proposals.failAll(etcdError("stopped"));
     this.backend.commit();
     this.backend.close();
     await this.wal.close();
