@@ -116,14 +116,28 @@ function claims(headers: http2.IncomingHttpHeaders): { timeoutMs: number | undef
 /** Connect's order: the first interceptor is the outermost. */
 function chain(interceptors: readonly Interceptor[], method: DescMethod, implement: AnyImplementation): Route["call"] {
   const unary = method.methodKind === "unary";
+  const serverStreaming = method.methodKind === "server_streaming";
   const last = async (request: CallRequest): Promise<CallResponse> => {
-    const context = request.context;
-    const message = unary ? await implement(request.message, context as unknown as HandlerContext) : implement(request.message, context as unknown as HandlerContext);
-    return { stream: !unary, message };
+    const context = request.context as unknown as HandlerContext;
+    if (unary) return { stream: false, message: await implement(request.message, context) };
+    // As in Connect, interceptors see a server stream's one request as a stream of one; the implementation gets the message.
+    const input = serverStreaming ? await onlyMessageOf(request.message as AsyncIterable<unknown>) : request.message;
+    return { stream: true, message: implement(input, context) };
   };
   let next = last as unknown as Parameters<Interceptor>[0];
   for (let index = interceptors.length - 1; index >= 0; index--) next = (interceptors[index] as Interceptor)(next);
   return next as unknown as Route["call"];
+}
+
+/** One message as the stream of one Connect's interceptors see for a server-streaming call. */
+async function* streamOf<T>(message: T): AsyncIterable<T> {
+  yield message;
+}
+
+/** The message of a stream of one (what an interceptor passed on of streamOf's). */
+async function onlyMessageOf<T>(messages: AsyncIterable<T>): Promise<T> {
+  for await (const message of messages) return message;
+  throw missingInput("server_streaming");
 }
 
 /**
@@ -429,7 +443,7 @@ class Call {
     const start = async (): Promise<AsyncIterable<unknown>> => {
       if (kind === "server_streaming") {
         const first = await input.single();
-        this.request.message = first;
+        this.request.message = streamOf(first);
       } else {
         this.request.message = input;
       }
