@@ -11,13 +11,8 @@ import {
   AlarmType,
   type AlarmRequest,
   type AlarmResponse,
-  LeaseCheckpointRequestSchema,
   LeaseGrantResponseSchema,
-  LeaseLeasesResponseSchema,
-  LeaseRevokeRequestSchema,
   LeaseRevokeResponseSchema,
-  LeaseStatusSchema,
-  LeaseTimeToLiveResponseSchema,
   MemberSchema,
   ResponseHeaderSchema,
   type CompactionRequest,
@@ -56,10 +51,8 @@ import {
 import { SnapshotFiles } from "./snapshot-files.ts";
 import { takeDataDir } from "./data-dir.ts";
 import type { Clock, Digest, Logger, PeerFetch, PeerNetwork, Runtime, Timer } from "../ports.ts";
-import { LeaseExpiryLoop } from "../lease/expiry-loop.ts";
-import { randomLeaseId } from "../lease/lease-id.ts";
-import { Lessor, leaseTtlMaxSeconds, minLeaseTtlSeconds } from "../lease/lessor.ts";
-import { LeaseForwarder, peerPostVia, LeaseForwardRetry, withLeaseRoutes } from "../peer/lease-forward.ts";
+import { Lessor, minLeaseTtlSeconds } from "../lease/lessor.ts";
+import { withLeaseRoutes } from "../peer/lease-forward.ts";
 import type { MembershipOf } from "../peer/admission.ts";
 import { snapshotBytesMaxFor } from "../peer/limits.ts";
 import { PeerTransport } from "../peer/transport.ts";
@@ -78,11 +71,12 @@ import { initialClusterOf } from "./cluster-bootstrap.ts";
 import { joinIdentity, peerUrlsListedBy, withMembersRoute } from "./join.ts";
 import { MemberStore, type MemberRecord } from "./members.ts";
 import { RaftLog } from "./raft-log.ts";
+import { Leases } from "./leases.ts";
 import { Proposals } from "./proposals.ts";
 import { clusterVersion, serverVersion } from "../version.ts";
 import type { MetricsView, StorageMetricHooks } from "./metrics.ts";
 import { decodeRequest, RequestKind, type InternalRequest, type RequestOf } from "./request-codec.ts";
-import { AuthStore, rootUser, usernameBytesMax, type AuthInfo } from "../auth/store.ts";
+import { AuthStore, usernameBytesMax, type AuthInfo } from "../auth/store.ts";
 import { AuthTokens } from "../auth/tokens.ts";
 import { SimpleTokens } from "../auth/simple-tokens.ts";
 import { checkTxnPermitted } from "../auth/request-checks.ts";
@@ -122,9 +116,8 @@ export class EtcdServer {
   private readonly watchScheduler: WatchScheduler;
   /** The lease table; every member applies the same grants and revokes, the leader expires leases. */
   readonly lessor: Lessor;
-  private readonly leaseExpiry: LeaseExpiryLoop;
+  private readonly leases: Leases;
   /** Carries renewals and time-to-live questions from this member to the leader (etcd's leasehttp). */
-  private readonly leaseForwarder: LeaseForwarder;
   /** Users, roles and permissions, as applied from the log. */
   readonly auth: AuthStore;
   /** NOSPACE and CORRUPT alarms, as applied from the log. */
@@ -139,7 +132,7 @@ export class EtcdServer {
   private backendSizeBytes = 0;
   private markPublished: () => void = () => {};
   /** Counted here for etcd's metrics (src/server/metrics.ts): since this process started. */
-  readonly stats = { leaderChanges: 0, leasesExpired: 0 };
+  readonly stats = { leaderChanges: 0 };
   /**
    * Resolves once this member's name and client URLs are applied (through
    * Raft, as every change, a single member's too): etcd says "ready to serve client requests" only
@@ -205,26 +198,26 @@ export class EtcdServer {
       watchers?.(events, revision);
       this.lessor.observe(events);
     };
-    this.leaseForwarder = new LeaseForwarder({ localId: identity.memberId, clusterId: identity.clusterId, post: peerPostVia(peerFetch ?? noPeerNetwork) });
-    this.leaseExpiry = new LeaseExpiryLoop(
-      this.lessor,
-      runtime.clock,
-      {
-        isLeader: () => this.isLeader,
-        // As root, as etcd revokes expired leases (authStore.WithRoot): with
-        // auth on, the revoke is checked like any other.
-        revoke: (id) => {
-          this.stats.leasesExpired++;
-          return this.leaseRevoke(create(LeaseRevokeRequestSchema, { ID: id }), { username: rootUser, revision: this.auth.revision });
-        },
-        checkpoint: (due) => {
-          const checkpoints = due.map((checkpoint) => ({ ID: checkpoint.id, remainingTTL: BigInt(checkpoint.remainingTtlSeconds) }));
-          const request = create(LeaseCheckpointRequestSchema, { checkpoints });
-          return this.proposals.propose({ kind: RequestKind.LeaseCheckpoint, id: this.proposals.nextId(), request });
-        },
-      },
+    this.leases = new Leases({
+      memberId: identity.memberId,
+      clusterId: identity.clusterId,
+      lessor: this.lessor,
+      proposals: this.proposals,
+      clock: runtime.clock,
+      random: runtime.random,
       logger,
-    );
+      peerFetch: peerFetch ?? noPeerNetwork,
+      heartbeatIntervalMs: config.heartbeatIntervalMs,
+      electionTimeoutMs: config.electionTimeoutMs,
+      requestTimeoutMs: requestTimeoutMs(config),
+      leader: () => this.log.leader,
+      peerUrlsOf: (id) => memberStore.get(id)?.peerUrls ?? [],
+      authRevision: () => this.auth.revision,
+      checkQuota: (costBytes) => this.checkQuota(costBytes),
+      grantCostBytes: leaseOverheadBytes,
+      assertServing: () => this.assertServing(),
+      header: () => this.header(),
+    });
   }
 
   static async start(
@@ -438,7 +431,7 @@ export class EtcdServer {
       if (voters.length === 1 && voters[0] === identity.memberId) log.campaign();
       void server.publishAttributes();
       backend.commit();
-      server.leaseExpiry.start();
+      server.leases.start();
       return server;
     } catch (error) {
       await lock.release();
@@ -554,15 +547,13 @@ export class EtcdServer {
     return this.runtime.clock;
   }
 
+  // Leases: src/server/leases.ts.
   leaseGrant(request: LeaseGrantRequest, auth?: AuthInfo): Promise<LeaseGrantResponse> {
-    // The proposer picks the id, so every member applies the same one.
-    const ID = request.ID === 0n ? randomLeaseId(this.runtime.random) : request.ID;
-    if (request.TTL > BigInt(leaseTtlMaxSeconds)) return Promise.reject(etcdError("leaseTtlTooLarge"));
-    return this.checkQuota(leaseOverheadBytes).then(() => this.proposals.propose({ kind: RequestKind.LeaseGrant, id: this.proposals.nextId(), auth, request: { ...request, ID } }));
+    return this.leases.grant(request, auth);
   }
 
   leaseRevoke(request: LeaseRevokeRequest, auth?: AuthInfo): Promise<LeaseRevokeResponse> {
-    return this.proposals.propose({ kind: RequestKind.LeaseRevoke, id: this.proposals.nextId(), auth, request });
+    return this.leases.revoke(request, auth);
   }
 
   /** The cluster id, for the peer lease routes. */
@@ -570,129 +561,26 @@ export class EtcdServer {
     return this.identity.clusterId;
   }
 
-  /**
-   * Renews a lease; returns its TTL. The leader renews in its lessor; any
-   * other member forwards to the leader over the peer port, retrying while
-   * there is no leader (or it is not yet primary) until the request timeout
-   * (etcd's LeaseRenew). An expired lease waits for its revoke and then
-   * answers "not found", as etcd does.
-   */
-  async leaseRenew(id: bigint): Promise<bigint> {
-    const deadline = this.runtime.clock.nowMs() + requestTimeoutMs(this.config);
-    for (;;) {
-      this.assertServing();
-      if (this.isLeader && this.lessor.isPrimary) {
-        const ttl = this.renewOnPrimary(id);
-        if (ttl !== undefined) return ttl;
-      } else {
-        const leader = this.leaderPeerUrls();
-        if (leader !== undefined) {
-          try {
-            return await this.leaseForwarder.renew(leader.id, leader.peerUrls, id, this.forwardTimeoutMs(deadline));
-          } catch (error) {
-            if (!(error instanceof LeaseForwardRetry)) throw error;
-          }
-        }
-      }
-      if (this.runtime.clock.nowMs() >= deadline) throw etcdError("timeout");
-      await this.pause(this.config.heartbeatIntervalMs);
-    }
+  leaseRenew(id: bigint): Promise<bigint> {
+    return this.leases.renew(id);
   }
 
-  /**
-   * A renewal forwarded by another member: only this member's primary lessor
-   * answers it; an expired lease is waited on for a second (etcd's leasehttp
-   * apply timeout), then the forwarder retries.
-   */
-  async renewHere(id: bigint): Promise<bigint> {
-    const deadline = this.runtime.clock.nowMs() + 1000;
-    for (;;) {
-      this.assertServing();
-      if (!this.isLeader || !this.lessor.isPrimary) throw etcdError("notLeader");
-      const ttl = this.renewOnPrimary(id);
-      if (ttl !== undefined) return ttl;
-      if (this.runtime.clock.nowMs() >= deadline) throw etcdError("timeout");
-      await this.pause(this.config.heartbeatIntervalMs);
-    }
+  /** A renewal forwarded by another member (the peer lease routes). */
+  renewHere(id: bigint): Promise<bigint> {
+    return this.leases.renewHere(id);
   }
 
-  /** Renews in the primary lessor; undefined while the lease is expired but not yet revoked. */
-  private renewOnPrimary(id: bigint): bigint | undefined {
-    const result = this.lessor.renew(id);
-    if ("expired" in result) return undefined;
-    if (result.checkpointCleared) {
-      // Members forget the checkpointed TTL too, so a later promote grants the full TTL (etcd).
-      const request = create(LeaseCheckpointRequestSchema, { checkpoints: [{ ID: id, remainingTTL: 0n }] });
-      this.proposals.propose({ kind: RequestKind.LeaseCheckpoint, id: this.proposals.nextId(), request }).catch(() => undefined);
-    }
-    return BigInt(result.ttlSeconds);
+  leaseTimeToLive(request: LeaseTimeToLiveRequest): Promise<LeaseTimeToLiveResponse> {
+    return this.leases.timeToLive(request);
   }
 
-  /** Time to live from the leader's lessor, forwarded there from any other member (etcd's LeaseTimeToLive). */
-  async leaseTimeToLive(request: LeaseTimeToLiveRequest): Promise<LeaseTimeToLiveResponse> {
-    const deadline = this.runtime.clock.nowMs() + requestTimeoutMs(this.config);
-    for (;;) {
-      this.assertServing();
-      if (this.isLeader && this.lessor.isPrimary) return this.timeToLiveHere(request);
-      const leader = this.leaderPeerUrls();
-      if (leader !== undefined) {
-        try {
-          const response = await this.leaseForwarder.timeToLive(leader.id, leader.peerUrls, request, this.forwardTimeoutMs(deadline));
-          response.header = this.header();
-          return response;
-        } catch (error) {
-          if (error instanceof EtcdError && error.message === etcdError("leaseNotFound").message) {
-            return create(LeaseTimeToLiveResponseSchema, { header: this.header(), ID: request.ID, TTL: -1n });
-          }
-          if (!(error instanceof LeaseForwardRetry)) throw error;
-        }
-      }
-      if (this.runtime.clock.nowMs() >= deadline) throw etcdError("timeout");
-      await this.pause(this.config.heartbeatIntervalMs);
-    }
-  }
-
-  /** Time to live from this member's primary lessor; notLeader when it is not primary. */
-  async timeToLiveHere(request: LeaseTimeToLiveRequest): Promise<LeaseTimeToLiveResponse> {
-    this.assertServing();
-    if (!this.isLeader || !this.lessor.isPrimary) throw etcdError("notLeader");
-    const lease = this.lessor.lookup(request.ID);
-    // etcd answers an unknown lease with TTL -1 rather than an error.
-    if (lease === undefined) return create(LeaseTimeToLiveResponseSchema, { header: this.header(), ID: request.ID, TTL: -1n });
-    const remainingMs = this.lessor.remainingMs(lease);
-    return create(LeaseTimeToLiveResponseSchema, {
-      header: this.header(),
-      ID: request.ID,
-      // Go's int64(Remaining().Seconds()): truncated; a lease with no expiry shows MaxInt64 nanoseconds.
-      TTL: Number.isFinite(remainingMs) ? BigInt(Math.trunc(remainingMs / 1000)) : 9_223_372_036n,
-      grantedTTL: BigInt(lease.ttlSeconds),
-      keys: request.keys ? [...lease.keys.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, key]) => key) : [],
-    });
-  }
-
-  /** The current leader, when it is another member with known peer URLs. */
-  private leaderPeerUrls(): { id: number; peerUrls: string[] } | undefined {
-    const leader = this.log.leader;
-    if (leader === 0 || leader === this.identity.memberId) return undefined;
-    const peerUrls = this.memberStore.get(leader)?.peerUrls ?? [];
-    return peerUrls.length > 0 ? { id: leader, peerUrls } : undefined;
-  }
-
-  /** One forwarding attempt may take what is left of the request, but no more than two election timeouts and a second. */
-  private forwardTimeoutMs(deadline: number): number {
-    return Math.max(1, Math.min(deadline - this.runtime.clock.nowMs(), 1000 + 2 * this.config.electionTimeoutMs));
-  }
-
-  private pause(ms: number): Promise<void> {
-    return new Promise<void>((resolve) => this.runtime.clock.setTimer(ms, resolve));
+  /** A time-to-live forwarded by another member (the peer lease routes). */
+  timeToLiveHere(request: LeaseTimeToLiveRequest): Promise<LeaseTimeToLiveResponse> {
+    return this.leases.timeToLiveHere(request);
   }
 
   leaseLeases(): LeaseLeasesResponse {
-    this.assertServing();
-    return create(LeaseLeasesResponseSchema, {
-      header: this.header(),
-      leases: this.lessor.leasesByExpiry().map((lease) => create(LeaseStatusSchema, { ID: lease.id })),
-    });
+    return this.leases.leases();
   }
 
   /** Applies a revoke: the lease goes and its keys are deleted, all in one revision. */
@@ -1202,7 +1090,7 @@ export class EtcdServer {
       currentRevision: this.store.currentRevision,
       compactRevision: Math.max(0, this.store.compactRevision),
       mvcc: this.applier.counts,
-      stats: { ...this.stats, proposalsFailed: this.proposals.failedCount },
+      stats: { leaderChanges: this.stats.leaderChanges, proposalsFailed: this.proposals.failedCount, leasesExpired: this.leases.expiredCount },
     };
   }
 
@@ -1308,7 +1196,7 @@ export class EtcdServer {
     this.stoppedReason ??= "server stopped";
     this.backendTimer?.cancel();
     this.watchScheduler.stop();
-    this.leaseExpiry.stop();
+    this.leases.stop();
     this.log.stop();
     this.tokens.stop();
     await this.runtime.passwords.close();
