@@ -3,7 +3,6 @@
 // MVCC (data and consistent index in one backend transaction) → reply.
 // Reads are served from applied state.
 import { create } from "@bufbuild/protobuf";
-import { decode as decodeCbor, encode as encodeCbor } from "cbor-x";
 import {
   AlarmRequest_AlarmAction,
   AlarmRequestSchema,
@@ -38,10 +37,8 @@ import {
 import { EtcdError, etcdError } from "../errors.ts";
 import { decodeConfChange } from "../raft/conf-change-codec.ts";
 import {
-  ConfChangeType,
   EntryType,
   MessageType,
-  ProposalDroppedError,
   type ConfState,
   type Entry,
   type Message,
@@ -66,12 +63,13 @@ import { WatchableStore } from "../mvcc/watchable-store.ts";
 import { WatchScheduler } from "../mvcc/watch-scheduler.ts";
 import { isTxnReadOnly, KvApplier } from "./apply-kv.ts";
 import type { ServerConfig } from "./config.ts";
-import { addedMemberIdOf, clusterIdOf, decodeMemberMetadata, encodeMemberMetadata, memberIdOf, type MemberIdentity } from "./identity.ts";
+import { clusterIdOf, decodeMemberMetadata, encodeMemberMetadata, memberIdOf, type MemberIdentity } from "./identity.ts";
 import { initialClusterOf } from "./cluster-bootstrap.ts";
 import { joinIdentity, peerUrlsListedBy, withMembersRoute } from "./join.ts";
 import { MemberStore, type MemberRecord } from "./members.ts";
 import { RaftLog } from "./raft-log.ts";
 import { Leases } from "./leases.ts";
+import { Membership } from "./membership.ts";
 import { Proposals } from "./proposals.ts";
 import { clusterVersion, serverVersion } from "../version.ts";
 import type { MetricsView, StorageMetricHooks } from "./metrics.ts";
@@ -117,6 +115,7 @@ export class EtcdServer {
   /** The lease table; every member applies the same grants and revokes, the leader expires leases. */
   readonly lessor: Lessor;
   private readonly leases: Leases;
+  private readonly membership: Membership;
   /** Carries renewals and time-to-live questions from this member to the leader (etcd's leasehttp). */
   /** Users, roles and permissions, as applied from the log. */
   readonly auth: AuthStore;
@@ -174,6 +173,21 @@ export class EtcdServer {
       // proposed before it went down, and applying one would answer a new request with its old
       // result. Like etcd's idutil, the counter starts from the time (ms × 256).
       counterStart: Math.floor(runtime.clock.wallMs() * 256),
+    });
+    this.membership = new Membership({
+      memberId: identity.memberId,
+      log,
+      members: memberStore,
+      transport,
+      proposals: this.proposals,
+      clock: runtime.clock,
+      digest: runtime.digest,
+      logger,
+      requestTimeoutMs: requestTimeoutMs(config),
+      heartbeatIntervalMs: config.heartbeatIntervalMs,
+      assertServing: () => this.assertServing(),
+      stopped: () => this.stoppedReason !== undefined,
+      onRemovedSelf: () => this.removedFromCluster(),
     });
     this.auth = new AuthStore(backend, tokens);
     this.alarms = new AlarmStore(backend);
@@ -692,7 +706,7 @@ export class EtcdServer {
       let result: unknown;
       let failure: unknown;
       if (entry.type === EntryType.ConfChange) {
-        this.applyConfChange(entry);
+        this.membership.apply(entry);
         this.backend.setConsistentIndex(entry.index, entry.term);
       } else if (entry.data.length > 0) {
         let internal: InternalRequest;
@@ -802,137 +816,32 @@ export class EtcdServer {
     for (const key of lease.keys.values()) this.auth.checkPut(auth, key);
   }
 
-  /** A committed membership change: Raft's configuration, the member store, the transport. */
-  private applyConfChange(entry: Entry): void {
-    const change = decodeConfChange(entry.data);
-    this.log.applyConfChange(change);
-    const context =
-      change.context.length > 0 ? (decodeCbor(change.context) as { name?: string; peerUrls?: string[]; requestId?: number }) : {};
-    if (context.requestId !== undefined) {
-      const waiter = this.proposals.take(context.requestId);
-      // Resolved after the member store below is updated (same turn).
-      if (waiter !== undefined) queueMicrotask(() => waiter.resolve(undefined));
-    }
-    switch (change.type) {
-      case ConfChangeType.AddNode:
-      case ConfChangeType.AddLearnerNode: {
-        const existing = this.memberStore.get(change.nodeId);
-        const isLearner = change.type === ConfChangeType.AddLearnerNode;
-        this.memberStore.put({
-          id: change.nodeId,
-          name: existing?.name ?? context.name ?? "",
-          peerUrls: context.peerUrls ?? existing?.peerUrls ?? [],
-          clientUrls: existing?.clientUrls ?? [],
-          isLearner: existing !== undefined && !isLearner ? false : isLearner,
-        });
-        const record = this.memberStore.get(change.nodeId);
-        if (change.nodeId !== this.identity.memberId && record !== undefined) this.transport?.updatePeer(change.nodeId, record.peerUrls);
-        break;
-      }
-      case ConfChangeType.RemoveNode:
-        this.memberStore.remove(change.nodeId);
-        this.transport?.removePeer(change.nodeId);
-        if (change.nodeId === this.identity.memberId) this.removedFromCluster();
-        break;
-      case ConfChangeType.UpdateNode: {
-        const existing = this.memberStore.get(change.nodeId);
-        if (existing !== undefined && context.peerUrls !== undefined) {
-          this.memberStore.put({ ...existing, peerUrls: context.peerUrls });
-          if (change.nodeId !== this.identity.memberId) this.transport?.updatePeer(change.nodeId, context.peerUrls);
-        }
-        break;
-      }
-    }
-  }
-
   // --- membership ----------------------------------------------------------
 
-  async memberAdd(peerUrls: string[], isLearner: boolean): Promise<MemberRecord> {
-    const raftLog = this.clusterLog();
-    if (peerUrls.length === 0 || !peerUrls.every(isHttpUrl)) throw etcdError("memberBadUrls");
-    const taken = new Set(this.memberStore.all().flatMap((member) => member.peerUrls));
-    if (peerUrls.some((url) => taken.has(url))) throw etcdError("peerUrlExists");
-    // A new id from the URLs and the time, as etcd's; never one a removed
-    // member had: re-added under the same URLs, a member replaying the log
-    // would otherwise apply its predecessor's removal to itself and stop.
-    let nowMs = this.runtime.clock.nowMs();
-    let id = await addedMemberIdOf(peerUrls, nowMs, this.runtime.digest);
-    while (this.memberStore.isRemoved(id)) id = await addedMemberIdOf(peerUrls, ++nowMs, this.runtime.digest);
-    if (this.memberStore.get(id) !== undefined) throw etcdError("memberExists");
-    await this.proposeConfChange(raftLog, isLearner ? ConfChangeType.AddLearnerNode : ConfChangeType.AddNode, id, { peerUrls });
-    return this.memberStore.get(id) ?? { id, name: "", peerUrls, clientUrls: [], isLearner };
+  // Membership: src/server/membership.ts.
+  memberAdd(peerUrls: string[], isLearner: boolean): Promise<MemberRecord> {
+    return this.membership.add(peerUrls, isLearner);
   }
 
-  async memberRemove(id: number): Promise<void> {
-    const raftLog = this.clusterLog();
-    if (this.memberStore.get(id) === undefined) throw etcdError("memberNotFound");
-    await this.proposeConfChange(raftLog, ConfChangeType.RemoveNode, id, {});
+  memberRemove(id: number): Promise<void> {
+    return this.membership.remove(id);
   }
 
-  async memberUpdate(id: number, peerUrls: string[]): Promise<void> {
-    const raftLog = this.clusterLog();
-    if (this.memberStore.get(id) === undefined) throw etcdError("memberNotFound");
-    if (peerUrls.length === 0 || !peerUrls.every(isHttpUrl)) throw etcdError("memberBadUrls");
-    await this.proposeConfChange(raftLog, ConfChangeType.UpdateNode, id, { peerUrls });
+  memberUpdate(id: number, peerUrls: string[]): Promise<void> {
+    return this.membership.update(id, peerUrls);
   }
 
-  async memberPromote(id: number): Promise<void> {
-    const raftLog = this.clusterLog();
-    const member = this.memberStore.get(id);
-    if (member === undefined) throw etcdError("memberNotFound");
-    if (!member.isLearner) throw etcdError("memberNotLearner");
-    // etcd's readiness rule needs the leader's view of the learner's progress
-    // (its match at least 90% of the leader's). etcd forwards a promotion from a
-    // follower to the leader; we do not forward yet, so a follower refuses.
-    if (!raftLog.isLeader) throw etcdError("notLeader");
-    const progress = raftLog.status().progress;
-    const learnerMatch = progress.get(id)?.match ?? 0;
-    const leaderMatch = progress.get(this.identity.memberId)?.match ?? 0;
-    if (learnerMatch < leaderMatch * 0.9) throw etcdError("learnerNotReady");
-    await this.proposeConfChange(raftLog, ConfChangeType.AddNode, id, {});
+  memberPromote(id: number): Promise<void> {
+    return this.membership.promote(id);
   }
 
-  /** Hands leadership to `target` and waits until it has it (etcd's MoveLeader). */
-  async moveLeader(target: number): Promise<void> {
-    const raftLog = this.clusterLog();
-    if (!raftLog.isLeader) throw etcdError("notLeader");
-    const member = this.memberStore.get(target);
-    if (member === undefined || member.isLearner) throw etcdError("badLeaderTransferee");
-    if (target === this.identity.memberId) return;
-    raftLog.transferLeader(target);
-    const deadline = this.runtime.clock.nowMs() + requestTimeoutMs(this.config);
-    while (raftLog.leader !== target) {
-      if (this.runtime.clock.nowMs() > deadline) throw etcdError("timeoutDueToLeaderFail");
-      await new Promise<void>((resolve) => this.runtime.clock.setTimer(this.config.heartbeatIntervalMs, resolve));
-    }
+  moveLeader(target: number): Promise<void> {
+    return this.membership.moveLeader(target);
   }
 
-  /**
-   * etcd's TransferLeadership, run when the member is told to stop: a leader
-   * hands over to the voter with the highest match index (the one that needs
-   * least to catch up before its TimeoutNow), so the cluster has a leader again
-   * within a round trip instead of an election timeout. Raft's TimeoutNow, as
-   * moveLeader; bounded by the request timeout, as etcd's is. Never throws: a
-   * failed handover is logged and stopping goes on, as in etcd's Stop.
-   */
-  async transferLeadershipForStop(): Promise<void> {
-    if (!this.log.isLeader || this.stoppedReason !== undefined) return;
-    const transferee = mostUpToDateVoter(this.log.status().progress, this.identity.memberId);
-    if (transferee === undefined) return; // the only voter: nobody to hand over to (etcd skips it too)
-    const raftLog = this.log;
-    const startedMs = this.runtime.clock.nowMs();
-    const deadline = startedMs + requestTimeoutMs(this.config);
-    raftLog.transferLeader(transferee);
-    // Unlike moveLeader, stop waiting as soon as this member no longer leads
-    // (handed over, or deposed) or Raft gave the transfer up (after an
-    // election timeout): when a whole cluster stops at once the transferee
-    // is stopping too, and waiting the full request timeout helps nobody.
-    while (raftLog.isLeader && raftLog.status().leadTransferee === transferee && this.runtime.clock.nowMs() < deadline) {
-      await new Promise<void>((resolve) => this.runtime.clock.setTimer(this.config.heartbeatIntervalMs, resolve));
-    }
-    const fields = { "transferee-id": transferee.toString(16), "took-ms": this.runtime.clock.nowMs() - startedMs };
-    if (raftLog.isLeader) this.logger.warn("leadership transfer failed", fields);
-    else this.logger.info("leadership transferred before stopping", fields);
+  /** etcd's TransferLeadership when a leader is told to stop (never throws). */
+  transferLeadershipForStop(): Promise<void> {
+    return this.membership.transferLeadershipForStop();
   }
 
   /**
@@ -945,33 +854,6 @@ export class EtcdServer {
     while (this.proposals.pending > 0 && this.stoppedReason === undefined && this.runtime.clock.nowMs() < deadline) {
       await new Promise<void>((resolve) => this.runtime.clock.setTimer(this.config.heartbeatIntervalMs, resolve));
     }
-  }
-
-  private clusterLog(): RaftLog {
-    this.assertServing();
-    // Without a peer network (an in-process member) there is nobody to reach a new member with.
-    if (this.transport === undefined) throw etcdError("notCapable");
-    return this.log;
-  }
-
-  private async proposeConfChange(
-    raftLog: RaftLog,
-    type: ConfChangeType,
-    nodeId: number,
-    context: { peerUrls?: string[] },
-  ): Promise<void> {
-    // As any proposal (and as etcd's raft node holds them), a conf change
-    // waits for a leader it can go to rather than failing at once.
-    if (this.proposals.leader() === 0) await this.proposals.waitForLeader();
-    const requestId = this.proposals.nextId();
-    const reply = this.proposals.waitFor<void>(requestId);
-    try {
-      raftLog.proposeConfChange({ type, nodeId, context: encodeCbor({ ...context, requestId }) });
-    } catch (error) {
-      const dropped = error instanceof ProposalDroppedError;
-      this.proposals.settle(requestId, dropped ? etcdError(error.reason === "no-leader" ? "noLeader" : "timeout") : error);
-    }
-    return reply;
   }
 
   /** Proposes this member's name and client URLs until they are applied (etcd's publish). */
@@ -1236,16 +1118,6 @@ function requestTimeoutMs(config: ServerConfig): number {
   return 5000 + 2 * config.electionTimeoutMs;
 }
 
-/** The voter other than `self` with the highest match index in the leader's progress; undefined when there is none. */
-function mostUpToDateVoter(progress: ReadonlyMap<NodeId, { match: number; isLearner: boolean }>, self: NodeId): NodeId | undefined {
-  let best: { id: NodeId; match: number } | undefined;
-  for (const [id, { match, isLearner }] of progress) {
-    if (id === self || isLearner) continue;
-    if (best === undefined || match > best.match) best = { id, match };
-  }
-  return best?.id;
-}
-
 function confStateOf(members: MemberStore): ConfState {
   const all = members.all();
   return { voters: all.filter((m) => !m.isLearner).map((m) => m.id), learners: all.filter((m) => m.isLearner).map((m) => m.id) };
@@ -1266,11 +1138,3 @@ async function newIdentity(config: ServerConfig, digest: Digest): Promise<Member
   return { name: config.name, memberId, clusterId: await clusterIdOf([memberId], digest), peerUrls: config.initialAdvertisePeerUrls };
 }
 
-function isHttpUrl(text: string): boolean {
-  try {
-    const url = new URL(text);
-    return (url.protocol === "http:" || url.protocol === "https:") && url.port !== "";
-  } catch {
-    return false;
-  }
-}
