@@ -7,7 +7,9 @@ import type { CrashPoints } from "../storage/crash-points.ts";
 import { ConfigError, type LogLevel, type ServerConfig } from "../server/config.ts";
 import { serverConfigFromFlags } from "./server-config.ts";
 import type { ClientTlsSettings } from "../server/client-tls.ts";
-import { clusterVersion, EtcdServer, serverVersion } from "../server/etcd-server.ts";
+import type { EtcdServer } from "../server/etcd-server.ts";
+import { startServer } from "../server/bootstrap.ts";
+import { clusterVersion, serverVersion } from "../version.ts";
 import { EtcdMetrics } from "../server/metrics.ts";
 import type { Registry } from "prom-client";
 import { FlagError, parseFlags } from "./flags.ts";
@@ -194,7 +196,7 @@ export async function runEdgetcd(host: Host, argv: readonly string[], env: Recor
   const metrics = new EtcdMetrics(host.metricsRegistry, { serverVersion, clusterVersion });
   try {
     const tokens = await authTokensOf(host, config, logger);
-    server = await EtcdServer.start(host.runtime, config, logger, {
+    server = await startServer(host.runtime, config, logger, {
       ...(tokens === undefined ? {} : { tokens }),
       metrics,
       peerNetwork: peers.network,

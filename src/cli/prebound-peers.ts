@@ -1,7 +1,7 @@
 // Peer listeners bound before the member starts. etcd binds every listener
 // (peer, client, metrics) before it touches the data dir, so a port in use
 // fails the start at once and creates nothing (issue 25). The peer transport
-// is built later, inside EtcdServer.start; the network handed to it here gives
+// is built later, inside startServer (src/server/bootstrap.ts); the network handed to it here gives
 // it the listener already bound at each URL instead of binding another.
 import type { PeerIncomingRequest, PeerListener, PeerNetwork, PeerRequestHandler } from "../ports.ts";
 

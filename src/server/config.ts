@@ -80,3 +80,8 @@ export class ConfigError extends Error {
     this.name = "ConfigError";
   }
 }
+
+/** etcd's request timeout: 5 s plus two election timeouts. */
+export function requestTimeoutMs(config: Pick<ServerConfig, "electionTimeoutMs">): number {
+  return 5000 + 2 * config.electionTimeoutMs;
+}

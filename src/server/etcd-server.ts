@@ -1,7 +1,9 @@
-// The node: owns the WAL, the log, the backend and MVCC, and carries a write
-// from proposal to reply: propose → log (WAL + fdatasync, batched) → apply to
-// MVCC (data and consistent index in one backend transaction) → reply.
-// Reads are served from applied state.
+// The node, the facade the API talks to: reads (after the log's read barrier)
+// and writes (proposals.ts: propose → Raft log, WAL + fdatasync, batched →
+// apply here: data and consistent index in one backend transaction → reply),
+// the apply of committed entries and of a leader's snapshot, snapshots of its
+// own, status, and its lifecycle (fail, removal, stop). Its other halves:
+// bootstrap.ts starts it, leases.ts, membership.ts, raft-log.ts.
 import { create } from "@bufbuild/protobuf";
 import {
   AlarmRequest_AlarmAction,
@@ -39,22 +41,15 @@ import { decodeConfChange } from "../raft/conf-change-codec.ts";
 import {
   EntryType,
   MessageType,
-  type ConfState,
   type Entry,
   type Message,
   type NodeId,
   type Snapshot,
 } from "../raft/types.ts";
 import { SnapshotFiles } from "./snapshot-files.ts";
-import { takeDataDir } from "./data-dir.ts";
-import type { Clock, Digest, Logger, PeerFetch, PeerNetwork, Runtime, Timer } from "../ports.ts";
+import type { Clock, Logger, PeerFetch, Runtime, Timer } from "../ports.ts";
 import { Lessor, minLeaseTtlSeconds } from "../lease/lessor.ts";
-import { withLeaseRoutes } from "../peer/lease-forward.ts";
-import type { MembershipOf } from "../peer/admission.ts";
-import { snapshotBytesMaxFor } from "../peer/limits.ts";
 import { PeerTransport } from "../peer/transport.ts";
-import { SenderVouching, withVouching } from "../peer/vouching.ts";
-import { LogLimiter } from "../log-limiter.ts";
 import { Backend } from "../storage/backend.ts";
 import type { CrashPoints } from "../storage/crash-points.ts";
 import { Wal } from "../storage/wal/wal.ts";
@@ -62,25 +57,22 @@ import { MvccStore } from "../mvcc/store.ts";
 import { WatchableStore } from "../mvcc/watchable-store.ts";
 import { WatchScheduler } from "../mvcc/watch-scheduler.ts";
 import { isTxnReadOnly, KvApplier } from "./apply-kv.ts";
-import type { ServerConfig } from "./config.ts";
-import { clusterIdOf, decodeMemberMetadata, encodeMemberMetadata, memberIdOf, type MemberIdentity } from "./identity.ts";
-import { initialClusterOf } from "./cluster-bootstrap.ts";
-import { joinIdentity, peerUrlsListedBy, withMembersRoute } from "./join.ts";
+import { requestTimeoutMs, type ServerConfig } from "./config.ts";
+import { type MemberIdentity } from "./identity.ts";
 import { MemberStore, type MemberRecord } from "./members.ts";
 import { RaftLog } from "./raft-log.ts";
 import { Leases } from "./leases.ts";
 import { Membership } from "./membership.ts";
 import { Proposals } from "./proposals.ts";
 import { clusterVersion, serverVersion } from "../version.ts";
-import type { MetricsView, StorageMetricHooks } from "./metrics.ts";
+import type { MetricsView } from "./metrics.ts";
 import { decodeRequest, RequestKind, type InternalRequest, type RequestOf } from "./request-codec.ts";
 import { AuthStore, usernameBytesMax, type AuthInfo } from "../auth/store.ts";
 import { AuthTokens } from "../auth/tokens.ts";
-import { SimpleTokens } from "../auth/simple-tokens.ts";
 import { checkTxnPermitted } from "../auth/request-checks.ts";
 import { AlarmStore } from "./alarms.ts";
 import { applyAuthChange } from "./apply-auth.ts";
-import { leaseOverheadBytes, putCostBytes, quotaBytesMaxRecommended, quotaBytesOf, txnCostBytes } from "./quota.ts";
+import { leaseOverheadBytes, putCostBytes, quotaBytesOf, txnCostBytes } from "./quota.ts";
 import type { PasswordHasher } from "../ports.ts";
 
 /** Requests that change users, roles or the enabled flag, or log a user in. */
@@ -140,7 +132,8 @@ export class EtcdServer {
    */
   readonly published: Promise<void> = new Promise<void>((resolve) => (this.markPublished = resolve));
 
-  private constructor(
+  /** Built by startServer (bootstrap.ts), which opens and wires the pieces. */
+  constructor(
     readonly config: ServerConfig,
     private readonly runtime: Runtime,
     private readonly logger: Logger,
@@ -156,7 +149,7 @@ export class EtcdServer {
     private readonly crashPoints: CrashPoints | undefined,
     private readonly releaseLock: () => Promise<void>,
     /** One-off requests to peers (lease forwarding): TLS with the peer certificate when peer TLS is on. */
-    peerFetch: PeerFetch | undefined,
+    peerFetch: PeerFetch,
     /** The tokens Authenticate hands out (--auth-token). */
     readonly tokens: AuthTokens,
   ) {
@@ -220,7 +213,7 @@ export class EtcdServer {
       clock: runtime.clock,
       random: runtime.random,
       logger,
-      peerFetch: peerFetch ?? noPeerNetwork,
+      peerFetch,
       heartbeatIntervalMs: config.heartbeatIntervalMs,
       electionTimeoutMs: config.electionTimeoutMs,
       requestTimeoutMs: requestTimeoutMs(config),
@@ -234,223 +227,35 @@ export class EtcdServer {
     });
   }
 
-  static async start(
-    runtime: Runtime,
-    config: ServerConfig,
-    logger: Logger,
-    options: {
-      peerNetwork?: PeerNetwork;
-      crashPoints?: CrashPoints;
-      /** A storage failure: the process host exits at once (etcd's fatal log), after the one line fail() logs. */
-      onFatal?: (reason: string) => void;
-      /** --auth-token: simple tokens when not given. */
-      tokens?: AuthTokens;
-      /** etcd's disk metrics (src/server/metrics.ts). */
-      metrics?: StorageMetricHooks;
-    } = {},
-  ): Promise<EtcdServer> {
-    const { fs } = runtime;
-    const { crashPoints } = options;
-    const memberDir = fs.join(config.dataDir, "member");
-    // --wal-dir puts the log on its own disk; <data-dir>/member/wal is then not used (as in etcd).
-    const walDir = config.walDir ?? fs.join(memberDir, "wal");
-    const { metrics } = options;
-    const walOptions = {
-      crashPoints,
-      ...(metrics === undefined
-        ? {}
-        : { observeFsync: (seconds: number) => metrics.observeFsync(seconds), countWritten: (bytes: number) => metrics.countWalWritten(bytes) }),
-      segmentFilesMax: config.maxWals,
-      ...(config.walSegmentBytesMax === undefined ? {} : { segmentBytesMax: config.walSegmentBytesMax }),
-    };
-    const snapDir = fs.join(memberDir, "snap");
-    // Locked before anything in the data dir is read or written: one process per data dir.
-    const lock = await takeDataDir(fs, logger, config.dataDir, memberDir, [snapDir]);
-    try {
-      let identity: MemberIdentity;
-      let wal: Wal;
-      let entries: Entry[] = [];
-      let hardState: { term: number; vote: number; commit: number } | undefined;
-      let walSnapshot: { index: number; term: number } | undefined;
-      if (config.walDir !== undefined && !(await fs.exists(walDir)) && (await fs.exists(fs.join(memberDir, "wal")))) {
-        // A second log beside the first would start this member over on top of its old database.
-        throw new Error(`--wal-dir ${walDir} holds no WAL but ${fs.join(memberDir, "wal")} does: move that directory to ${walDir} first`);
-      }
-      if (await fs.exists(walDir)) {
-        const opened = await Wal.open(fs, walDir, walOptions);
-        wal = opened.wal;
-        identity = decodeMemberMetadata(opened.metadata);
-        entries = opened.entries;
-        hardState = opened.hardState;
-        walSnapshot = opened.snapshot;
-        logger.info("recovered WAL", { entries: entries.length, "member-id": identity.memberId.toString(16) });
-      } else {
-        identity =
-          config.initialClusterState === "existing" && config.initialCluster.size > 1
-            ? await joinIdentity(config, {
-                fetch: options.peerNetwork?.fetch ?? noPeerNetwork,
-                timeoutMs: requestTimeoutMs(config) * 2,
-                nowMs: () => runtime.clock.nowMs(),
-                sleep: (ms) => new Promise((resolve) => runtime.clock.setTimer(ms, () => resolve(undefined))),
-              })
-            : await newIdentity(config, runtime.digest);
-        wal = await Wal.create(fs, walDir, encodeMemberMetadata(identity), walOptions);
-        logger.info("created new WAL", { "member-id": identity.memberId.toString(16) });
-      }
+  /**
+   * Called once by the node's start (bootstrap.ts) when every piece is in
+   * place: replay goes on from the backend's consistent index, a failure met
+   * before the server existed fails it now, a voter alone leads at once, the
+   * member publishes itself, and leases start expiring.
+   */
+  begin(start: { applied: number; onFatal: ((reason: string) => void) | undefined; failedBefore: unknown; campaign: boolean }): void {
+    this.appliedIndex = start.applied;
+    this.onFatal = start.onFatal;
+    if (start.failedBefore !== undefined) this.fail(start.failedBefore);
+    if (start.campaign) this.log.campaign();
+    void this.publishAttributes();
+    this.backend.commit();
+    this.leases.start();
+  }
 
-      // quick_check at start: a damaged backend stops the member instead of serving wrong data.
-      const backend = Backend.open(runtime.sqlite, fs.join(snapDir, "db"), {
-        crashPoints,
-        verify: true,
-        ...(metrics === undefined ? {} : { observeCommit: (seconds: number) => metrics.observeBackendCommit(seconds) }),
-      });
-      const snapshotFiles = new SnapshotFiles(fs, snapDir, crashPoints);
-      if (await snapshotFiles.recover(backend, walSnapshot?.index ?? 0)) {
-        logger.info("recovered backend from a received snapshot", { "snapshot-index": walSnapshot?.index });
-      }
-      const store = new MvccStore(backend, { compactionBatchLimit: config.compactionBatchLimit, crashPoints });
-      const applier = new KvApplier(store);
-      const members = new MemberStore(backend);
-      if (members.size === 0) {
-        const initial = identity.initialMembers ?? [{ id: identity.memberId, name: identity.name, peerUrls: identity.peerUrls }];
-        for (const member of initial) {
-          members.put({ id: member.id, name: member.name, peerUrls: member.peerUrls, clientUrls: [], isLearner: member.isLearner ?? false });
-        }
-      }
-      const applied = backend.consistentIndex();
-      let server: EtcdServer | undefined;
-      // A failed save before the server exists is not lost: it fails the server as soon as there is one.
-      let fatalBeforeServer: unknown;
-      let transport: PeerTransport | undefined;
-      let raftLog: RaftLog | undefined;
-      // One member or many, the log is Raft (a single voter commits what it has
-      // persisted itself), so a member started alone can grow into a cluster.
-      // Without a peer network (in-process tests) it stays alone: nothing to send.
-      const network = options.peerNetwork;
-      if (network !== undefined) {
-        // Peer requests are taken only from current members, as applied here (issue 24).
-        const appliedMembershipOf: MembershipOf = (id) => (members.get(id) !== undefined ? "member" : members.isRemoved(id) ? "removed" : "unknown");
-        // A sender added to the cluster but not yet applied here is admitted on a known member's word (vouching.ts).
-        const vouching = new SenderVouching({
-          clock: runtime.clock,
-          logger,
-          lookup: (id) =>
-            peerUrlsListedBy(
-              members.all().filter((member) => member.id !== identity.memberId).flatMap((member) => member.peerUrls),
-              identity.clusterId,
-              id,
-              network.fetch,
-            ),
-          onVouched: (id, peerUrls) => transport?.addPeer(id, peerUrls),
-          onLapsed: (id) => {
-            if (members.get(id) === undefined) transport?.removePeer(id);
-          },
-        });
-        const membershipOf = withVouching(appliedMembershipOf, vouching);
-        const admission = {
-          localId: identity.memberId,
-          clusterId: identity.clusterId,
-          membershipOf,
-          logger,
-          refusalLog: new LogLimiter(() => runtime.clock.nowMs()),
-        };
-        transport = new PeerTransport({
-          localId: identity.memberId,
-          clusterId: identity.clusterId,
-          // Lease renewals forwarded by followers arrive on the peer port too.
-          network: withMembersRoute(withLeaseRoutes(network, () => server, admission), () => server),
-          membershipOf,
-          limits: { snapshotBytesMax: snapshotBytesMaxFor(quotaBytesOf(config.quotaBackendBytes) ?? quotaBytesMaxRecommended) },
-          clock: runtime.clock,
-          random: runtime.random,
-          logger,
-          version: { server: serverVersion, cluster: clusterVersion },
-          onMessages: (messages) => {
-            for (const message of messages) raftLog?.step(message);
-          },
-          onUnreachable: (id) => raftLog?.reportUnreachable(id),
-          onSnapshotStatus: (id, ok) => raftLog?.reportSnapshot(id, ok),
-          // Believed only from a member this member's own log knows: a vouched
-          // or unknown peer cannot talk it into stopping.
-          onRemoved: (by) => {
-            if (appliedMembershipOf(by) === "member") server?.removedFromCluster(by);
-          },
-        });
-      }
-      const log: RaftLog = new RaftLog({
-        id: identity.memberId,
-        wal,
-        clock: runtime.clock,
-        random: runtime.random,
-        heartbeatIntervalMs: config.heartbeatIntervalMs,
-        electionTimeoutMs: config.electionTimeoutMs,
-        requestTimeoutMs: requestTimeoutMs(config),
-        preVote: config.preVote,
-        restored: {
-          hardState,
-          entries,
-          confState: confStateOf(members),
-          ...(walSnapshot === undefined
-            ? {}
-            : { snapshot: { metadata: { ...walSnapshot, confState: confStateOf(members) }, data: new Uint8Array(0) } }),
-        },
-        applied,
-        catchUpEntries: config.snapshotCatchUpEntries,
-        ...(crashPoints === undefined ? {} : { crashPoints }),
-        logger,
-        send: (messages) => {
-          if (transport === undefined) return;
-          if (server === undefined) transport.send(messages);
-          else server.sendMessages(messages, transport);
-        },
-        persistSnapshot: (snapshot) => snapshotFiles.persistIncoming(snapshot.data),
-        apply: (committed, snapshot) => server?.applyCommitted(committed, snapshot),
-        onLeaderChange: (leader) => {
-          logger.info("raft leader changed", { leader: leader.toString(16) });
-          // etcd counts a change to a known leader (etcd_server_leader_changes_seen_total).
-          if (leader !== 0 && server !== undefined) server.stats.leaderChanges++;
-        },
-        fatal: (error) => (server === undefined ? (fatalBeforeServer ??= error) : server.fail(error)),
-      });
-      raftLog = log;
-      if (transport !== undefined) {
-        await transport.start(config.listenPeerUrls);
-        transport.setPeers(members.all());
-      }
-      server = new EtcdServer(
-        config,
-        runtime,
-        logger,
-        identity,
-        wal,
-        backend,
-        store,
-        applier,
-        log,
-        members,
-        transport,
-        snapshotFiles,
-        crashPoints,
-        () => lock.release(),
-        options.peerNetwork?.fetch,
-        options.tokens ?? defaultTokens(runtime, config),
-      );
-      // Replay what the WAL has past the backend's consistent index.
-      server.appliedIndex = applied;
-      server.onFatal = options.onFatal;
-      if (fatalBeforeServer !== undefined) server.fail(fatalBeforeServer);
-      // The only voter needs nobody's vote: it leads at once rather than after
-      // an election timeout (etcd advances its ticks to the same end).
-      const { voters } = confStateOf(members);
-      if (voters.length === 1 && voters[0] === identity.memberId) log.campaign();
-      void server.publishAttributes();
-      backend.commit();
-      server.leases.start();
-      return server;
-    } catch (error) {
-      await lock.release();
-      throw error;
-    }
+  /** The Raft log's calls into the node, wired by bootstrap.ts before the server exists. */
+  readonly fromLog = {
+    apply: (entries: Entry[], snapshot: Snapshot | undefined): Promise<void> => this.applyCommitted(entries, snapshot),
+    send: (messages: Message[], transport: PeerTransport): void => this.sendMessages(messages, transport),
+    leaderChanged: (): void => {
+      this.stats.leaderChanges++;
+    },
+    fatal: (error: unknown): void => this.fail(error),
+  };
+
+  /** A current member told this one it was removed (the peer transport; bootstrap.ts checks who said it). */
+  removedBy(by: NodeId): void {
+    this.removedFromCluster(by);
   }
 
   // --- reads -------------------------------------------------------------
@@ -1049,7 +854,7 @@ export class EtcdServer {
    */
   onHalt: ((reason: string, exitCode: number) => void) | undefined;
 
-  /** Set from EtcdServer.start's options: ends the process on a storage failure. */
+  /** Set by begin() from startServer's options: ends the process on a storage failure. */
   private onFatal: ((reason: string) => void) | undefined;
 
   /**
@@ -1091,14 +896,6 @@ export class EtcdServer {
   }
 }
 
-/** --auth-token simple (etcd's default): tokens registered on every member, expiring after --auth-token-ttl unused. */
-function defaultTokens(runtime: Runtime, config: ServerConfig): AuthTokens {
-  return new AuthTokens({ kind: "simple", simple: new SimpleTokens(runtime.clock, runtime.random, { ttlSeconds: config.authTokenTtlSeconds }) });
-}
-
-/** The peer requests of a member started without a peer network (in-process, alone): there is nobody to ask. */
-const noPeerNetwork: PeerFetch = () => Promise.reject(new Error("this member has no peer network"));
-
 /** An unexpected error (not one of etcd's) while applying a committed entry: a bug, fatal. */
 class ApplyFailure extends Error {
   constructor(
@@ -1113,28 +910,5 @@ function errorStack(error: unknown): string | undefined {
   return error instanceof Error ? error.stack : undefined;
 }
 
-/** etcd's request timeout: 5 s plus two election timeouts. */
-function requestTimeoutMs(config: ServerConfig): number {
-  return 5000 + 2 * config.electionTimeoutMs;
-}
 
-function confStateOf(members: MemberStore): ConfState {
-  const all = members.all();
-  return { voters: all.filter((m) => !m.isLearner).map((m) => m.id), learners: all.filter((m) => m.isLearner).map((m) => m.id) };
-}
-
-async function newIdentity(config: ServerConfig, digest: Digest): Promise<MemberIdentity> {
-  if (config.initialCluster.size > 1) {
-    const initial = await initialClusterOf(config, digest);
-    return {
-      name: config.name,
-      memberId: initial.self.id,
-      clusterId: initial.clusterId,
-      peerUrls: initial.self.peerUrls,
-      initialMembers: initial.members,
-    };
-  }
-  const memberId = await memberIdOf(config.initialAdvertisePeerUrls, config.initialClusterToken, digest);
-  return { name: config.name, memberId, clusterId: await clusterIdOf([memberId], digest), peerUrls: config.initialAdvertisePeerUrls };
-}
 

@@ -11,7 +11,7 @@ import { PutRequestSchema, RangeRequestSchema, TxnRequestSchema } from "../../sr
 import type { Logger, Runtime, SqliteDriver } from "../../src/ports.ts";
 import { parseFlags } from "../../src/cli/flags.ts";
 import { serverConfigFromFlags } from "../../src/cli/server-config.ts";
-import { EtcdServer } from "../../src/server/etcd-server.ts";
+import { startServer } from "../../src/server/bootstrap.ts";
 import { testRuntime } from "../support/runtime.ts";
 import { tempDir } from "../support/processes.ts";
 
@@ -58,7 +58,7 @@ test("an unexpected error in apply stops the member; the entry is applied again 
   const faulty: Runtime = { ...runtime, sqlite: boomOnKvInsert(runtime.sqlite) };
   const config = serverConfigFromFlags(parseFlags([`--data-dir=${join(tempDir("edgetcd-apply-failure"), "data")}`, "--name=a"], {}));
 
-  const server = await EtcdServer.start(faulty, config, logger);
+  const server = await startServer(faulty, config, logger);
   const halts: Array<{ reason: string; exitCode: number }> = [];
   server.onHalt = (reason, exitCode) => halts.push({ reason, exitCode });
   try {
@@ -88,7 +88,7 @@ test("an unexpected error in apply stops the member; the entry is applied again 
   }
 
   // The same bug at restart: the entry is applied again and stops it again (etcd's panic loop), nothing half-done.
-  const again = await EtcdServer.start(faulty, config, logger);
+  const again = await startServer(faulty, config, logger);
   const haltsAgain: string[] = [];
   again.onHalt = (reason) => haltsAgain.push(reason);
   try {
@@ -100,7 +100,7 @@ test("an unexpected error in apply stops the member; the entry is applied again 
   }
 
   // Without the bug, the committed txn is applied whole, once: "a" at its revision, then "b" and "c" together.
-  const healthy = await EtcdServer.start(runtime, config, logger);
+  const healthy = await startServer(runtime, config, logger);
   try {
     await healthy.published;
     const range = await healthy.range(create(RangeRequestSchema, { key: bytes("a"), rangeEnd: bytes("z") }));

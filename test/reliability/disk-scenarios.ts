@@ -30,7 +30,7 @@ import type { FileSystem, Logger, Runtime } from "../../src/ports.ts";
 import { parseFlags } from "../../src/cli/flags.ts";
 import { EntryType, type Entry } from "../../src/raft/types.ts";
 import { serverConfigFromFlags } from "../../src/cli/server-config.ts";
-import { EtcdServer } from "../../src/server/etcd-server.ts";
+import { startServer } from "../../src/server/bootstrap.ts";
 import { SnapshotFiles } from "../../src/server/snapshot-files.ts";
 import { Backend, BackendCorruptError } from "../../src/storage/backend.ts";
 import { decodeRecord, RecordType } from "../../src/storage/wal/record.ts";
@@ -531,7 +531,7 @@ export async function failingSyncRound(runtime: Runtime, dataDir: string, before
   const failing = failingSyncFs(runtime.fs, () => failSync);
   const config = serverConfigFromFlags(parseFlags([`--data-dir=${dataDir}`, "--name=d5"], {}));
   const halts: Array<{ reason: string; exitCode: number }> = [];
-  const server = await EtcdServer.start({ ...runtime, fs: failing }, config, silentLogger);
+  const server = await startServer({ ...runtime, fs: failing }, config, silentLogger);
   server.onHalt = (reason, exitCode) => halts.push({ reason, exitCode });
   const acknowledged = new Map<string, number>();
   try {
@@ -560,7 +560,7 @@ export async function failingSyncRound(runtime: Runtime, dataDir: string, before
   }
 
   // Restart on a healthy disk: every acknowledged write, none of the failed ones twice, writes go on.
-  const restarted = await EtcdServer.start(runtime, config, silentLogger);
+  const restarted = await startServer(runtime, config, silentLogger);
   try {
     const range = await restarted.range(create(RangeRequestSchema, { key: encoder.encode("a"), rangeEnd: encoder.encode("c") }));
     const found = new Map(range.kvs.map((kv) => [decoder.decode(kv.key), Number(kv.modRevision)]));

@@ -6,7 +6,8 @@ import type { Clock, Logger, Runtime, SqliteDriver, Timer } from "../../src/port
 import { parseFlags } from "../../src/cli/flags.ts";
 import { type ServerConfig } from "../../src/server/config.ts";
 import { serverConfigFromFlags } from "../../src/cli/server-config.ts";
-import { EtcdServer } from "../../src/server/etcd-server.ts";
+import { startServer } from "../../src/server/bootstrap.ts";
+import type { EtcdServer } from "../../src/server/etcd-server.ts";
 import type { Backend } from "../../src/storage/backend.ts";
 import type { SimClock } from "../../runtime/sim/clock.ts";
 import { type CrashKind, SimFileSystem } from "../../runtime/sim/file-system.ts";
@@ -173,7 +174,7 @@ export class SimMember {
     const diskRandom = this.env.random.fork();
     const syncMsMax = this.env.diskSyncMsMax;
     this.fs.syncLatency = () => new Promise((resolve) => clock.setTimer(diskRandom.int(syncMsMax + 1), resolve));
-    return EtcdServer.start(runtime, config, this.logger(), { peerNetwork: network }).then(
+    return startServer(runtime, config, this.logger(), { peerNetwork: network }).then(
       (server) => {
         if (incarnation !== this.incarnation) {
           // Crashed while starting: this process no longer exists.
