@@ -70,6 +70,13 @@ describe("tidy", () => {
     assert.deepEqual(offenders.map((file) => file.path), []);
   });
 
+  test("src/api reaches the layers under the node only through it (src/server, its facade.ts)", () => {
+    const offenders = files
+      .filter((file) => file.path.startsWith("src/api/"))
+      .filter((file) => importsOf(file.text).some((spec) => /^\.\.\/(mvcc|lease|auth|storage|raft|peer)\//.test(spec)));
+    assert.deepEqual(offenders.map((file) => file.path), []);
+  });
+
   test("no import cycles in src/ (type imports count: a cycle is one design in two files)", () => {
     const graph = new Map(
       files.map((file) => [

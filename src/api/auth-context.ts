@@ -6,7 +6,7 @@
 // "invalid auth token" (clients log in again on it); no token and no
 // certificate runs the call as nobody, which auth (when on) refuses per RPC.
 import { createContextKey, type HandlerContext, type Interceptor } from "@connectrpc/connect";
-import type { AuthInfo } from "../auth/store.ts";
+import type { AuthInfo } from "../server/facade.ts";
 import type { EtcdServer } from "../server/etcd-server.ts";
 import { toConnectError } from "./errors.ts";
 

@@ -20,7 +20,7 @@ import {
   type LeaderResponse,
 } from "../gen/v3electionpb/v3election_pb.ts";
 import { EtcdError, GrpcCode } from "../errors.ts";
-import { equalBytes } from "../mvcc/key-bytes.ts";
+import { equalBytes } from "../server/facade.ts";
 import type { EtcdServer } from "../server/etcd-server.ts";
 import { callerOf, serverAs } from "./auth-context.ts";
 import { guarded } from "./errors.ts";

@@ -33,7 +33,7 @@ import {
 import { Event_EventType, type KeyValue } from "../gen/mvccpb/kv_pb.ts";
 import type { Lock, LockResponse } from "../gen/v3lockpb/v3lock_pb.ts";
 import { EtcdError, etcdError, GrpcCode } from "../errors.ts";
-import { leaseIdHex } from "../lease/lease-id.ts";
+import { leaseIdHex } from "../server/facade.ts";
 import type { EtcdServer } from "../server/etcd-server.ts";
 import { validateDeleteRangeRequest } from "../server/validate-kv.ts";
 import { callerOf, serverAs } from "./auth-context.ts";

@@ -15,13 +15,9 @@ import {
   type WatchResponse,
 } from "../gen/etcdserverpb/rpc_pb.ts";
 import { EventSchema, type Event } from "../gen/mvccpb/kv_pb.ts";
-import { keyString } from "../mvcc/key-bytes.ts";
-import { eventPut } from "../mvcc/kv.ts";
-import { unbounded } from "../mvcc/watch-group.ts";
-import { invalidWatchId, type WatchDelivery, type WatchStream } from "../mvcc/watch-stream.ts";
-import type { WatchableStore } from "../mvcc/watchable-store.ts";
+import { eventPut, invalidWatchId, keyString, unbounded, type WatchableStore, type WatchDelivery, type WatchStream } from "../server/facade.ts";
 import type { EtcdServer } from "../server/etcd-server.ts";
-import type { AuthInfo, AuthStore } from "../auth/store.ts";
+import type { AuthInfo, AuthStore } from "../server/facade.ts";
 import { callerOf } from "./auth-context.ts";
 
 /** Responses a stream buffers before its watchers become victims (etcd's chanBufLen). */
