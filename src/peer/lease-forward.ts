@@ -17,6 +17,7 @@
 // (TTL -1: not found, TTL -2: retry). A peer request costs the leader a few
 // milliseconds, so a thousand leases kept alive through one follower would
 // not keep up one request each.
+import type { PeerRoute } from "./routes.ts";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import {
@@ -29,7 +30,7 @@ import {
   type LeaseTimeToLiveResponse,
 } from "../gen/etcdserverpb/rpc_pb.ts";
 import { EtcdError, etcdError } from "../errors.ts";
-import type { PeerFetch, PeerIncomingRequest, PeerNetwork } from "../ports.ts";
+import type { PeerFetch, PeerIncomingRequest } from "../ports.ts";
 import type { NodeId } from "../raft/types.ts";
 import { admitPeerRequest, type PeerAdmission } from "./admission.ts";
 import { peerRequestHeaders } from "./headers.ts";
@@ -314,24 +315,20 @@ export class LeaseForwarder {
 }
 
 /**
- * The peer network with the lease routes in front of the transport's own
- * handler, so the Raft transport stays unaware of them. `host` is undefined
- * until the member is ready; until then the routes answer 503 (retried).
- * A renewal keeps a lease alive, so only a current member may ask
- * (`admission`, as for the Raft routes).
+ * The lease routes of the peer port (src/peer/routes.ts). `host` is undefined
+ * until the member is ready; until then they answer 503 (retried). A renewal
+ * keeps a lease alive, so only a current member may ask (`admission`, as for
+ * the Raft routes).
  */
-export function withLeaseRoutes(network: PeerNetwork, host: () => LeaseRouteHost | undefined, admission: PeerAdmission): PeerNetwork {
+export function leaseRoute(host: () => LeaseRouteHost | undefined, admission: PeerAdmission): PeerRoute {
   return {
-    listen: (url, handler) =>
-      network.listen(url, (request) => {
-        if (!isLeasePath(request.path)) return handler(request);
-        if (admitPeerRequest(request, admission) === undefined) return;
-        const serving = host();
-        if (serving === undefined) return answer(request, 503, `${notLeaderMessage}\n`);
-        void serveLeaseRequest(request, serving);
-      }),
-    connect: (url) => network.connect(url),
-    // One-off peer requests (GET /members, lease forwarding) keep the network's TLS.
-    fetch: network.fetch,
+    name: "lease renewals and time-to-live forwarded to the leader",
+    matches: (request) => isLeasePath(request.path),
+    handle(request) {
+      if (admitPeerRequest(request, admission) === undefined) return;
+      const serving = host();
+      if (serving === undefined) return answer(request, 503, `${notLeaderMessage}\n`);
+      void serveLeaseRequest(request, serving);
+    },
   };
 }

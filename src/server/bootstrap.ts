@@ -11,7 +11,8 @@ import { SimpleTokens } from "../auth/simple-tokens.ts";
 import { LogLimiter } from "../log-limiter.ts";
 import { MvccStore } from "../mvcc/store.ts";
 import type { MembershipOf } from "../peer/admission.ts";
-import { withLeaseRoutes } from "../peer/lease-forward.ts";
+import { leaseRoute } from "../peer/lease-forward.ts";
+import { withPeerRoutes } from "../peer/routes.ts";
 import { snapshotBytesMaxFor } from "../peer/limits.ts";
 import { PeerTransport } from "../peer/transport.ts";
 import { SenderVouching, withVouching } from "../peer/vouching.ts";
@@ -26,7 +27,7 @@ import { requestTimeoutMs, type ServerConfig } from "./config.ts";
 import { takeDataDir } from "./data-dir.ts";
 import { EtcdServer } from "./etcd-server.ts";
 import { clusterIdOf, decodeMemberMetadata, encodeMemberMetadata, memberIdOf, type MemberIdentity } from "./identity.ts";
-import { joinIdentity, peerUrlsListedBy, withMembersRoute } from "./join.ts";
+import { joinIdentity, membersRoute, peerUrlsListedBy } from "./join.ts";
 import { MemberStore } from "./members.ts";
 import type { StorageMetricHooks } from "./metrics.ts";
 import { quotaBytesMaxRecommended, quotaBytesOf } from "./quota.ts";
@@ -154,7 +155,8 @@ export async function startServer(runtime: Runtime, config: ServerConfig, logger
         localId: identity.memberId,
         clusterId: identity.clusterId,
         // Lease renewals forwarded by followers arrive on the peer port too.
-        network: withMembersRoute(withLeaseRoutes(network, () => server, admission), () => server),
+        // The peer port's own routes beside Raft's, in one table.
+        network: withPeerRoutes(network, [membersRoute(() => server), leaseRoute(() => server, admission)]),
         membershipOf,
         limits: { snapshotBytesMax: snapshotBytesMaxFor(quotaBytesOf(config.quotaBackendBytes) ?? quotaBytesMaxRecommended) },
         clock: runtime.clock,

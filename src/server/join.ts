@@ -4,7 +4,8 @@
 // finds itself in it by its advertised peer URLs (a `member add` put it
 // there), and starts with that membership and an empty log; the leader then
 // sends it the log, or a snapshot when the log was compacted.
-import type { PeerFetch, PeerNetwork } from "../ports.ts";
+import type { PeerRoute } from "../peer/routes.ts";
+import type { PeerFetch } from "../ports.ts";
 import { ConfigError, type ServerConfig } from "./config.ts";
 import type { MemberIdentity } from "./identity.ts";
 import type { MemberRecord } from "./members.ts";
@@ -26,30 +27,27 @@ export interface MembersRouteHost {
   membersForPeers(): MemberRecord[];
 }
 
-/** Serves `GET /members` on the peer port; other requests go to `network`'s handler. */
-export function withMembersRoute(network: PeerNetwork, host: () => MembersRouteHost | undefined): PeerNetwork {
+/** `GET /members` on the peer port (src/peer/routes.ts): the member list a joining or vouching member asks for. */
+export function membersRoute(host: () => MembersRouteHost | undefined): PeerRoute {
   return {
-    listen: (url, handler) =>
-      network.listen(url, (request) => {
-        if (request.path !== membersPath || request.method !== "GET") return handler(request);
-        const serving = host();
-        if (serving === undefined) {
-          request.respond(503, { "content-type": "text/plain" });
-          return request.end(new TextEncoder().encode("not ready\n"));
-        }
-        const body: MemberJson[] = serving.membersForPeers().map((member) => ({
-          id: member.id,
-          name: member.name,
-          peerURLs: member.peerUrls,
-          clientURLs: member.clientUrls,
-          ...(member.isLearner ? { isLearner: true } : {}),
-        }));
-        request.respond(200, { "content-type": "application/json", [clusterIdHeader]: serving.clusterIdHex });
-        request.end(new TextEncoder().encode(JSON.stringify(body)));
-      }),
-    connect: (url) => network.connect(url),
-    // One-off peer requests (GET /members, lease forwarding) keep the network's TLS.
-    fetch: network.fetch,
+    name: "GET /members",
+    matches: (request) => request.path === membersPath && request.method === "GET",
+    handle(request) {
+      const serving = host();
+      if (serving === undefined) {
+        request.respond(503, { "content-type": "text/plain" });
+        return request.end(new TextEncoder().encode("not ready\n"));
+      }
+      const body: MemberJson[] = serving.membersForPeers().map((member) => ({
+        id: member.id,
+        name: member.name,
+        peerURLs: member.peerUrls,
+        clientURLs: member.clientUrls,
+        ...(member.isLearner ? { isLearner: true } : {}),
+      }));
+      request.respond(200, { "content-type": "application/json", [clusterIdHeader]: serving.clusterIdHex });
+      request.end(new TextEncoder().encode(JSON.stringify(body)));
+    },
   };
 }
 

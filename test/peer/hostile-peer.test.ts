@@ -12,7 +12,8 @@ import type { Membership } from "../../src/peer/admission.ts";
 import { encodeMessages, encodeSnapshotHeader } from "../../src/peer/codec.ts";
 import { frameHeaderBytes, sealFrame } from "../../src/peer/framing.ts";
 import { peerPaths, peerRequestHeaders } from "../../src/peer/headers.ts";
-import { leasePaths, withLeaseRoutes } from "../../src/peer/lease-forward.ts";
+import { leasePaths, leaseRoute } from "../../src/peer/lease-forward.ts";
+import { withPeerRoutes } from "../../src/peer/routes.ts";
 import { PeerTransport } from "../../src/peer/transport.ts";
 import { LogLimiter } from "../../src/log-limiter.ts";
 import { type Message, MessageType, type NodeId } from "../../src/raft/types.ts";
@@ -190,7 +191,7 @@ describe("hostile peers", () => {
     const transport = new PeerTransport({
       localId: 1,
       clusterId,
-      network: withLeaseRoutes(nodePeerNetwork, () => undefined, { localId: 1, clusterId, membershipOf, logger, refusalLog: new LogLimiter(() => runtime.clock.nowMs()) }),
+      network: withPeerRoutes(nodePeerNetwork, [leaseRoute(() => undefined, { localId: 1, clusterId, membershipOf, logger, refusalLog: new LogLimiter(() => runtime.clock.nowMs()) })]),
       membershipOf,
       clock: runtime.clock,
       random: runtime.random,
