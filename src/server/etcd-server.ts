@@ -8,12 +8,9 @@ import { create } from "@bufbuild/protobuf";
 import {
   AlarmRequest_AlarmAction,
   AlarmRequestSchema,
-  AlarmResponseSchema,
   AlarmType,
   type AlarmRequest,
   type AlarmResponse,
-  LeaseGrantResponseSchema,
-  LeaseRevokeResponseSchema,
   MemberSchema,
   ResponseHeaderSchema,
   type CompactionRequest,
@@ -63,6 +60,7 @@ import { MemberStore, type MemberRecord } from "./members.ts";
 import { RaftLog } from "./raft-log.ts";
 import { Leases } from "./leases.ts";
 import { Membership } from "./membership.ts";
+import { RequestApplier } from "./apply.ts";
 import { Proposals } from "./proposals.ts";
 import { clusterVersion, serverVersion } from "../version.ts";
 import type { MetricsView } from "./metrics.ts";
@@ -71,7 +69,6 @@ import { AuthStore, usernameBytesMax, type AuthInfo } from "../auth/store.ts";
 import { AuthTokens } from "../auth/tokens.ts";
 import { checkTxnPermitted } from "../auth/request-checks.ts";
 import { AlarmStore } from "./alarms.ts";
-import { applyAuthChange } from "./apply-auth.ts";
 import { leaseOverheadBytes, putCostBytes, quotaBytesOf, txnCostBytes } from "./quota.ts";
 import type { PasswordHasher } from "../ports.ts";
 
@@ -108,6 +105,7 @@ export class EtcdServer {
   readonly lessor: Lessor;
   private readonly leases: Leases;
   private readonly membership: Membership;
+  private readonly requests: RequestApplier;
   /** Carries renewals and time-to-live questions from this member to the leader (etcd's leasehttp). */
   /** Users, roles and permissions, as applied from the log. */
   readonly auth: AuthStore;
@@ -200,6 +198,17 @@ export class EtcdServer {
     });
     this.lessor.attachRestored(store.restoredLeases);
     applier.leaseExists = (leaseId) => this.lessor.lookup(leaseId) !== undefined;
+    this.requests = new RequestApplier({
+      kv: applier,
+      store,
+      lessor: this.lessor,
+      auth: this.auth,
+      tokens,
+      alarms: this.alarms,
+      members: memberStore,
+      logger,
+      header: (revision) => this.header(revision),
+    });
     const watchers = store.onCommitted;
     store.onCommitted = (events, revision) => {
       watchers?.(events, revision);
@@ -402,13 +411,6 @@ export class EtcdServer {
     return this.leases.leases();
   }
 
-  /** Applies a revoke: the lease goes and its keys are deleted, all in one revision. */
-  private applyLeaseRevoke(id: bigint): void {
-    const keys = this.lessor.revoke(id);
-    this.store.write().run((txn) => {
-      for (const key of keys) txn.deleteRange(key, undefined);
-    });
-  }
 
   // --- apply -------------------------------------------------------------
 
@@ -521,7 +523,7 @@ export class EtcdServer {
           throw new ApplyFailure(entry.index, error);
         }
         try {
-          result = this.applyRequest(internal, entry.index);
+          result = this.requests.apply(internal, entry.index);
         } catch (error) {
           // etcd's own errors go to the client; anything else is a bug, and
           // the member stops (as etcd panics) before this entry counts as
@@ -546,79 +548,6 @@ export class EtcdServer {
     this.log.markApplied(this.appliedIndex);
     this.scheduleBackendCommit();
     this.maybeSnapshot();
-  }
-
-  private applyRequest(internal: InternalRequest, index: number): unknown {
-    let response: { header?: ResponseHeader | undefined };
-    // The user's rights are checked again here, on every member, against the
-    // auth state this entry is applied on (etcd's authApplierV3).
-    const auth = internal.auth;
-    this.alarms.checkAllows(internal);
-    switch (internal.kind) {
-      case RequestKind.Put: {
-        const request = internal.request;
-        this.auth.checkPut(auth, request.key);
-        this.checkLeaseKeysWritable(auth, request.lease);
-        if (request.prevKv) this.auth.checkRange(auth, request.key, new Uint8Array(0));
-        response = this.applier.put(request);
-        break;
-      }
-      case RequestKind.DeleteRange: {
-        const request = internal.request;
-        this.auth.checkDeleteRange(auth, request.key, request.rangeEnd);
-        if (request.prevKv) this.auth.checkRange(auth, request.key, request.rangeEnd);
-        response = this.applier.deleteRange(request);
-        break;
-      }
-      case RequestKind.Txn:
-        checkTxnPermitted(this.auth, auth, internal.request);
-        response = this.applier.txn(internal.request);
-        break;
-      case RequestKind.Compact:
-        response = this.applier.compact(internal.request);
-        break;
-      case RequestKind.LeaseGrant: {
-        const lease = this.lessor.grant(internal.request.ID, Number(internal.request.TTL));
-        response = create(LeaseGrantResponseSchema, { ID: lease.id, TTL: BigInt(lease.ttlSeconds) });
-        break;
-      }
-      case RequestKind.LeaseRevoke:
-        this.checkLeaseKeysWritable(auth, internal.request.ID);
-        this.applyLeaseRevoke(internal.request.ID);
-        response = create(LeaseRevokeResponseSchema, {});
-        break;
-      case RequestKind.LeaseCheckpoint:
-        for (const checkpoint of internal.request.checkpoints) {
-          this.lessor.checkpoint(checkpoint.ID, Number(checkpoint.remainingTTL));
-        }
-        return {};
-      case RequestKind.Alarm:
-        return create(AlarmResponseSchema, { header: this.header(), alarms: this.alarms.apply(internal.request, this.logger) });
-      case RequestKind.MemberAttributes: {
-        const member = this.memberStore.get(Number(internal.request.ID));
-        if (member !== undefined) {
-          this.memberStore.put({ ...member, name: internal.request.name, clientUrls: internal.request.clientURLs });
-        }
-        return {};
-      }
-      default: {
-        const login = applyAuthChange(this.auth, this.tokens, internal, index);
-        return login ?? { header: this.header() };
-      }
-    }
-    response.header = this.header(response.header?.revision);
-    return response;
-  }
-
-  /**
-   * A lease's keys must all be writable by the user who revokes it or
-   * attaches another key to it: revoking deletes them (etcd's checkLeasePuts).
-   */
-  private checkLeaseKeysWritable(auth: AuthInfo | undefined, leaseId: bigint): void {
-    if (!this.auth.enabled || leaseId === 0n) return;
-    const lease = this.lessor.lookup(leaseId);
-    if (lease === undefined) return;
-    for (const key of lease.keys.values()) this.auth.checkPut(auth, key);
   }
 
   // --- membership ----------------------------------------------------------
