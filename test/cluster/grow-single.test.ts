@@ -6,25 +6,12 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { etcdctlAsync, freePort, startEdgetcd, tempDir, type RunningServer } from "../support/processes.ts";
-import { clientsOf, electionMs, heartbeatMs, sleep } from "../support/cluster.ts";
+import { clientsOf, electionMs, eventually, heartbeatMs } from "../support/cluster.ts";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 const timing = ["--heartbeat-interval", String(heartbeatMs), "--election-timeout", String(electionMs)];
 // A short log, so the members that join catch up by snapshot.
 const snapshotFlags = ["--snapshot-count", "30", "--experimental-snapshot-catchup-entries", "10"];
-
-async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      if (await check()) return;
-    } catch {
-      // not yet
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
-    await sleep(100);
-  }
-}
 
 describe("a cluster started as a single member", () => {
   const servers: RunningServer[] = [];

@@ -7,7 +7,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { etcdctlAsync, freePort, startEdgetcd, tempDir, type RunningServer } from "../support/processes.ts";
-import { clientsOf, electionMs, heartbeatMs, sleep, startCluster, type ClusterMember, type TestCluster } from "../support/cluster.ts";
+import { clientsOf, electionMs, eventually, heartbeatMs, sleep, startCluster, type ClusterMember, type TestCluster } from "../support/cluster.ts";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 const snapshotFlags = ["--snapshot-count", "40", "--experimental-snapshot-catchup-entries", "10"];
@@ -20,19 +20,6 @@ async function memberList(endpoint: string): Promise<MemberListJson> {
   const listed = await etcdctlAsync(endpoint, ["member", "list", "-w", "json"]);
   assert.equal(listed.status, 0, listed.stderr);
   return JSON.parse(listed.stdout) as MemberListJson;
-}
-
-async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      if (await check()) return;
-    } catch {
-      // not yet
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
-    await sleep(100);
-  }
 }
 
 describe("joining a running cluster", () => {

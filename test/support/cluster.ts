@@ -163,3 +163,17 @@ export async function leaderOf(cluster: TestCluster, timeoutMs = 10_000): Promis
   }
   throw new Error(`no leader within ${timeoutMs} ms`);
 }
+
+/** Polls `check` every 100 ms until it is true (a throw counts as not yet); fails naming `what` after `timeoutMs`. */
+export async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      if (await check()) return;
+    } catch {
+      // not yet
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
+    await sleep(100);
+  }
+}
