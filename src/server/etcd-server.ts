@@ -247,7 +247,10 @@ export class EtcdServer {
     this.onFatal = start.onFatal;
     if (start.failedBefore !== undefined) this.fail(start.failedBefore);
     if (start.campaign) this.log.campaign();
-    void this.publishAttributes();
+    // Queued behind the campaign's first Ready (a microtask), which tells a
+    // voter alone that it leads: it publishes at once instead of polling for
+    // a leader a heartbeat later.
+    queueMicrotask(() => void this.publishAttributes());
     this.backend.commit();
     this.leases.start();
   }
