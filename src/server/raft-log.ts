@@ -249,10 +249,7 @@ export class RaftLog {
     if (this.alone && this.isLeader) {
       const index = this.node.committed;
       if (index <= this.appliedIndexValue) return Promise.resolve();
-      return new Promise<void>((resolve) => {
-        this.readsWaitingForApply.push({ index, resolve });
-        this.readsWaitingForApply.sort((a, b) => a.index - b.index);
-      });
+      return new Promise<void>((resolve) => this.waitForApply(index, resolve));
     }
     return new Promise<void>((resolve, reject) => {
       this.queuedReads.push({ resolve, reject });
@@ -484,9 +481,19 @@ export class RaftLog {
       const read = this.endReadRound() as ReadRound;
       this.readsServed++;
       if (state.index <= this.appliedIndexValue) read.resolve();
-      else this.readsWaitingForApply.push({ index: state.index, resolve: read.resolve });
+      else this.waitForApply(state.index, read.resolve);
     }
-    this.readsWaitingForApply.sort((a, b) => a.index - b.index);
+  }
+
+  /**
+   * A read due once `index` is applied. Kept in index order for markApplied:
+   * read indexes mostly grow, so the queue is sorted only when one does not.
+   */
+  private waitForApply(index: number, resolve: () => void): void {
+    const waiting = this.readsWaitingForApply;
+    const last = waiting[waiting.length - 1];
+    waiting.push({ index, resolve });
+    if (last !== undefined && last.index > index) waiting.sort((a, b) => a.index - b.index);
   }
 }
 
