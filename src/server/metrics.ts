@@ -66,7 +66,9 @@ export class EtcdMetrics implements StorageMetricHooks {
       buckets: diskBuckets,
       registers,
     });
-    this.counterOf("etcd_disk_wal_write_bytes_total", "Total number of bytes written in WAL.", () => this.walWrittenBytes, "gauge");
+    const self = this;
+    // A gauge in etcd, despite its name.
+    new Gauge({ name: "etcd_disk_wal_write_bytes_total", help: "Total number of bytes written in WAL.", registers, collect() { this.set(self.walWrittenBytes); } });
 
     // etcdserver
     this.gaugeOf("etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.", (v) => (v.leader !== 0 ? 1 : 0));
@@ -83,7 +85,6 @@ export class EtcdMetrics implements StorageMetricHooks {
     version.labels(options.serverVersion).set(1);
     const cluster = new Gauge({ name: "etcd_cluster_version", help: "Which version is running. 1 for 'cluster_version' label with current cluster version", labelNames: ["cluster_version"], registers });
     cluster.labels(options.clusterVersion.split(".").slice(0, 2).join(".")).set(1);
-    const self = this;
     new Gauge({
       name: "etcd_server_id",
       help: "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.",
@@ -151,12 +152,8 @@ export class EtcdMetrics implements StorageMetricHooks {
     });
   }
 
-  /** A counter whose total is kept elsewhere; `type` gauge for what etcd exports as one. */
-  private counterOf(name: string, help: string, read: () => number, type: "counter" | "gauge" = "counter"): void {
-    if (type === "gauge") {
-      new Gauge({ name, help, registers: [this.registry], collect() { this.set(read()); } });
-      return;
-    }
+  /** A counter whose total is kept elsewhere (read at each scrape). */
+  private counterOf(name: string, help: string, read: () => number): void {
     new Counter({
       name,
       help,
