@@ -7,7 +7,8 @@
 // EDGETCD_TEST_PREREQS_ROOT=<dir> looks for them under another root (to test
 // that logic).
 import { spawn, spawnSync } from "node:child_process";
-import { readdirSync, statSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { ensurePrerequisites } from "./prerequisites.ts";
 
@@ -78,13 +79,19 @@ process.exit(failed === 0 && passed > 0 ? 0 : 1);
  * when it ends: a file that runs past fileTimeoutMs is killed with every
  * server it started, and a server a finished file left behind does not live
  * on into the next one (each by its group id, never by name).
+ *
+ * Each file also gets a temporary folder of its own as TMPDIR, removed when
+ * the group is gone (kept when the file failed): the data dirs its servers
+ * made would otherwise stay behind, and a day of runs left 78 GB in /tmp and
+ * filled the disk (CI's `npm ci` then failed with ENOSPC).
  */
 function runFile(program: string, programArgs: string[], runtime: string): Promise<{ status: number | null; stdout: string; stderr: string; error?: string }> {
+  const scratch = mkdtempSync(join(tmpdir(), "edgetcd-test-"));
   return new Promise((resolve) => {
     const child = spawn(program, programArgs, {
       cwd: root,
       stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, EDGETCD_TEST_RUNTIME: runtime },
+      env: { ...process.env, EDGETCD_TEST_RUNTIME: runtime, TMPDIR: scratch, TMP: scratch, TEMP: scratch },
       detached: true,
     });
     let stdout = "";
@@ -109,7 +116,12 @@ function runFile(program: string, programArgs: string[], runtime: string): Promi
       clearTimeout(timer);
       killGroup();
     });
-    child.once("close", (status) => resolve({ status, stdout, stderr, ...(error === undefined ? {} : { error }) }));
+    child.once("close", (status) => {
+      // A failed file's folder stays for a look (its histories and logs are named in the output).
+      if (status === 0 && error === undefined) rmSync(scratch, { recursive: true, force: true });
+      else stderr += `\n(its temporary folder is kept: ${scratch})\n`;
+      resolve({ status, stdout, stderr, ...(error === undefined ? {} : { error }) });
+    });
   });
 }
 

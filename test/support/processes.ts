@@ -1,7 +1,7 @@
 // Real processes for compatibility and fault tests: edgetcd (under the runtime
 // being tested) and the real etcd 3.4, each on free loopback ports.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { testOnlyVariables } from "../../runtime/node/host.ts";
@@ -35,8 +35,22 @@ async function anyFreePort(): Promise<number> {
   });
 }
 
+const madeDirs: string[] = [];
+
+/**
+ * A new folder under the temporary dir, removed when this process exits (a
+ * benchmark or a test file run by hand; test/run.ts also gives each file a
+ * TMPDIR of its own and removes it, which covers a file it had to kill).
+ */
 export function tempDir(prefix: string): string {
-  return mkdtempSync(join(tmpdir(), `${prefix}-`));
+  const dir = mkdtempSync(join(tmpdir(), `${prefix}-`));
+  if (madeDirs.length === 0) {
+    process.once("exit", () => {
+      for (const made of madeDirs) rmSync(made, { recursive: true, force: true });
+    });
+  }
+  madeDirs.push(dir);
+  return dir;
 }
 
 export interface RunningServer {
