@@ -50,6 +50,7 @@ const fileTimeoutMs = Number(process.env.EDGETCD_TEST_FILE_TIMEOUT_MS ?? 300_000
 
 let passed = 0;
 let failed = 0;
+const durations: { name: string; seconds: number }[] = [];
 for (const runtime of runtimes) {
   for (const file of files) {
     const command =
@@ -61,7 +62,9 @@ for (const runtime of runtimes) {
           // after both its tests had passed; which handle is not known yet).
           [process.execPath, ["--import", "tsx", "--test", "--test-force-exit", "--test-reporter=spec", file]];
     console.log(`\n=== ${runtime}: ${file}`);
+    const startedAt = Date.now();
     const result = await runFile(command[0] as string, command[1] as string[], runtime as string);
+    durations.push({ name: `${runtime}: ${file}`, seconds: (Date.now() - startedAt) / 1000 });
     if (result.error !== undefined) console.log(`!!! ${runtime}: ${file}: ${result.error}`);
     const output = `${result.stdout}${result.stderr}`;
     process.stdout.write(output);
@@ -71,6 +74,10 @@ for (const runtime of runtimes) {
     if (result.status !== 0 && counts.failed === 0) failed += 1; // a crash with no test counted
   }
 }
+// Where the time went, to keep the whole run short (CI has 20 minutes for all of it).
+const total = durations.reduce((sum, d) => sum + d.seconds, 0);
+console.log(`\nslowest files (of ${total.toFixed(0)} s in all):`);
+for (const d of [...durations].sort((a, b) => b.seconds - a.seconds).slice(0, 15)) console.log(`  ${d.seconds.toFixed(1).padStart(6)} s  ${d.name}`);
 console.log(`\n${passed} passed, ${failed} failed`);
 process.exit(failed === 0 && passed > 0 ? 0 : 1);
 
