@@ -18,7 +18,14 @@ export interface SelfSignedPair {
 /** etcd's self-signed certificates last one year (transport.SelfCert). */
 export const selfSignedValidityMs = 365 * 24 * 60 * 60 * 1000;
 
-export function selfSignedCertificate(hosts: readonly string[], nowMs = Date.now()): SelfSignedPair {
+/**
+ * `random` (16 bytes; tests give their own) becomes the serial number: a
+ * positive DER INTEGER in its minimal form. The first byte is kept within
+ * 0x40..0x7f: a first byte of 0 would be padding DER forbids (OpenSSL refused
+ * one start in 256 with "asn1 encoding routines::illegal padding"), 0x80 and up
+ * a negative number.
+ */
+export function selfSignedCertificate(hosts: readonly string[], nowMs = Date.now(), random: Uint8Array = randomBytes(16)): SelfSignedPair {
   const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
   const subjectPublicKeyInfo = publicKey.export({ type: "spki", format: "der" });
   const ecdsaWithSha256 = sequence(oid("1.2.840.10045.4.3.2"));
@@ -26,8 +33,8 @@ export function selfSignedCertificate(hosts: readonly string[], nowMs = Date.now
     set(sequence(oid("2.5.4.10"), utf8("etcd"))),
     set(sequence(oid("2.5.4.3"), utf8("edgetcd auto-tls"))),
   );
-  const serial = randomBytes(16);
-  serial[0] = (serial[0] ?? 0) & 0x7f; // a positive INTEGER
+  const serial = Buffer.from(random);
+  serial[0] = ((serial[0] ?? 0) & 0x3f) | 0x40;
   const tbsCertificate = sequence(
     tagged(0xa0, integer(Buffer.from([2]))), // version 3
     integer(serial),

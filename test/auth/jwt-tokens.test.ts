@@ -5,7 +5,7 @@
 // tampered tokens are refused, never thrown.
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { generateKeyPairSync } from "node:crypto";
+import { generateKeyPairSync, X509Certificate } from "node:crypto";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -208,6 +208,20 @@ describe("jwt tokens", () => {
     const pair = selfSignedCertificate(["localhost"]);
     const tokens = await start(`jwt,pub-key=${file("self.crt", pair.certificatePem)},priv-key=${file("self.key", pair.keyPem)},sign-method=ES256`);
     assert.deepEqual(await tokens.verify(await tokens.sign("erin", 4)), { username: "erin", revision: 4 });
+  });
+
+  test("a self-signed certificate parses whatever its random serial bytes (a leading zero byte once made DER padding OpenSSL refuses)", () => {
+    for (const first of [0x00, 0x01, 0x7f, 0x80, 0xff]) {
+      for (const second of [0x00, 0x7f, 0x80, 0xff]) {
+        const random = new Uint8Array(16).fill(0x11);
+        random[0] = first;
+        random[1] = second;
+        const certificate = new X509Certificate(selfSignedCertificate(["localhost"], Date.now(), random).certificatePem);
+        const serial = certificate.serialNumber;
+        assert.equal(serial.length, 32, `serial ${serial} from ${first}, ${second}`);
+        assert.ok(Number.parseInt(serial.slice(0, 2), 16) >= 0x40 && Number.parseInt(serial.slice(0, 2), 16) <= 0x7f, serial);
+      }
+    }
   });
 
   test("etcd's own e2e keys: server.crt as pub-key, server.key.insecure (PKCS#1) as priv-key", { skip: !existsSync(join(etcdFixtures, "server.crt")) && "etcd's fixtures are not on this machine" }, async () => {
