@@ -3,8 +3,9 @@
 // without devDependencies:
 //   dist/node/main.js   node dist/node/main.js [etcd flags]
 //   dist/bun/main.js    bun dist/bun/main.js [etcd flags]
+//   dist/deno/main.js   deno run -A dist/deno/main.js [etcd flags]
 //   dist/build-info.json  {"gitCommit": …}, read by runtime/node/build-info.ts
-//   dist/test-node/main.js, dist/test-bun/main.js  the test roots (runtime/test/,
+//   dist/test-{node,bun,deno}/main.js  the test roots (runtime/test/,
 //                       with faults and mutants): bin/edgetcd runs them with
 //                       EDGETCD_ROOT=test; package.json's "files" leaves them out
 // Our TypeScript and the pure-JavaScript packages are bundled (one file to
@@ -16,11 +17,13 @@ import { dirname, join } from "node:path";
 import { build } from "esbuild";
 
 /**
- * Kept as imports, installed as the package's `dependencies`: they load native
- * addons by path (cbor-x finds cbor-extract's at run time), and bun:* is Bun's own.
- * Everything else (our TypeScript and the pure-JavaScript packages) is bundled.
+ * Kept as imports: cbor-extract, the native addon cbor-x loads when it can
+ * (cbor-x falls back to its JavaScript decoder without it, as under Deno), and
+ * bun:*, Bun's own. Everything else (our TypeScript and the pure-JavaScript
+ * packages, cbor-x among them) is bundled, so no runtime resolves a package
+ * at start.
  */
-const nativeDependencies = ["better-sqlite3", "cbor-x", "bun:*"];
+const nativeDependencies = ["cbor-extract", "bun:*"];
 
 const root = new URL("..", import.meta.url).pathname;
 const outdir = join(root, "dist");
@@ -52,14 +55,16 @@ const result = await build({
   entryPoints: {
     "node/main": "runtime/node/main.ts",
     "bun/main": "runtime/bun/main.ts",
+    "deno/main": "runtime/deno/main.ts",
     "test-node/main": "runtime/test/node.ts",
     "test-bun/main": "runtime/test/bun.ts",
+    "test-deno/main": "runtime/test/deno.ts",
   },
   outdir,
   bundle: true,
   platform: "node",
   format: "esm",
-  target: "node20",
+  target: "node22",
   external: nativeDependencies,
   // CommonJS modules in the bundle call require() for node:* built-ins.
   banner: { js: 'import { createRequire as createRequireForBundle } from "node:module"; const require = createRequireForBundle(import.meta.url);' },

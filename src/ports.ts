@@ -95,7 +95,7 @@ export interface Random {
 
 /** Everything a node needs from its runtime, built by a composition root. */
 export interface Runtime {
-  name: "node" | "bun" | "sim";
+  name: "node" | "bun" | "deno" | "sim";
   fs: FileSystem;
   sqlite: SqliteDriver;
   clock: Clock;

@@ -90,7 +90,7 @@ describe("tidy", () => {
   });
 
   test("the production roots reach nothing in runtime/faults/ or runtime/test/ (faults and mutants are the test root's)", () => {
-    for (const entry of ["runtime/node/main.ts", "runtime/bun/main.ts"]) {
+    for (const entry of ["runtime/node/main.ts", "runtime/bun/main.ts", "runtime/deno/main.ts"]) {
       const reached = localImportClosure(entry);
       assert.ok(reached.has("src/cli/edgetcd.ts"), `${entry}'s imports were followed`);
       assert.deepEqual([...reached].filter((path) => /^runtime\/(faults|test)\//.test(path)), [], `reached from ${entry}`);

@@ -76,5 +76,9 @@ function commitFromGitDir(gitPath: string): string | undefined {
 
 function runtimeDescription(): string {
   const bun = (globalThis as { Bun?: { version: string } }).Bun;
-  return bun !== undefined ? `bun ${bun.version}` : `node ${process.version}`;
+  if (bun !== undefined) return `bun ${bun.version}`;
+  // Deno answers process.version with the Node version it is compatible with.
+  const deno = (globalThis as { Deno?: { version: { deno: string } } }).Deno;
+  if (deno !== undefined) return `deno ${deno.version.deno}`;
+  return `node ${process.version}`;
 }

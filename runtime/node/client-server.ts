@@ -11,7 +11,7 @@ import { gatewayCertificateRefusal, type ClientApi } from "../../src/api/client-
 import type { ClientListenerOptions } from "../../src/cli/edgetcd.ts";
 import { corsHeaders, type CorsPolicy } from "../../src/api/cors.ts";
 import { clientTlsListenOptions } from "./client-tls.ts";
-import { listenHttp, tlsSocketOf, tlsSocketOfStream, type Listener, type NodeRequestHandler, type StreamClaim } from "./http-listener.ts";
+import { listenHttp, tlsSocketOf, tlsSocketOfStream, writeHead, type Listener, type NodeRequestHandler, type StreamClaim } from "./http-listener.ts";
 import { grpcFastPath } from "./grpc-fast-path.ts";
 import type * as tls from "node:tls";
 import { clientTransportLimits } from "./transport-limits.ts";
@@ -123,7 +123,7 @@ function certificateContext(socket: tls.TLSSocket | undefined): ContextValues {
 function refusingNamedCertificateOnGateway(api: ClientApi, handler: NodeRequestHandler): NodeRequestHandler {
   return (request, response) => {
     if (request.url?.startsWith("/v3/") && api.refusesNamedCertificateOnGateway() && certificateContext(tlsSocketOf(request)).get(clientCommonNameKey) !== undefined) {
-      response.writeHead(400, { "content-type": "text/plain; charset=utf-8", "x-content-type-options": "nosniff" });
+      writeHead(response, 400, { "content-type": "text/plain; charset=utf-8", "x-content-type-options": "nosniff" });
       response.end(`${gatewayCertificateRefusal}\n`);
       return;
     }

@@ -4,7 +4,7 @@
 // (Kubernetes does for KV/RangeStream); an HTTP 404 without grpc-status is,
 // to grpc-js, an INTERNAL error, and to others a broken server.
 import type { DescService } from "@bufbuild/protobuf";
-import type { NodeRequestHandler } from "./http-listener.ts";
+import { writeHead, type NodeRequestHandler } from "./http-listener.ts";
 
 /** grpc-status 12 for unknown gRPC paths; every other request goes to `fallback`. */
 export function answeringUnknownGrpcMethods(services: readonly DescService[], fallback: NodeRequestHandler): NodeRequestHandler {
@@ -27,7 +27,7 @@ export function answeringUnknownGrpcMethods(services: readonly DescService[], fa
     // The request body is not read: the answer does not depend on it.
     request.resume();
     const responseType = contentType.startsWith("application/grpc-web-text") ? "application/grpc-web-text+proto" : contentType.startsWith("application/grpc-web") ? "application/grpc-web+proto" : "application/grpc";
-    response.writeHead(200, { "content-type": responseType, "grpc-status": "12", "grpc-message": message });
+    writeHead(response, 200, { "content-type": responseType, "grpc-status": "12", "grpc-message": message });
     response.end();
   };
 }

@@ -25,6 +25,15 @@ export type NodeRequestHandler = (
   response: http.ServerResponse | http2.Http2ServerResponse,
 ) => void;
 
+/**
+ * writeHead on either response kind: their signatures differ in @types/node 24
+ * (no call on the union type-checks), their run-time behaviour for a status
+ * and a header record does not.
+ */
+export function writeHead(response: http.ServerResponse | http2.Http2ServerResponse, status: number, headers?: http.OutgoingHttpHeaders): void {
+  (response as http.ServerResponse).writeHead(status, headers);
+}
+
 export type StreamClaim = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => boolean;
 
 export interface ListenOptions {

@@ -15,7 +15,7 @@ import type {
   PeerRequestHandler,
   PeerSession,
 } from "../../src/ports.ts";
-import { listenHttp } from "./http-listener.ts";
+import { listenHttp, writeHead } from "./http-listener.ts";
 import { peerTransportLimits } from "./transport-limits.ts";
 import { certificateRefusalCode, certificateRefusalDebugData, isCertificateRefusal, refusalLimitsDefault, refusedByPeerText } from "./peer-refusal.ts";
 import { listenPeerTls, peerSessionTlsOptions, peerTlsFetch, serverCertificateRefusal, type PeerTlsEvents, type PeerTlsMaterial } from "./peer-tls.ts";
@@ -135,7 +135,7 @@ function incomingRequest(
 ): PeerIncomingRequest {
   const respond = (status: number, headers: Record<string, string> = {}) => {
     if (response.headersSent) return;
-    response.writeHead(status, headers);
+    writeHead(response, status, headers);
     // Declared on both response kinds at run time; @types/node misses the HTTP/2 one.
     (response as { flushHeaders?: () => void }).flushHeaders?.();
   };
@@ -150,7 +150,7 @@ function incomingRequest(
     respond,
     end(body) {
       if (response.writableEnded) return;
-      if (!response.headersSent) response.writeHead(response.statusCode);
+      if (!response.headersSent) writeHead(response, response.statusCode);
       if (body === undefined) response.end();
       else response.end(body);
     },

@@ -5,6 +5,7 @@
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { repoRoot, type RunningServer } from "../support/processes.ts";
+import { typeScriptCommand } from "../support/runtime.ts";
 import type { AttackResult, ClientAttack } from "./client-attacks.ts";
 import { type ClientReport, mebibyte, MemoryWatch, rssBytes, rssSettledUnder, WellBehavedClient } from "./observe.ts";
 
@@ -55,12 +56,8 @@ export async function measureAttack(server: RunningServer, attack: ClientAttack,
 
 /** Runs the attack in a process of its own (attack-main.ts), under the runtime running the tests. */
 async function runAttackProcess(attack: ClientAttack, clientPort: number, scale: number): Promise<AttackResult> {
-  const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
-  const entry = join(repoRoot, "test/abuse/attack-main.ts");
-  const [command, args] = isBun
-    ? [process.execPath, [entry]]
-    : [process.execPath, ["--import", "tsx", entry]];
-  const child = spawn(command, [...args, attack.name, String(clientPort), String(scale)], { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
+  const [command, args] = typeScriptCommand(join(repoRoot, "test/abuse/attack-main.ts"), [attack.name, String(clientPort), String(scale)]);
+  const child = spawn(command, args, { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
   child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));

@@ -13,6 +13,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { connect, type Connection } from "./history.ts";
 import { startEdgetcd, tempDir, freePort, type RunningServer } from "../support/processes.ts";
+import type { RuntimeName } from "../support/runtime.ts";
 import { join } from "node:path";
 import type { CrashPointName } from "../../src/storage/crash-points.ts";
 
@@ -31,7 +32,7 @@ export interface CrashStep {
 }
 
 export interface CrashChainOptions {
-  runtime?: "node" | "bun";
+  runtime?: RuntimeName;
   /** Environment for every process (e.g. EDGETCD_TEST_DISK). */
   envAlways?: Record<string, string>;
   writers?: number;

@@ -55,6 +55,27 @@ describe("disk faults", () => {
     assert.throws(() => Backend.open(runtime.sqlite, path, { verify: true }), BackendCorruptError);
   });
 
+  test("a SQLite driver that fails to load is reported as that, never as a corrupt database", () => {
+    const dir = freshDir();
+    mkdirSync(dir, { recursive: true });
+    const path = join(dir, "db");
+    backendWithKeys(runtime, path, 10);
+    const unloadable = {
+      open(): never {
+        throw new Error("Cannot load native addon: this runtime does not support it");
+      },
+    };
+    assert.throws(() => Backend.open(unloadable, path, { verify: true }), (error: unknown) => {
+      assert.ok(!(error instanceof BackendCorruptError), String(error));
+      assert.match(String(error), /Cannot load native addon/);
+      return true;
+    });
+    // The file is intact: the real driver still opens it.
+    const intact = Backend.open(runtime.sqlite, path, { verify: true });
+    assert.equal(intact.consistentIndex(), 10);
+    intact.close();
+  });
+
   test("D4: a damaged received snapshot (db.incoming) is refused before the swap; the backend keeps its data", async () => {
     const dir = freshDir();
     await runtime.fs.mkdirp(dir);

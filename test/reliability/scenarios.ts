@@ -20,10 +20,11 @@ import { crashPointFaults } from "./crash-faults.ts";
 import { describeIndependent, etcdctlRead, independentCheck } from "./independent.ts";
 import { watchScenario } from "./watch-scenario.ts";
 import { diskScenarios } from "./disk-scenarios.ts";
+import type { RuntimeName } from "../support/runtime.ts";
 
 export interface RunOptions {
   kind: "edgetcd" | "etcd";
-  runtime?: "node" | "bun";
+  runtime?: RuntimeName;
   /** Scales durations and budgets: 1 for the long runs, smaller for the CI tier. */
   scale: number;
   /** Stop traffic after this many recorded operations (keeps checking tractable). */

@@ -7,7 +7,7 @@ import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import type { Runtime } from "../../src/ports.ts";
-import { isBun, testRuntime } from "../support/runtime.ts";
+import { runtimeName, testRuntime, typeScriptCommand } from "../support/runtime.ts";
 
 const runtime: Runtime = await testRuntime();
 const { fs } = runtime;
@@ -24,7 +24,7 @@ const freshDir = async () => {
 
 describe(`FileSystem port (${runtime.name})`, () => {
   test("runtime name matches the host", () => {
-    assert.equal(runtime.name, isBun ? "bun" : "node");
+    assert.equal(runtime.name, runtimeName);
   });
 
   test("append + datasync, then a reopen sees the data", async () => {
@@ -129,8 +129,8 @@ describe(`FileSystem port (${runtime.name})`, () => {
   test("lock refuses while another process holds it, naming it; a holder killed with SIGKILL leaves nothing behind", async () => {
     const path = fs.join(await freshDir(), "lock.db");
     const script = new URL("./lock-holder.ts", import.meta.url).pathname;
-    const args = isBun ? [script, path] : ["--import", "tsx", script, path];
-    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"] });
+    const [program, args] = typeScriptCommand(script, [path]);
+    const child = spawn(program, args, { stdio: ["ignore", "pipe", "inherit"] });
     try {
       await new Promise<void>((resolve, reject) => {
         child.stdout.on("data", (chunk: Buffer) => chunk.toString().includes("locked") && resolve());

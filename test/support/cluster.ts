@@ -7,6 +7,7 @@ import { Election } from "../../src/gen/v3electionpb/v3election_pb.ts";
 import { Lock } from "../../src/gen/v3lockpb/v3lock_pb.ts";
 import { dialMapFor, startLinks, type Links } from "./peer-proxy.ts";
 import { freePort, startEdgetcd, startEtcd, tempDir, type RunningServer, type StartOptions } from "./processes.ts";
+import type { RuntimeName } from "./runtime.ts";
 
 export interface ClusterMember {
   name: string;
@@ -36,7 +37,7 @@ export const electionMs = 500;
 export interface ClusterOptions {
   /** Which server: edgetcd (default) or the real etcd 3.4. */
   kind?: "edgetcd" | "etcd";
-  runtime?: "node" | "bun";
+  runtime?: RuntimeName;
   heartbeatMs?: number;
   electionMs?: number;
   /** More flags for every member. */

@@ -5,6 +5,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { testOnlyVariables } from "../../runtime/node/host.ts";
+import { runtimeName, type RuntimeName } from "./runtime.ts";
 import { join } from "node:path";
 import { after, before } from "node:test";
 
@@ -13,24 +14,41 @@ export const repoRoot = new URL("../..", import.meta.url).pathname;
 /** Ports handed out by this process, so two calls never return the same one. */
 const portsHandedOut = new Set<number>();
 
+/**
+ * The ports this file may hand out, "low-high" in EDGETCD_TEST_PORTS: test/run.ts
+ * gives files that run at the same time disjoint ranges below the kernel's
+ * ephemeral ports, so one never takes a port another was just given. Without
+ * it, any port the kernel calls free.
+ */
+const portRange = /^(\d+)-(\d+)$/.exec(process.env.EDGETCD_TEST_PORTS ?? "");
+let nextInRange = portRange === null ? 0 : Number(portRange[1]) + Math.floor(Math.random() * (Number(portRange[2]) - Number(portRange[1])));
+
 export async function freePort(): Promise<number> {
-  for (;;) {
-    const port = await anyFreePort();
-    if (!portsHandedOut.has(port)) {
+  for (let tries = 0; tries < 100_000; tries++) {
+    const port = portRange === null ? await listenAndClose(0) : await listenAndClose(nextPortInRange(Number(portRange[1]), Number(portRange[2]))).catch(() => undefined);
+    if (port !== undefined && !portsHandedOut.has(port)) {
       portsHandedOut.add(port);
       return port;
     }
   }
+  throw new Error(`no free port in ${process.env.EDGETCD_TEST_PORTS}`);
 }
 
-async function anyFreePort(): Promise<number> {
+function nextPortInRange(low: number, high: number): number {
+  const port = nextInRange;
+  nextInRange = nextInRange >= high ? low : nextInRange + 1;
+  return port;
+}
+
+/** Listens on the port (0: one the kernel picks) of 127.0.0.1, closes, and gives the port. */
+async function listenAndClose(port: number): Promise<number> {
   return await new Promise((resolve, reject) => {
     const server = createServer();
     server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
+    server.listen(port, "127.0.0.1", () => {
       const address = server.address();
-      const port = typeof address === "object" && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
+      const bound = typeof address === "object" && address !== null ? address.port : 0;
+      server.close(() => resolve(bound));
     });
   });
 }
@@ -71,16 +89,16 @@ export interface StartOptions {
   clientPort?: number;
   peerPort?: number;
   extraArgs?: string[];
-  /** "node" or "bun" for edgetcd; defaults to the runtime running the tests. */
-  runtime?: "node" | "bun";
+  /** "node", "bun" or "deno" for edgetcd; defaults to the runtime running the tests. */
+  runtime?: RuntimeName;
   env?: Record<string, string>;
   readyTimeoutMs?: number;
   /** A command the server runs under, e.g. ["unshare", "--pid", "--fork", "--mount-proc"] (its own PID namespace). */
   prefix?: string[];
 }
 
-export function testRuntimeName(): "node" | "bun" {
-  return typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? "bun" : "node";
+export function testRuntimeName(): RuntimeName {
+  return runtimeName;
 }
 
 export async function startEdgetcd(options: StartOptions = {}): Promise<RunningServer> {
@@ -153,7 +171,9 @@ async function startProcess(
   });
   await ready;
   const signal = async (name: NodeJS.Signals) => {
-    if (child.exitCode === null && child.signalCode === null) child.kill(name);
+    // process.kill, not child.kill: Deno's child.kill reports a child that
+    // handled the signal and exited 0 as ended by the signal.
+    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) process.kill(child.pid, name);
     await exited;
   };
   return {

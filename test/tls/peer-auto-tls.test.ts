@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import * as http2 from "node:http2";
 import { clientsOf, leaderOf, sleep, startCluster, type ClusterMember, type TestCluster } from "../support/cluster.ts";
 import { etcdctl } from "../support/processes.ts";
-import { isBun } from "../support/runtime.ts";
+import { runtimeTitle } from "../support/runtime.ts";
 
 async function peerVersion(url: string, options: http2.SecureClientSessionOptions = {}): Promise<string> {
   const session = http2.connect(url, options);
@@ -31,7 +31,7 @@ async function peerVersion(url: string, options: http2.SecureClientSessionOption
   }
 }
 
-describe(`peer auto TLS on ${isBun ? "Bun" : "Node"}`, { timeout: 300_000 }, () => {
+describe(`peer auto TLS on ${runtimeTitle}`, { timeout: 300_000 }, () => {
   let cluster: TestCluster;
   let leader: ClusterMember;
 

@@ -26,7 +26,7 @@ import type { PeerTlsEvents, PeerTlsMaterial } from "../../runtime/node/peer-tls
 import { encodeGoaway } from "../../runtime/node/h2-frame-guard.ts";
 import { sleep } from "../support/cluster.ts";
 import { etcdctl, freePort, repoRoot, startEdgetcd, tempDir, testRuntimeName, type RunningServer } from "../support/processes.ts";
-import { isBun } from "../support/runtime.ts";
+import { runtimeTitle } from "../support/runtime.ts";
 import { makeTestPki, type CertFiles, type TestPki } from "./peer-certs.ts";
 
 const preface = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
@@ -73,7 +73,7 @@ async function until(condition: () => boolean, timeoutMs: number): Promise<boole
   return condition();
 }
 
-describe(`refusals on the peer network on ${isBun ? "Bun" : "Node"}`, { timeout: 60_000 }, () => {
+describe(`refusals on the peer network on ${runtimeTitle}`, { timeout: 60_000 }, () => {
   let pki: TestPki;
   const material = (own: CertFiles, allowedCn: string | undefined): PeerTlsMaterial => ({
     cert: readFileSync(own.cert),
@@ -181,7 +181,7 @@ function spawnMember(args: string[]): { child: ChildProcess; output: () => strin
   };
 }
 
-describe(`--peer-cert-allowed-cn: a member refused by the others hears it (etcd's TestEtcdPeerCNAuth) on ${isBun ? "Bun" : "Node"}`, { timeout: 120_000 }, () => {
+describe(`--peer-cert-allowed-cn: a member refused by the others hears it (etcd's TestEtcdPeerCNAuth) on ${runtimeTitle}`, { timeout: 120_000 }, () => {
   const names = ["m1", "m2", "m3"] as const;
   let members: RunningServer[] = [];
   let refused: ReturnType<typeof spawnMember> | undefined;

@@ -16,7 +16,7 @@ import { peerPaths, peerRequestHeaders } from "../../src/peer/headers.ts";
 import { MessageType, type Message } from "../../src/raft/types.ts";
 import { clientsOf, leaderOf, sleep, startCluster, type ClusterMember, type TestCluster } from "../support/cluster.ts";
 import { etcdctl } from "../support/processes.ts";
-import { isBun } from "../support/runtime.ts";
+import { runtimeTitle } from "../support/runtime.ts";
 import { makeTestPki, type CertFiles, type TestPki } from "./peer-certs.ts";
 
 /** The CommonName every member's certificate carries (--peer-cert-allowed-cn takes one name). */
@@ -60,7 +60,7 @@ async function peerRequest(peerPort: number, ca: string, identity: CertFiles | u
   }
 }
 
-describe(`peer TLS on ${isBun ? "Bun" : "Node"}`, { timeout: 300_000 }, () => {
+describe(`peer TLS on ${runtimeTitle}`, { timeout: 300_000 }, () => {
   let pki: TestPki;
   let cluster: TestCluster;
   let leader: ClusterMember;
