@@ -1,5 +1,5 @@
-// Runs every test file under Node's test runner and under Bun's, and ends with
-// one plain summary line. Usage: test/run.ts [--runtime node|bun] [filter...]
+// Runs every test file under Node's test runner, Bun's and Deno's, and ends
+// with one plain summary line. Usage: test/run.ts [--runtime node|bun|deno] [filter...]
 // First it checks what the tests need beside node_modules (installing it from
 // Debian's packages when it can, see test/prerequisites.ts) and builds dist/,
 // which bin/edgetcd runs, so the tests start servers as an installed package
@@ -7,8 +7,8 @@
 // EDGETCD_TEST_PREREQS_ROOT=<dir> looks for them under another root (to test
 // that logic).
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { chmodSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { availableParallelism, tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { ensurePrerequisites } from "./prerequisites.ts";
 
@@ -24,7 +24,7 @@ function findTests(dir: string): string[] {
 
 const args = process.argv.slice(2);
 const runtimeFlag = args.indexOf("--runtime");
-const runtimes = runtimeFlag >= 0 ? [args[runtimeFlag + 1]] : ["node", "bun"];
+const runtimes = runtimeFlag >= 0 ? [args[runtimeFlag + 1]] : ["node", "bun", "deno"];
 const filters = args.filter((_, i) => runtimeFlag < 0 || (i !== runtimeFlag && i !== runtimeFlag + 1));
 const root = new URL("..", import.meta.url).pathname;
 const files = findTests(join(root, "test"))
@@ -48,32 +48,73 @@ if (built.status !== 0) {
 /** A test file that runs longer than this is killed and counted as failed. */
 const fileTimeoutMs = Number(process.env.EDGETCD_TEST_FILE_TIMEOUT_MS ?? 300_000);
 
+/**
+ * Files that run alone: they measure memory and latency under floods
+ * (test/abuse) or time faults against election timeouts (test/reliability),
+ * and another file's load beside them would change what they measure.
+ */
+const runsAlone = (file: string) => file.startsWith("test/abuse/") || file.startsWith("test/reliability/");
+
+/**
+ * How many other files run at once (EDGETCD_TEST_JOBS, default 2 on a machine
+ * with 2 cores or more): most files spend their time waiting on servers,
+ * timers and etcdctl, so two at a time keep both cores busy.
+ */
+const jobs = Math.max(1, Number(process.env.EDGETCD_TEST_JOBS ?? Math.min(2, availableParallelism())));
+
+/** Ports below the kernel's ephemeral range, one disjoint range per job slot (test/support/processes.ts freePort). */
+const portsOfSlot = (slot: number) => {
+  const width = Math.floor(22_000 / jobs);
+  return `${10_000 + slot * width}-${10_000 + (slot + 1) * width - 1}`;
+};
+
+function commandFor(runtime: string, file: string): [string, string[]] {
+  if (runtime === "bun") return [join(root, "node_modules/.bin/bun"), ["test", "--timeout", "300000", `./${file}`]];
+  // --no-check: the type check is tsc's job (npm run typecheck), not each file's.
+  if (runtime === "deno") return [join(root, "node_modules/.bin/deno"), ["test", "-A", "--no-prompt", "--no-check", file]];
+  // --test-force-exit: once every test and hook of the file has finished, the
+  // process exits, as `bun test` does, instead of waiting on a leftover
+  // handle (follower-reads.test.ts was once seen using a core for minutes
+  // after both its tests had passed; which handle is not known yet).
+  return [process.execPath, ["--import", "tsx", "--test", "--test-force-exit", "--test-reporter=spec", file]];
+}
+
 let passed = 0;
 let failed = 0;
 const durations: { name: string; seconds: number }[] = [];
+
+async function runOne(runtime: string, file: string, slot: number): Promise<void> {
+  const [program, programArgs] = commandFor(runtime, file);
+  const startedAt = Date.now();
+  const result = await runFile(program, programArgs, runtime, { EDGETCD_TEST_PORTS: portsOfSlot(slot) });
+  const seconds = (Date.now() - startedAt) / 1000;
+  durations.push({ name: `${runtime}: ${file}`, seconds });
+  // Each file's output in one piece, when it ends.
+  console.log(`\n=== ${runtime}: ${file} (${seconds.toFixed(1)} s)`);
+  if (result.error !== undefined) console.log(`!!! ${runtime}: ${file}: ${result.error}`);
+  const output = `${result.stdout}${result.stderr}`;
+  process.stdout.write(output);
+  const counts = runtime === "bun" ? countBun(output) : runtime === "deno" ? countDeno(output) : countNode(output);
+  passed += counts.passed;
+  failed += counts.failed;
+  if (result.status !== 0 && counts.failed === 0) failed += 1; // a crash with no test counted
+}
+
+const running = new Map<number, Promise<void>>();
 for (const runtime of runtimes) {
   for (const file of files) {
-    const command =
-      runtime === "bun"
-        ? [join(root, "node_modules/.bin/bun"), ["test", "--timeout", "300000", `./${file}`]]
-        : // --test-force-exit: once every test and hook of the file has finished, the
-          // process exits, as `bun test` does, instead of waiting on a leftover
-          // handle (follower-reads.test.ts was once seen using a core for minutes
-          // after both its tests had passed; which handle is not known yet).
-          [process.execPath, ["--import", "tsx", "--test", "--test-force-exit", "--test-reporter=spec", file]];
-    console.log(`\n=== ${runtime}: ${file}`);
-    const startedAt = Date.now();
-    const result = await runFile(command[0] as string, command[1] as string[], runtime as string);
-    durations.push({ name: `${runtime}: ${file}`, seconds: (Date.now() - startedAt) / 1000 });
-    if (result.error !== undefined) console.log(`!!! ${runtime}: ${file}: ${result.error}`);
-    const output = `${result.stdout}${result.stderr}`;
-    process.stdout.write(output);
-    const counts = runtime === "bun" ? countBun(output) : countNode(output);
-    passed += counts.passed;
-    failed += counts.failed;
-    if (result.status !== 0 && counts.failed === 0) failed += 1; // a crash with no test counted
+    const alone = runsAlone(file);
+    // A file that runs alone waits for every other; any file waits for a free slot.
+    while (running.size >= (alone ? 1 : jobs)) await Promise.race(running.values());
+    let slot = 0;
+    while (running.has(slot)) slot++;
+    const job = runOne(runtime as string, file, slot).finally(() => running.delete(slot));
+    running.set(slot, job);
+    if (alone) await job;
   }
 }
+await Promise.all(running.values());
+
 // Where the time went, to keep the whole run short (CI has 20 minutes for all of it).
 const total = durations.reduce((sum, d) => sum + d.seconds, 0);
 console.log(`\nslowest files (of ${total.toFixed(0)} s in all):`);
@@ -92,13 +133,15 @@ process.exit(failed === 0 && passed > 0 ? 0 : 1);
  * made would otherwise stay behind, and a day of runs left 78 GB in /tmp and
  * filled the disk (CI's `npm ci` then failed with ENOSPC).
  */
-function runFile(program: string, programArgs: string[], runtime: string): Promise<{ status: number | null; stdout: string; stderr: string; error?: string }> {
+function runFile(program: string, programArgs: string[], runtime: string, env: Record<string, string>): Promise<{ status: number | null; stdout: string; stderr: string; error?: string }> {
   const scratch = mkdtempSync(join(tmpdir(), "edgetcd-test-"));
+  // Open to all as /tmp is (sticky): some tests run a program as another user.
+  chmodSync(scratch, 0o1777);
   return new Promise((resolve) => {
     const child = spawn(program, programArgs, {
       cwd: root,
       stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, EDGETCD_TEST_RUNTIME: runtime, TMPDIR: scratch, TMP: scratch, TEMP: scratch },
+      env: { ...process.env, ...env, EDGETCD_TEST_RUNTIME: runtime, TMPDIR: scratch, TMP: scratch, TEMP: scratch, NO_COLOR: "1" },
       detached: true,
     });
     let stdout = "";
@@ -136,6 +179,14 @@ function countNode(output: string) {
   const pass = /^ℹ pass (\d+)$/m.exec(output);
   const fail = /^ℹ fail (\d+)$/m.exec(output);
   return { passed: Number(pass?.[1] ?? 0), failed: Number(fail?.[1] ?? 0) };
+}
+
+/** Deno's last line: "ok | 2 passed (14 steps) | 0 failed"; a describe's tests are its steps. */
+function countDeno(output: string) {
+  const summary = /^(?:ok|FAILED) \| (\d+) passed(?: \((\d+) steps?\))? \| (\d+) failed(?: \((\d+) steps?\))?/m.exec(output);
+  if (summary === null) return { passed: 0, failed: 0 };
+  const [, tests, passedSteps, failedTests, failedSteps] = summary;
+  return { passed: Number(passedSteps ?? tests), failed: Math.max(Number(failedSteps ?? 0), Number(failedTests)) };
 }
 
 function countBun(output: string) {
