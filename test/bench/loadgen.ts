@@ -43,3 +43,13 @@ export function argument(name: string, fallback: string): string {
 export function median(values: number[]): number {
   return [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? Number.NaN;
 }
+
+/** Every target a benchmark knows: etcd, then edgetcd on each runtime. */
+export const defaultTargets = "etcd,edgetcd-node,edgetcd-bun,edgetcd-deno";
+
+/** The runtime of a target named edgetcd-<runtime>. */
+export function runtimeOfTarget(name: string): "node" | "bun" | "deno" {
+  const runtime = name.replace(/^edgetcd-/, "");
+  if (runtime === "node" || runtime === "bun" || runtime === "deno") return runtime;
+  throw new Error(`unknown target ${name}: etcd or edgetcd-node, edgetcd-bun, edgetcd-deno`);
+}

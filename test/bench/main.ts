@@ -1,4 +1,4 @@
-// npm run bench [-- --rounds R --scale F --targets etcd,edgetcd-node,edgetcd-bun --cluster]
+// npm run bench [-- --rounds R --scale F --targets etcd,edgetcd-node,edgetcd-bun,edgetcd-deno --cluster]
 // npm run bench -- --watch [...]: the watch fan-out benchmark (test/bench/watch.ts).
 // npm run bench -- --security [...]: TLS and auth (test/bench/security.ts).
 // npm run bench -- --transport [...]: a no-op service through each transport (test/bench/transport.ts).
@@ -15,7 +15,7 @@
 import { readFileSync } from "node:fs";
 import { startCluster } from "../support/cluster.ts";
 import { startEdgetcd, startEtcd, type RunningServer } from "../support/processes.ts";
-import { argument, median, runLoadgen, secureLoadgen } from "./loadgen.ts";
+import { argument, defaultTargets, median, runLoadgen, runtimeOfTarget, secureLoadgen } from "./loadgen.ts";
 
 interface Workload {
   name: string;
@@ -69,7 +69,7 @@ async function load(loadgen: string, endpoint: string, workload: Workload, scale
 }
 
 async function startTarget(name: string, clustered: boolean): Promise<Target> {
-  const runtime = name === "edgetcd-bun" ? "bun" : "node";
+  const runtime = name === "etcd" ? "node" : runtimeOfTarget(name);
   if (clustered) {
     const cluster = await startCluster(3, { kind: name === "etcd" ? "etcd" : "edgetcd", runtime, heartbeatMs: 100, electionMs: 1000 });
     await new Promise((resolve) => setTimeout(resolve, 3000)); // an election
@@ -83,7 +83,7 @@ async function startTarget(name: string, clustered: boolean): Promise<Target> {
 async function main(): Promise<void> {
   const rounds = Number(argument("rounds", "3"));
   const scale = Number(argument("scale", "1"));
-  const targetNames = argument("targets", "etcd,edgetcd-node,edgetcd-bun").split(",");
+  const targetNames = argument("targets", defaultTargets).split(",");
   const only = argument("workloads", "");
   const chosen = only === "" ? workloads : workloads.filter((workload) => only.split(",").includes(workload.name));
   const clustered = process.argv.includes("--cluster");
@@ -149,7 +149,7 @@ if (process.argv.includes("--watch")) {
     rounds: Number(argument("rounds", "3")),
     seconds: Number(argument("seconds", "3")),
     puts: Number(argument("puts", "20")),
-    targetNames: argument("targets", "etcd,edgetcd-node,edgetcd-bun").split(","),
+    targetNames: argument("targets", defaultTargets).split(","),
   });
 } else {
   await main();

@@ -6,7 +6,7 @@
 // builds it on first use).
 // Rounds interleave targets and modes so noise hits all alike; prints medians
 // and each target's ratio to etcd per mode.
-import { argument, median, runLoadgen, secureLoadgen } from "./loadgen.ts";
+import { argument, median, runLoadgen, runtimeOfTarget, secureLoadgen } from "./loadgen.ts";
 import { freePort, startEdgetcd, startEtcd, etcdctlAsync, type RunningServer, type StartOptions } from "../support/processes.ts";
 
 const fixtures = "/usr/share/gocode/src/go.etcd.io/etcd/integration/fixtures";
@@ -24,7 +24,7 @@ async function startTarget(target: string, mode: Mode): Promise<RunningServer> {
     options.clientPort = port;
     options.extraArgs = [...(options.extraArgs ?? []), "--listen-client-urls", url, "--advertise-client-urls", url, "--cert-file", tls.cert, "--key-file", tls.key, "--trusted-ca-file", tls.ca];
   }
-  const server = target === "etcd" ? await startEtcd(options) : await startEdgetcd({ ...options, runtime: target === "edgetcd-bun" ? "bun" : "node" });
+  const server = target === "etcd" ? await startEtcd(options) : await startEdgetcd({ ...options, runtime: runtimeOfTarget(target) });
   if (mode === "auth" || mode === "tls+auth") {
     const tlsArgs = mode === "tls+auth" ? ["--cacert", tls.ca, "--cert", tls.cert, "--key", tls.key] : [];
     const setup = [

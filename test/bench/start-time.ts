@@ -15,12 +15,15 @@ interface Variant {
 }
 
 const bun = join(repoRoot, "node_modules/.bin/bun");
+const deno = join(repoRoot, "node_modules/.bin/deno");
 const variants: Variant[] = [
   { name: "etcd 3.4", command: ["/usr/bin/etcd"] },
   { name: "node dist/node/main.js", command: [process.execPath, join(repoRoot, "dist/node/main.js")] },
   { name: "bun dist/bun/main.js", command: [bun, join(repoRoot, "dist/bun/main.js")] },
+  { name: "deno run -A dist/deno/main.js", command: [deno, "run", "-A", "--no-prompt", join(repoRoot, "dist/deno/main.js")] },
   { name: "node --import tsx (sources)", command: [process.execPath, "--import", "tsx", join(repoRoot, "runtime/node/main.ts")] },
   { name: "bun (sources)", command: [bun, join(repoRoot, "runtime/bun/main.ts")] },
+  { name: "deno (sources)", command: [deno, "run", "-A", "--no-prompt", join(repoRoot, "runtime/deno/main.ts")] },
 ];
 
 const args = process.argv.slice(2);

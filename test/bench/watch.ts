@@ -1,4 +1,4 @@
-// npm run bench -- --watch [--rounds R --seconds S --puts N --targets etcd,edgetcd-node,edgetcd-bun]
+// npm run bench -- --watch [--rounds R --seconds S --puts N --targets etcd,edgetcd-node,edgetcd-bun,edgetcd-deno]
 // Watch fan-out on one node: 10,000 watchers (100 gRPC Watch streams of 100
 // watchers, over 10 HTTP/2 connections, the same for every target) on one
 // key. Per round and target, interleaved so noise hits all alike:
@@ -13,6 +13,7 @@ import { createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { KV, Watch, type WatchRequest, type WatchResponse } from "../../src/gen/etcdserverpb/rpc_pb.ts";
 import { startEdgetcd, startEtcd, type RunningServer } from "../support/processes.ts";
+import { runtimeOfTarget } from "./loadgen.ts";
 
 const connections = 10;
 const streamsPerConnection = 10;
@@ -180,7 +181,7 @@ export async function runWatchBench(options: { rounds: number; seconds: number; 
   const targets: Array<{ name: string; server: RunningServer; kv: Client<typeof KV>; fleet: WatcherFleet }> = [];
   try {
     for (const name of options.targetNames) {
-      const server = name === "etcd" ? await startEtcd() : await startEdgetcd({ runtime: name === "edgetcd-bun" ? "bun" : "node" });
+      const server = name === "etcd" ? await startEtcd() : await startEdgetcd({ runtime: runtimeOfTarget(name) });
       const fleet = new WatcherFleet();
       targets.push({ name, server, kv: createClient(KV, createGrpcTransport({ baseUrl: `http://${server.endpoint}` })), fleet });
       await fleet.open(server.endpoint);
