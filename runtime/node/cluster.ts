@@ -26,7 +26,7 @@ keeps its data in <data-root>/infra<i>.edgetcd (kept between runs).
 Options:
   --size <n>          members, 1 to ${membersMax} (default 3)
   --base-port <port>  first client port (default 2379: infra1 2379/2380, infra2 2381/2382, ...)
-  --runtime <name>    node or bun (default node)
+  --runtime <name>    node, bun or deno (default node)
   --data-root <dir>   where the data directories go (default: the directory npm was run from)
   --help              this text
 
@@ -43,7 +43,7 @@ signal kills them at once.
 interface Options {
   size: number;
   basePort: number;
-  runtime: "node" | "bun";
+  runtime: "node" | "bun" | "deno";
   dataRoot: string;
 }
 
@@ -74,7 +74,7 @@ function parseOptions(argv: readonly string[]): Options {
     if (value === undefined) fail(`${name} needs a value\n${usage}`);
     if (name === "--size") options.size = Number(value);
     else if (name === "--base-port") options.basePort = Number(value);
-    else if (name === "--runtime" && (value === "node" || value === "bun")) options.runtime = value;
+    else if (name === "--runtime" && (value === "node" || value === "bun" || value === "deno")) options.runtime = value;
     else if (name === "--data-root") options.dataRoot = value;
     else fail(`unknown option ${flag}\n${usage}`);
   }

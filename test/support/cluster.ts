@@ -37,7 +37,8 @@ export const electionMs = 500;
 export interface ClusterOptions {
   /** Which server: edgetcd (default) or the real etcd 3.4. */
   kind?: "edgetcd" | "etcd";
-  runtime?: RuntimeName;
+  /** edgetcd's runtime: one for all, or one per member in order (a mixed cluster). */
+  runtime?: RuntimeName | readonly RuntimeName[];
   heartbeatMs?: number;
   electionMs?: number;
   /** More flags for every member. */
@@ -67,8 +68,10 @@ export async function startCluster(size = 3, options: ClusterOptions = {}): Prom
   const peerScheme = options.peerScheme ?? "http";
   const initialCluster = members.map((m) => `${m.name}=${peerScheme}://127.0.0.1:${m.peerPort}`).join(",");
   const links = options.proxies === true ? await startLinks(members) : undefined;
-  const starter = options.kind === "etcd" ? startEtcd : (start: StartOptions) => startEdgetcd({ ...start, runtime: options.runtime });
+  const runtimeOf = (member: ClusterMember) =>
+    typeof options.runtime === "string" || options.runtime === undefined ? options.runtime : options.runtime[members.indexOf(member) % options.runtime.length];
   const start = async (member: ClusterMember) => {
+    const starter = options.kind === "etcd" ? startEtcd : (start: StartOptions) => startEdgetcd({ ...start, runtime: runtimeOf(member) });
     member.server = await starter({
       dataDir: member.dataDir,
       clientPort: member.clientPort,
