@@ -7,7 +7,7 @@
 // EDGETCD_TEST_PREREQS_ROOT=<dir> looks for them under another root (to test
 // that logic).
 import { spawn, spawnSync } from "node:child_process";
-import { chmodSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { ensurePrerequisites } from "./prerequisites.ts";
@@ -47,6 +47,24 @@ if (built.status !== 0) {
 
 /** A test file that runs longer than this is killed and counted as failed. */
 const fileTimeoutMs = Number(process.env.EDGETCD_TEST_FILE_TIMEOUT_MS ?? 300_000);
+
+/**
+ * Files that do not pass on Deno yet, each with what fails (issue 16). They
+ * run on Node and Bun; under `--runtime deno` they are listed, not run, and
+ * EDGETCD_TEST_DENO_ALL=1 runs them too.
+ */
+const notYetOnDeno: Record<string, string> = {
+  "test/abuse/client-port.test.ts": "8 × 50 MB gateway bodies: half the clients read 'error reading a body' instead of etcd's 429 (Deno's node:http)",
+  "test/api/request-limits.test.ts": "over HTTP/1.1: HTTP 400 on a first request, a refused body ends the connection (with a Node client too)",
+  "test/api/protocols.test.ts": "gRPC-Web and Connect over HTTP/1.1: the first request on a connection is sometimes answered HTTP 400, so with a Node client too (EDGETCD_TEST_SERVER_RUNTIME=deno)",
+  "test/cluster/graceful-stop.test.ts": "hangs until the file's timeout (a graceful stop under load does not end)",
+  "test/compat/etcd3-client-auth.test.ts": "the etcd3 package's grpc-js cannot dial TLS by IP under Deno ('servername must not be an IP address'): the client, not the server",
+  "test/tls/client-tls.test.ts": "--cipher-suites: a TLS 1.2 client offering only other suites is not refused (Deno's TLS)",
+  "test/tls/peer-refusal.test.ts": "--peer-cert-allowed-cn: a member reported as ended by a signal before ready",
+  "test/watch/browser-watch.test.ts": "Connect over HTTP/1.1: the first request on a connection is sometimes answered HTTP 400 (so with a Node client too: EDGETCD_TEST_SERVER_RUNTIME=deno)",
+  "test/watch/cluster-watch.test.ts": "hangs until the file's timeout (watchers across a leader change)",
+};
+const denoRuns = (file: string) => process.env.EDGETCD_TEST_DENO_ALL === "1" || notYetOnDeno[file] === undefined;
 
 /**
  * Files that run alone: they measure memory and latency under floods
@@ -103,6 +121,10 @@ async function runOne(runtime: string, file: string, slot: number): Promise<void
 const running = new Map<number, Promise<void>>();
 for (const runtime of runtimes) {
   for (const file of files) {
+    if (runtime === "deno" && !denoRuns(file)) {
+      console.log(`\n=== deno: ${file}: not run, does not pass on Deno yet: ${notYetOnDeno[file]}`);
+      continue;
+    }
     const alone = runsAlone(file);
     // A file that runs alone waits for every other; any file waits for a free slot.
     while (running.size >= (alone ? 1 : jobs)) await Promise.race(running.values());
@@ -137,6 +159,15 @@ function runFile(program: string, programArgs: string[], runtime: string, env: R
   const scratch = mkdtempSync(join(tmpdir(), "edgetcd-test-"));
   // Open to all as /tmp is (sticky): some tests run a program as another user.
   chmodSync(scratch, 0o1777);
+  // tsx keeps its compiled TypeScript in <TMPDIR>/tsx-<uid>: every file shares
+  // the one in the real temporary dir, or each would compile the sources anew
+  // (half a second of CPU per file).
+  const uid = process.getuid?.();
+  if (uid !== undefined) {
+    const tsxCache = join(tmpdir(), `tsx-${uid}`);
+    mkdirSync(tsxCache, { recursive: true, mode: 0o700 });
+    symlinkSync(tsxCache, join(scratch, `tsx-${uid}`));
+  }
   return new Promise((resolve) => {
     const child = spawn(program, programArgs, {
       cwd: root,

@@ -102,7 +102,9 @@ export function testRuntimeName(): RuntimeName {
 }
 
 export async function startEdgetcd(options: StartOptions = {}): Promise<RunningServer> {
-  const runtime = options.runtime ?? testRuntimeName();
+  // EDGETCD_TEST_SERVER_RUNTIME: servers on another runtime than the test's own
+  // clients (tells a server's fault from a client library's on that runtime).
+  const runtime = options.runtime ?? (process.env.EDGETCD_TEST_SERVER_RUNTIME as RuntimeName | undefined) ?? testRuntimeName();
   return await startProcess("edgetcd", join(repoRoot, "bin/edgetcd"), options, { EDGETCD_RUNTIME: runtime, ...testRootFor(options.env) });
 }
 
