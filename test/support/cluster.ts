@@ -6,7 +6,7 @@ import { Cluster, KV, Lease, Maintenance, Watch } from "../../src/gen/etcdserver
 import { Election } from "../../src/gen/v3electionpb/v3election_pb.ts";
 import { Lock } from "../../src/gen/v3lockpb/v3lock_pb.ts";
 import { dialMapFor, startLinks, type Links } from "./peer-proxy.ts";
-import { freePort, startEdgetcd, startEtcd, tempDir, type RunningServer, type StartOptions } from "./processes.ts";
+import { freePort, serverRuntimes, startEdgetcd, startEtcd, tempDir, type RunningServer, type StartOptions } from "./processes.ts";
 import type { RuntimeName } from "./runtime.ts";
 
 export interface ClusterMember {
@@ -68,8 +68,8 @@ export async function startCluster(size = 3, options: ClusterOptions = {}): Prom
   const peerScheme = options.peerScheme ?? "http";
   const initialCluster = members.map((m) => `${m.name}=${peerScheme}://127.0.0.1:${m.peerPort}`).join(",");
   const links = options.proxies === true ? await startLinks(members) : undefined;
-  const runtimeOf = (member: ClusterMember) =>
-    typeof options.runtime === "string" || options.runtime === undefined ? options.runtime : options.runtime[members.indexOf(member) % options.runtime.length];
+  const runtimes = options.runtime ?? serverRuntimes();
+  const runtimeOf = (member: ClusterMember) => (typeof runtimes === "string" ? runtimes : runtimes[members.indexOf(member) % runtimes.length]);
   const start = async (member: ClusterMember) => {
     const starter = options.kind === "etcd" ? startEtcd : (start: StartOptions) => startEdgetcd({ ...start, runtime: runtimeOf(member) });
     member.server = await starter({

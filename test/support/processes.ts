@@ -97,14 +97,23 @@ export interface StartOptions {
   prefix?: string[];
 }
 
+/**
+ * EDGETCD_TEST_SERVER_RUNTIME: servers on another runtime than the test's own
+ * clients (tells a server's fault from a client library's on that runtime);
+ * several, comma-separated: a cluster's members take them in turn (a mixed
+ * cluster), a lone server the first.
+ */
+export function serverRuntimes(): RuntimeName[] {
+  const list = process.env.EDGETCD_TEST_SERVER_RUNTIME;
+  return list === undefined || list === "" ? [] : (list.split(",") as RuntimeName[]);
+}
+
 export function testRuntimeName(): RuntimeName {
   return runtimeName;
 }
 
 export async function startEdgetcd(options: StartOptions = {}): Promise<RunningServer> {
-  // EDGETCD_TEST_SERVER_RUNTIME: servers on another runtime than the test's own
-  // clients (tells a server's fault from a client library's on that runtime).
-  const runtime = options.runtime ?? (process.env.EDGETCD_TEST_SERVER_RUNTIME as RuntimeName | undefined) ?? testRuntimeName();
+  const runtime = options.runtime ?? serverRuntimes()[0] ?? testRuntimeName();
   return await startProcess("edgetcd", join(repoRoot, "bin/edgetcd"), options, { EDGETCD_RUNTIME: runtime, ...testRootFor(options.env) });
 }
 
