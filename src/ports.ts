@@ -60,9 +60,8 @@ export interface SqliteStatement {
 }
 
 /**
- * The smallest slice of SQLite the backend needs; better-sqlite3 on Node and
- * bun:sqlite on Bun both fit it. BLOBs come back as Uint8Array (a Buffer on
- * Node, which is a Uint8Array).
+ * The smallest slice of SQLite the backend needs; node:sqlite (Node, Deno)
+ * and bun:sqlite (Bun) both fit it. BLOBs come back as Uint8Array.
  */
 export interface SqliteDatabase {
   exec(sql: string): void;
@@ -72,6 +71,11 @@ export interface SqliteDatabase {
 
 export interface SqliteDriver {
   open(path: string): SqliteDatabase;
+  /**
+   * Whether SQLite itself raised `error` (a file it refuses, say), as against
+   * the driver failing to load: each driver marks its errors its own way.
+   */
+  raisedBySqlite(error: unknown): boolean;
 }
 
 export interface Clock {

@@ -1,5 +1,5 @@
 // SQLite on Bun: bun:sqlite (synchronous, prepared statements, BLOBs as Uint8Array).
-import { Database, type Statement } from "bun:sqlite";
+import { Database, SQLiteError, type Statement } from "bun:sqlite";
 import { createPrivateFile } from "../node/private-files.ts";
 import type { SqliteDatabase, SqliteDriver, SqliteStatement, SqliteValue } from "../../src/ports.ts";
 
@@ -26,4 +26,5 @@ export const bunSqlite: SqliteDriver = {
       close: () => db.close(),
     };
   },
+  raisedBySqlite: (error) => error instanceof SQLiteError,
 };

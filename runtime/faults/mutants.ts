@@ -60,6 +60,7 @@ const consistentIndexKey = new TextEncoder().encode("consistent_index");
 /** MUTANT consistent-index-apart: each stored consistent index is the one before it. */
 function consistentIndexApart(inner: SqliteDriver): SqliteDriver {
   return {
+    ...inner,
     open(path) {
       const db = inner.open(path);
       let previous: SqliteValue | undefined;

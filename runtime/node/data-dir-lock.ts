@@ -23,8 +23,8 @@ const holderTextBytesMax = 512;
 
 /**
  * Locks held by this process, by path. Holding the connection here also keeps
- * it from being garbage-collected: Bun and better-sqlite3 close a collected
- * database, and with it the lock.
+ * it from being garbage-collected: a driver closes a collected database, and
+ * with it the lock.
  */
 const held = new Map<string, SqliteDatabase>();
 

@@ -29,4 +29,5 @@ export const nodeSqlite: SqliteDriver = {
       close: () => db.close(),
     };
   },
+  raisedBySqlite: (error) => (error as { code?: unknown } | null)?.code === "ERR_SQLITE_ERROR",
 };

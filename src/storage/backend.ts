@@ -109,7 +109,7 @@ export function verifyDatabaseFile(driver: SqliteDriver, path: string): void {
   } catch (error) {
     // Only SQLite's own refusal of the file is damage; a driver that failed to
     // load (a native addon a runtime cannot run, say) is reported as what it is.
-    if (!fromSqlite(error)) throw error;
+    if (!driver.raisedBySqlite(error)) throw error;
     problems = [error instanceof Error ? error.message : String(error)];
   } finally {
     try {
@@ -119,17 +119,6 @@ export function verifyDatabaseFile(driver: SqliteDriver, path: string): void {
     }
   }
   if (problems.length !== 1 || problems[0] !== "ok") throw new BackendCorruptError(path, problems.join("\n").split("\n").join("; "));
-}
-
-/**
- * An error SQLite itself raised, by the code each driver puts on it:
- * node:sqlite's ERR_SQLITE_ERROR with `errcode`, bun:sqlite's and
- * better-sqlite3's SQLITE_* `code`.
- */
-function fromSqlite(error: unknown): boolean {
-  if (typeof error !== "object" || error === null) return false;
-  const { code, errcode } = error as { code?: unknown; errcode?: unknown };
-  return typeof errcode === "number" || code === "ERR_SQLITE_ERROR" || (typeof code === "string" && code.startsWith("SQLITE_"));
 }
 
 export interface BackendOptions {

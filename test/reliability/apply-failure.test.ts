@@ -22,6 +22,7 @@ const bytes = (text: string) => encoder.encode(text);
 /** A driver whose kv inserts throw a plain Error (no etcd error) for the value "boom": a bug met in apply. */
 function boomOnKvInsert(inner: SqliteDriver): SqliteDriver {
   return {
+    ...inner,
     open(path) {
       const db = inner.open(path);
       return {

@@ -64,6 +64,7 @@ describe("disk faults", () => {
       open(): never {
         throw new Error("Cannot load native addon: this runtime does not support it");
       },
+      raisedBySqlite: runtime.sqlite.raisedBySqlite,
     };
     assert.throws(() => Backend.open(unloadable, path, { verify: true }), (error: unknown) => {
       assert.ok(!(error instanceof BackendCorruptError), String(error));

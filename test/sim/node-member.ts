@@ -254,6 +254,7 @@ function backendOf(server: EtcdServer): Backend {
  */
 function rollingBackOnClose(driver: SqliteDriver): SqliteDriver {
   return {
+    ...driver,
     open(path) {
       const db = driver.open(path);
       return {
