@@ -42,7 +42,6 @@ import { electionMs, sleep, withCluster } from "./faults.ts";
 import { connect, type Connection } from "./history.ts";
 import { independentCheck, describeIndependent } from "./independent.ts";
 import type { RunOptions, RunResult, Scenario } from "./scenarios.ts";
-import { soleRuntime } from "../support/runtime.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -136,7 +135,7 @@ function scratchDir(name: string): string {
 
 async function d2Single(random: Prng, options: RunOptions, notes: string[]): Promise<{ broken: string[]; unfinished: string[]; lost: number; acknowledged: number }> {
   const killAfterMs = random.between(300, 2000);
-  const chain = await CrashChain.create({ runtime: soleRuntime(options.runtime), envAlways: { EDGETCD_TEST_DISK: "lose-unsynced" }, killAfterMs });
+  const chain = await CrashChain.create({ runtime: options.runtime, envAlways: { EDGETCD_TEST_DISK: "lose-unsynced" }, killAfterMs });
   const kills = Math.max(1, Math.round(3 * options.scale));
   let started = true;
   for (let i = 0; i < kills && started; i++) started = await chain.step({ point: undefined, hit: 0 });
@@ -268,7 +267,7 @@ async function tornTailOfARealNode(random: Prng, options: RunOptions): Promise<{
   const unfinished: string[] = [];
   let note = "real node: not started";
   let server: RunningServer | undefined;
-  const start = async () => (server = await startEdgetcd({ dataDir, runtime: soleRuntime(options.runtime), readyTimeoutMs: 60_000 }));
+  const start = async () => (server = await startEdgetcd({ dataDir, runtime: options.runtime, readyTimeoutMs: 60_000 }));
   const stop = async () => {
     await server?.stop();
     server = undefined;

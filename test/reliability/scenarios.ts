@@ -24,8 +24,7 @@ import type { RuntimeName } from "../support/runtime.ts";
 
 export interface RunOptions {
   kind: "edgetcd" | "etcd";
-  /** edgetcd's runtime; several: a cluster's members take them in turn, a lone member the first. */
-  runtime?: RuntimeName | readonly RuntimeName[];
+  runtime?: RuntimeName;
   /** Scales durations and budgets: 1 for the long runs, smaller for the CI tier. */
   scale: number;
   /** Stop traffic after this many recorded operations (keeps checking tractable). */

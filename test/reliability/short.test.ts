@@ -5,12 +5,10 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { scenarios } from "./scenarios.ts";
-import type { RuntimeName } from "../support/runtime.ts";
 
 // A fixed seed by default, so CI runs the same schedules every time; set EDGETCD_RELIABILITY_SEED to explore.
 const seed = Number(process.env.EDGETCD_RELIABILITY_SEED ?? 72942);
-// EDGETCD_RELIABILITY_RUNTIMES=node,bun,deno: the clusters' members take these runtimes in turn (a mixed cluster).
-const runtimes = process.env.EDGETCD_RELIABILITY_RUNTIMES?.split(",") as RuntimeName[] | undefined;
+// EDGETCD_TEST_SERVER_RUNTIME=node,bun,deno runs it on mixed clusters (test/support/processes.ts).
 
 describe(`reliability short tier (seed ${seed}; replay: npm run test:long -- --runs 1 --seed ${seed} --scale 0.3 --operations-max 300)`, () => {
   for (const scenario of scenarios) {
@@ -18,7 +16,6 @@ describe(`reliability short tier (seed ${seed}; replay: npm run test:long -- --r
       const logs: string[] = [];
       const result = await scenario.run(seed, {
         kind: "edgetcd",
-        ...(runtimes === undefined ? {} : { runtime: runtimes }),
         scale: 0.3,
         operationsMax: 300,
         checkTimeoutMs: 20_000,

@@ -24,8 +24,3 @@ export function typeScriptCommand(script: string, args: string[] = []): [string,
 
 /** A Node to run Node-only tools with (the build): this one, or the one on PATH (npm puts node_modules/.bin first). */
 export const nodeProgram = isBun || isDeno ? "node" : process.execPath;
-
-/** The runtime of a lone member where a cluster's members would take several in turn: the first. */
-export function soleRuntime(runtime: RuntimeName | readonly RuntimeName[] | undefined): RuntimeName | undefined {
-  return typeof runtime === "string" || runtime === undefined ? runtime : runtime[0];
-}
