@@ -4,6 +4,7 @@
 import { execFile } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync } from "node:fs";
 import { promisify } from "node:util";
+import type { RuntimeName } from "../support/runtime.ts";
 
 export const run = promisify(execFile);
 
@@ -48,7 +49,7 @@ export function median(values: number[]): number {
 export const defaultTargets = "etcd,edgetcd-node,edgetcd-bun,edgetcd-deno";
 
 /** The runtime of a target named edgetcd-<runtime>. */
-export function runtimeOfTarget(name: string): "node" | "bun" | "deno" {
+export function runtimeOfTarget(name: string): RuntimeName {
   const runtime = name.replace(/^edgetcd-/, "");
   if (runtime === "node" || runtime === "bun" || runtime === "deno") return runtime;
   throw new Error(`unknown target ${name}: etcd or edgetcd-node, edgetcd-bun, edgetcd-deno`);

@@ -11,7 +11,8 @@ import { existsSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { join } from "node:path";
 import { clientsOf, type ClusterMember } from "../support/cluster.ts";
-import { killGroup, portIsClosed, repoRoot, tempDir, testRuntimeName, waitForGroupGone } from "../support/processes.ts";
+import { killGroup, portIsClosed, repoRoot, tempDir, waitForGroupGone } from "../support/processes.ts";
+import { runtimeName } from "../support/runtime.ts";
 
 /** Five members starting at once on two cores, through npm and tsx. */
 const readyTimeoutMs = 90_000;
@@ -52,7 +53,7 @@ interface Launcher {
 }
 
 function launch(args: string[]): Launcher {
-  const child = spawn("npm", ["run", "--silent", "cluster", "--", "--runtime", testRuntimeName(), ...args], {
+  const child = spawn("npm", ["run", "--silent", "cluster", "--", "--runtime", runtimeName, ...args], {
     cwd: repoRoot,
     detached: true,
     stdio: ["pipe", "pipe", "pipe"],

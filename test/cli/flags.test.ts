@@ -6,7 +6,8 @@ import { spawnSync } from "node:child_process";
 import { FlagError, flagDefinitions, flagGroups, parseDurationMs, parseFlags } from "../../src/cli/flags.ts";
 import { ConfigError } from "../../src/server/config.ts";
 import { serverConfigFromFlags } from "../../src/cli/server-config.ts";
-import { repoRoot, testRuntimeName } from "../support/processes.ts";
+import { repoRoot } from "../support/processes.ts";
+import { runtimeName } from "../support/runtime.ts";
 
 describe("flags", () => {
   test("Go flag syntax: -name, --name=value, --name value, bare booleans", () => {
@@ -132,7 +133,7 @@ describe("flags", () => {
 
   test("the server binary exits 2 on an unknown flag, like etcd", () => {
     const result = spawnSync(`${repoRoot}bin/edgetcd`, ["--no-such-flag"], {
-      env: { ...process.env, EDGETCD_RUNTIME: testRuntimeName() },
+      env: { ...process.env, EDGETCD_RUNTIME: runtimeName },
       encoding: "utf8",
     });
     assert.equal(result.status, 2);

@@ -7,10 +7,11 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
-import { etcdctlAsync, freePort, repoRoot, startEdgetcd, testRuntimeName, type RunningServer } from "../support/processes.ts";
+import { etcdctlAsync, freePort, repoRoot, startEdgetcd, type RunningServer } from "../support/processes.ts";
+import { runtimeName } from "../support/runtime.ts";
 
 const edgetcd = join(repoRoot, "bin/edgetcd");
-const env = { ...process.env, EDGETCD_RUNTIME: testRuntimeName() };
+const env = { ...process.env, EDGETCD_RUNTIME: runtimeName };
 
 describe("edgetcd gateway", () => {
   let member: RunningServer | undefined;

@@ -7,10 +7,10 @@ import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { cpSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { etcdctl, freePort, repoRoot, tempDir, testRuntimeName } from "../support/processes.ts";
-import { nodeProgram } from "../support/runtime.ts";
+import { etcdctl, freePort, repoRoot, tempDir } from "../support/processes.ts";
+import { nodeProgram, runtimeName } from "../support/runtime.ts";
 
-const runtime = testRuntimeName();
+const runtime = runtimeName;
 
 function run(command: string, args: string[], env: Record<string, string> = {}) {
   return spawnSync(command, args, { encoding: "utf8", timeout: 60_000, env: { ...process.env, EDGETCD_RUNTIME: runtime, ...env } });

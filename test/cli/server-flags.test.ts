@@ -7,12 +7,13 @@ import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { freePort, repoRoot, startEdgetcd, tempDir, testRuntimeName } from "../support/processes.ts";
+import { freePort, repoRoot, startEdgetcd, tempDir } from "../support/processes.ts";
+import { runtimeName } from "../support/runtime.ts";
 
 const root = tempDir("edgetcd-server-flags");
 after(() => rmSync(root, { recursive: true, force: true }));
 const edgetcd = join(repoRoot, "bin/edgetcd");
-const env = { ...process.env, EDGETCD_RUNTIME: testRuntimeName() };
+const env = { ...process.env, EDGETCD_RUNTIME: runtimeName };
 
 function run(args: string[]): { status: number; stdout: string; stderr: string } {
   const result = spawnSync(edgetcd, args, { env, encoding: "utf8", timeout: 60_000 });
@@ -145,7 +146,7 @@ describe("server flags", () => {
     assert.match(result.stdout, new RegExp(`^edgetcd Version: ${version.replaceAll(".", "\\.")}$`, "m"));
     assert.match(result.stdout, /^etcd API Version: 3\.\d+\.\d+/m);
     assert.match(result.stdout, /^Git SHA: ([0-9a-f]{40}|unknown)$/m);
-    assert.match(result.stdout, new RegExp(`^Runtime: ${testRuntimeName()} v?\\d+\\.\\d+`, "m"));
+    assert.match(result.stdout, new RegExp(`^Runtime: ${runtimeName} v?\\d+\\.\\d+`, "m"));
   });
 
   test("--wal-dir: the WAL lands there, not in the data dir, and a restart replays it", async () => {

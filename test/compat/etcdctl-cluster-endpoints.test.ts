@@ -6,7 +6,8 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { startCluster, type TestCluster } from "../support/cluster.ts";
-import { etcdctlAsync, testRuntimeName, type CommandResult } from "../support/processes.ts";
+import { etcdctlAsync, type CommandResult } from "../support/processes.ts";
+import { runtimeName } from "../support/runtime.ts";
 
 interface StatusEntry {
   Endpoint: string;
@@ -38,14 +39,14 @@ function parsed<T>(result: CommandResult, what: string): T {
   return JSON.parse(result.stdout) as T;
 }
 
-describe(`etcdctl --cluster against a 3-member edgetcd cluster (${testRuntimeName()})`, () => {
+describe(`etcdctl --cluster against a 3-member edgetcd cluster (${runtimeName})`, () => {
   let cluster: TestCluster;
   let etcd: TestCluster;
   let urls: string[];
 
   before(
     async () => {
-      [cluster, etcd] = await Promise.all([startCluster(3, { runtime: testRuntimeName() }), startCluster(3, { kind: "etcd" })]);
+      [cluster, etcd] = await Promise.all([startCluster(3, { runtime: runtimeName }), startCluster(3, { kind: "etcd" })]);
       urls = cluster.endpoints().map((endpoint) => `http://${endpoint}`);
       // A leader, seen through plain host:port endpoints (never affected by the
       // bug), and every member's client URL published (`--cluster` dials the

@@ -21,23 +21,24 @@ const portsHandedOut = new Set<number>();
  * it, any port the kernel calls free.
  */
 const portRange = /^(\d+)-(\d+)$/.exec(process.env.EDGETCD_TEST_PORTS ?? "");
-let nextInRange = portRange === null ? 0 : Number(portRange[1]) + Math.floor(Math.random() * (Number(portRange[2]) - Number(portRange[1])));
+const [portLow, portHigh] = portRange === null ? [0, 0] : [Number(portRange[1]), Number(portRange[2])];
+/** Where this file's walk through its range goes on (it starts anywhere in it). */
+let nextInRange = portLow + Math.floor(Math.random() * (portHigh - portLow + 1));
 
 export async function freePort(): Promise<number> {
   for (let tries = 0; tries < 100_000; tries++) {
-    const port = portRange === null ? await listenAndClose(0) : await listenAndClose(nextPortInRange(Number(portRange[1]), Number(portRange[2]))).catch(() => undefined);
+    let port: number | undefined;
+    if (portRange === null) port = await listenAndClose(0);
+    else {
+      port = await listenAndClose(nextInRange).catch(() => undefined);
+      nextInRange = nextInRange >= portHigh ? portLow : nextInRange + 1;
+    }
     if (port !== undefined && !portsHandedOut.has(port)) {
       portsHandedOut.add(port);
       return port;
     }
   }
   throw new Error(`no free port in ${process.env.EDGETCD_TEST_PORTS}`);
-}
-
-function nextPortInRange(low: number, high: number): number {
-  const port = nextInRange;
-  nextInRange = nextInRange >= high ? low : nextInRange + 1;
-  return port;
 }
 
 /** Listens on the port (0: one the kernel picks) of 127.0.0.1, closes, and gives the port. */
@@ -108,12 +109,8 @@ export function serverRuntimes(): RuntimeName[] {
   return list === undefined || list === "" ? [] : (list.split(",") as RuntimeName[]);
 }
 
-export function testRuntimeName(): RuntimeName {
-  return runtimeName;
-}
-
 export async function startEdgetcd(options: StartOptions = {}): Promise<RunningServer> {
-  const runtime = options.runtime ?? serverRuntimes()[0] ?? testRuntimeName();
+  const runtime = options.runtime ?? serverRuntimes()[0] ?? runtimeName;
   return await startProcess("edgetcd", join(repoRoot, "bin/edgetcd"), options, { EDGETCD_RUNTIME: runtime, ...testRootFor(options.env) });
 }
 

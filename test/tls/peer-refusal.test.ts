@@ -25,8 +25,8 @@ import {
 import type { PeerTlsEvents, PeerTlsMaterial } from "../../runtime/node/peer-tls.ts";
 import { encodeGoaway } from "../../runtime/node/h2-frame-guard.ts";
 import { sleep } from "../support/cluster.ts";
-import { etcdctl, freePort, repoRoot, startEdgetcd, tempDir, testRuntimeName, type RunningServer } from "../support/processes.ts";
-import { runtimeTitle } from "../support/runtime.ts";
+import { etcdctl, freePort, repoRoot, startEdgetcd, tempDir, type RunningServer } from "../support/processes.ts";
+import { runtimeName, runtimeTitle } from "../support/runtime.ts";
 import { makeTestPki, type CertFiles, type TestPki } from "./peer-certs.ts";
 
 const preface = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
@@ -164,7 +164,7 @@ function logged(output: string, message: string, text: string): boolean {
 function spawnMember(args: string[]): { child: ChildProcess; output: () => string; kill: () => Promise<void> } {
   const child = spawn(join(repoRoot, "bin/edgetcd"), args, {
     cwd: repoRoot,
-    env: { ...process.env, EDGETCD_RUNTIME: testRuntimeName() },
+    env: { ...process.env, EDGETCD_RUNTIME: runtimeName },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";
