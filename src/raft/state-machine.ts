@@ -114,7 +114,9 @@ export class RaftStateMachine {
   }
 
   private voterIds(): NodeId[] {
-    return [...this.progress].filter(([, progress]) => !progress.isLearner).map(([id]) => id);
+    const ids: NodeId[] = [];
+    for (const [id, progress] of this.progress) if (!progress.isLearner) ids.push(id);
+    return ids;
   }
 
   private quorum(): number {
