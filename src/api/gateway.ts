@@ -17,11 +17,13 @@ import {
   type DescMethodServerStreaming,
   type DescMethodUnary,
   type JsonValue,
+  ScalarType,
 } from "@bufbuild/protobuf";
 import { Code, ConnectError, createRouterTransport, type ConnectRouter, type ConnectRouterOptions, type Transport } from "@connectrpc/connect";
 import { Auth, Cluster, KV, Lease, Maintenance, Watch } from "../gen/etcdserverpb/rpc_pb.ts";
 import { Election } from "../gen/v3electionpb/v3election_pb.ts";
 import { Lock } from "../gen/v3lockpb/v3lock_pb.ts";
+import { goBase64ErrorOffset, goBase64Message } from "./go-base64.ts";
 import { isNestingLimitError, messageTooLargeError, nestingTooDeepError } from "./request-limits.ts";
 
 /** HTTP status for each gRPC code, as grpc-gateway maps them. */
@@ -281,7 +283,11 @@ function decodeRequest(text: string, schema: DescMessage, recursionLimit: number
   return fromJson(schema, knownFieldsOnly(json ?? {}, schema, recursionLimit), { recursionLimit });
 }
 
-/** `json` without the fields `schema` does not define, at every level down to `depthLeft`. */
+/**
+ * `json` without the fields `schema` does not define, at every level down to
+ * `depthLeft`; a bytes field's string that Go's base64 refuses fails here, in
+ * the gateway's words (see go-base64.ts).
+ */
 function knownFieldsOnly(json: JsonValue, schema: DescMessage, depthLeft: number): JsonValue {
   if (depthLeft <= 0 || !isJsonObject(json)) return json;
   const fields = new Map<string, DescField>();
@@ -295,6 +301,8 @@ function knownFieldsOnly(json: JsonValue, schema: DescMessage, depthLeft: number
 }
 
 function knownFieldsOnlyIn(field: DescField, value: JsonValue, depthLeft: number): JsonValue {
+  if (field.fieldKind === "scalar" && field.scalar === ScalarType.BYTES) checkGoBase64(value);
+  if (field.fieldKind === "list" && field.listKind === "scalar" && field.scalar === ScalarType.BYTES && Array.isArray(value)) value.forEach(checkGoBase64);
   if (field.fieldKind === "message") return knownFieldsOnly(value, field.message, depthLeft);
   if (field.fieldKind === "list" && field.listKind === "message" && Array.isArray(value)) {
     return value.map((item) => knownFieldsOnly(item, field.message, depthLeft));
@@ -303,6 +311,12 @@ function knownFieldsOnlyIn(field: DescField, value: JsonValue, depthLeft: number
     return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, knownFieldsOnly(item, field.message, depthLeft)]));
   }
   return value;
+}
+
+function checkGoBase64(value: JsonValue): void {
+  if (typeof value !== "string") return;
+  const errorOffset = goBase64ErrorOffset(value);
+  if (errorOffset !== undefined) throw new ConnectError(goBase64Message(errorOffset), Code.InvalidArgument);
 }
 
 function isJsonObject(json: JsonValue): json is { [name: string]: JsonValue } {
@@ -348,9 +362,9 @@ function quoteLongIntegers(text: string): string {
 }
 
 /**
- * Every decoding failure is InvalidArgument, as from etcd's gateway. The text is
- * the JSON parser's or protobuf-es's, not Go's (etcd says, e.g., "illegal base64
- * data at input byte 0"); clients match the code and status, not this text.
+ * Every decoding failure is InvalidArgument, as from etcd's gateway. Bad base64
+ * has Go's text (checked before protobuf-es decodes); other texts are the JSON
+ * parser's or protobuf-es's, not Go's.
  */
 function decodeError(error: unknown): ConnectError {
   if (isNestingLimitError(error)) return nestingTooDeepError();

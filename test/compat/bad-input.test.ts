@@ -161,7 +161,12 @@ const gatewayCases: GatewayCase[] = [
   { name: "wrong-typed bool", path: "/v3/kv/range", body: () => '{"key": "YQ==", "serializable": "yes"}', sameMessage: false },
   { name: "fractional int64", path: "/v3/kv/range", body: () => '{"key": "YQ==", "limit": 1.5}', sameMessage: false },
   { name: "unknown enum name", path: "/v3/kv/range", body: () => '{"key": "YQ==", "sort_order": "BOGUS", "unknown_field": 1}', sameMessage: false },
-  { name: "bad base64", path: "/v3/kv/put", body: () => '{"key": "!!!", "value": "dg=="}', sameMessage: false },
+  // Go's base64.StdEncoding (padding required, no URL-safe alphabet) with Go's words, at any depth.
+  { name: "bad base64", path: "/v3/kv/put", body: () => '{"key": "!!!", "value": "dg=="}', sameMessage: true },
+  { name: "base64 without its padding", path: "/v3/kv/put", body: () => '{"key": "YQ", "value": "dg=="}', sameMessage: true },
+  { name: "URL-safe base64", path: "/v3/kv/put", body: () => '{"key": "YQ==", "value": "a-b_"}', sameMessage: true },
+  { name: "base64 going on after its padding", path: "/v3/kv/range", body: () => '{"key": "YQ==YQ=="}', sameMessage: true },
+  { name: "bad base64 in a txn compare", path: "/v3/kv/txn", body: () => '{"compare": [{"key": "YQ=", "target": "VALUE", "value": "YQ=="}]}', sameMessage: true },
   { name: "truncated JSON", path: "/v3/kv/range", body: () => '{"key": ', sameMessage: false },
   { name: "an array for a request", path: "/v3/kv/range", body: () => "[1]", sameMessage: false },
   { name: "null for a request", path: "/v3/kv/range", body: () => "null", sameMessage: true },
