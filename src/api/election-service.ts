@@ -23,7 +23,7 @@ import { EtcdError, GrpcCode } from "../errors.ts";
 import { equalBytes } from "../server/facade.ts";
 import type { EtcdServer } from "../server/etcd-server.ts";
 import { callerOf, serverAs } from "./auth-context.ts";
-import { guarded } from "./errors.ts";
+import { guardedAsRecipe } from "./errors.ts";
 import {
   createRevisionIs,
   deleteOp,
@@ -49,21 +49,21 @@ export function electionService(server: EtcdServer): ServiceImpl<typeof Election
   // Each call runs as its caller (see serverAs).
   const as = (context: HandlerContext) => serverAs(server, callerOf(context));
   return {
-    campaign: (request, context) => guarded(() => campaign(as(context), request, context.signal)),
+    campaign: (request, context) => guardedAsRecipe(() => campaign(as(context), request, context.signal)),
     proclaim: (request, context) =>
-      guarded(async () => {
+      guardedAsRecipe(async () => {
         const header = await proclaim(as(context), leaderOf(request.leader), request.value);
         return { $typeName: "v3electionpb.ProclaimResponse", header };
       }),
     leader: (request, context) =>
-      guarded(async () => {
+      guardedAsRecipe(async () => {
         const response = await as(context).range(firstCreate(recipePrefix(request.name)));
         const kv = response.kvs[0];
         if (kv === undefined) throw new EtcdError(GrpcCode.Unknown, noLeaderMessage);
         return { $typeName: "v3electionpb.LeaderResponse", header: response.header, kv };
       }),
     resign: (request, context) =>
-      guarded(async () => {
+      guardedAsRecipe(async () => {
         const header = await resign(as(context), leaderOf(request.leader));
         return { $typeName: "v3electionpb.ResignResponse", header };
       }),

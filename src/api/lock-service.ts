@@ -37,7 +37,7 @@ import { leaseIdHex } from "../server/facade.ts";
 import type { EtcdServer } from "../server/etcd-server.ts";
 import { validateDeleteRangeRequest } from "../server/validate-kv.ts";
 import { callerOf, serverAs } from "./auth-context.ts";
-import { guarded } from "./errors.ts";
+import { guardedAsRecipe } from "./errors.ts";
 import { WatchSession } from "./watch-service.ts";
 import { mutant } from "../mutants.ts";
 
@@ -51,9 +51,9 @@ export const sessionExpiredMessage = "mutex: session is expired";
 
 export function lockService(server: EtcdServer): ServiceImpl<typeof Lock> {
   return {
-    lock: (request, context) => guarded(() => lock(serverAs(server, callerOf(context)), request.name, request.lease, context.signal)),
+    lock: (request, context) => guardedAsRecipe(() => lock(serverAs(server, callerOf(context)), request.name, request.lease, context.signal)),
     unlock: (request, context) =>
-      guarded(async () => {
+      guardedAsRecipe(async () => {
         const deletion = create(DeleteRangeRequestSchema, { key: request.key });
         validateDeleteRangeRequest(deletion);
         const response = await server.deleteRange(deletion, callerOf(context));
