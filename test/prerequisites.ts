@@ -1,8 +1,10 @@
 // What the tests need beside node_modules, and how test/run.ts gets it on a
 // fresh Debian machine: the real etcd 3.4 and etcdctl (compatibility tests run
 // them side by side with edgetcd), Chromium (browser tests), etcd 3.4's Go
-// sources (the schema is compared with etcd's compiled descriptors) and
-// util-linux's unshare (PID namespace tests). Missing ones are installed from
+// sources (the schema is compared with etcd's compiled descriptors),
+// util-linux's unshare (PID namespace tests), and the client matrix's other
+// real etcd clients: python-etcd3 and etcd3gw, and Go to build etcd 3.4's
+// clientv3 from those sources. Missing ones are installed from
 // Debian's packages when we are root and apt-get is there; otherwise the run
 // stops, naming what to install.
 import { spawnSync } from "node:child_process";
@@ -28,6 +30,9 @@ export const prerequisites: readonly Prerequisite[] = [
     debianPackage: "golang-etcd-server-dev",
   },
   { description: "unshare (util-linux)", path: "/usr/bin/unshare", debianPackage: "util-linux" },
+  { description: "python-etcd3 (grpcio)", path: "/usr/lib/python3/dist-packages/etcd3/client.py", debianPackage: "python3-etcd3" },
+  { description: "etcd3gw (etcd's JSON gateway)", path: "/usr/lib/python3/dist-packages/etcd3gw/client.py", debianPackage: "python3-etcd3gw" },
+  { description: "Go", path: "/usr/bin/go", debianPackage: "golang-go" },
 ];
 
 /** The packages whose services start on install and would hold a port the tests may use (etcd: 2379). */
