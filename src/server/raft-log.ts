@@ -410,15 +410,20 @@ export class RaftLog {
     });
   }
 
+  /** A failed save or apply: the log stops, and the member with it. */
+  private failWith(error: unknown): void {
+    this.failed = true;
+    this.ticker.cancel();
+    this.options.fatal(error);
+  }
+
   private async processReadies(): Promise<void> {
     if (this.processing || this.failed) return;
     this.processing = true;
     try {
       while (!this.failed && this.node.hasReady()) await this.processReady(this.node.ready());
     } catch (error) {
-      this.failed = true;
-      this.ticker.cancel();
-      this.options.fatal(error);
+      this.failWith(error);
     } finally {
       this.processing = false;
     }
@@ -445,11 +450,16 @@ export class RaftLog {
     // 2. The leader's appends leave now, in parallel with its own write.
     if (ready.messages.length > 0) this.options.send(ready.messages);
     // 3. Hard state and entries reach the disk (one fdatasync for the batch).
-    if (ready.hardState !== undefined || ready.entries.length > 0) {
-      await this.options.wal.save(ready.hardState, ready.entries, { sync: ready.mustSync });
-      if (ready.hardState !== undefined) this.storage.setHardState(ready.hardState);
-      this.storage.append(ready.entries);
+    // A hard state that moves only the commit index need not be durable
+    // (etcd's MustSync): it is written in order before any later save, and
+    // nothing waits for it.
+    if (ready.mustSync) {
+      await this.options.wal.save(ready.hardState, ready.entries, { sync: true });
+    } else if (ready.hardState !== undefined || ready.entries.length > 0) {
+      this.options.wal.save(ready.hardState, ready.entries, { sync: false }).catch((error: unknown) => this.failWith(error));
     }
+    if (ready.hardState !== undefined) this.storage.setHardState(ready.hardState);
+    if (ready.entries.length > 0) this.storage.append(ready.entries);
     // 4. What depends on this member's durable state leaves only now.
     if (ready.messagesAfterPersist.length > 0) this.options.send(ready.messagesAfterPersist);
     // 5. Apply.

@@ -204,8 +204,12 @@ export class Wal {
 
   /**
    * Appends the hard state (if given) and entries. Resolves once they are
-   * written and, if `sync` (forced when the hard state changes), fdatasynced.
-   * Calls run one after another in call order.
+   * written and, if `sync`, fdatasynced. The Raft core asks for the sync when
+   * entries, the term or the vote change (etcd's MustSync); a hard state that
+   * moves only the commit index is written and left to the next sync, as etcd
+   * does: a restart that finds an older commit index learns it again from the
+   * leader, and takes what its backend applied as committed. Calls run one
+   * after another in call order.
    */
   save(hardState: HardState | undefined, entries: readonly Entry[], options: { sync: boolean }): Promise<void> {
     const run = this.queue.then(() => this.saveNow(hardState, entries, options.sync));
@@ -268,7 +272,7 @@ export class Wal {
     if (entries.length > 0) this.lastIndex = (entries[entries.length - 1] as Entry).index;
     if (hardStateChanged) this.hardState = { ...hardState };
     this.options.crashPoints?.hit("wal-after-write-before-sync");
-    if (sync || hardStateChanged) {
+    if (sync) {
       const startedMs = performance.now();
       await this.file.datasync();
       this.options.observeFsync?.((performance.now() - startedMs) / 1000);
