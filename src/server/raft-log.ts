@@ -104,6 +104,16 @@ export class RaftLog {
   private readRound: ReadRound | undefined;
   private readonly readsWaitingForApply: Array<{ index: number; resolve: () => void }> = [];
   private nextReadId = 1;
+  /**
+   * Makes this life's read contexts unlike any of an earlier life's: a leader
+   * answers a context it has already answered in its term with the same
+   * index (a resent copy), so a member restarted within one leader's term
+   * whose counter began again was given the index of a read from before its
+   * crash, and served a stale linearizable read (sim --servers seed 23, the
+   * regression test in test/sim/node-sim.test.ts).
+   * etcd's read request ids carry the member's start time for the same reason.
+   */
+  private readonly lifeId: string;
   /** Read indexes received so far (the read-index-reused mutant serves every later read at once). */
   private readsServed = 0;
   private snapshotIndexValue: number;
@@ -114,6 +124,7 @@ export class RaftLog {
 
   constructor(private readonly options: RaftLogOptions) {
     this.droppedLog = new LogLimiter(() => options.clock.nowMs());
+    this.lifeId = Array.from(options.random.bytes(8), (byte) => byte.toString(16).padStart(2, "0")).join("");
     const { restored } = options;
     // The configuration enters through the snapshot slot: the latest snapshot's
     // metadata if there is one, else an empty one at index 0 with the applied
@@ -266,7 +277,7 @@ export class RaftLog {
     if (this.queuedReads.length === 0 || this.failed) return;
     const waiters = this.queuedReads;
     this.queuedReads = [];
-    const id = `${this.options.id}:${this.nextReadId++}`;
+    const id = `${this.options.id}:${this.lifeId}:${this.nextReadId++}`;
     this.options.logger?.debug("read round", { id, reads: waiters.length, leader: this.leaderId.toString(16), term: this.termValue, commit: this.commitIndexValue, applied: this.appliedIndexValue });
     let retry: Timer | undefined;
     const settle = () => {
@@ -362,7 +373,12 @@ export class RaftLog {
    * it for followers that are a little behind (etcd's snapshot and compaction).
    */
   async snapshot(catchUpEntries: number): Promise<void> {
-    const index = this.appliedIndexValue;
+    // Not past the log's last entry: a backend received from the leader may be
+    // ahead of its snapshot's index (it kept applying while sending), and the
+    // entries between have not arrived yet (sim --servers seed 26, before its
+    // read contexts changed: 'snapshot 280 is out of bound lastindex(249)'
+    // stopped the member). The backend holds everything up to the index taken.
+    const index = Math.min(this.appliedIndexValue, this.storage.lastIndex());
     if (this.failed || index <= this.snapshotIndexValue) return;
     try {
       // A voter alone may have recorded this index in memory already (compactIfAlone).
