@@ -18,42 +18,42 @@ const openFlags: Record<OpenMode, number> = {
 };
 
 /**
- * Appends up to this size are written on the calling thread: a copy into the
- * page cache, microseconds, where a trip through libuv's thread pool and back
- * costs a tenth of a millisecond of a write's latency (the WAL's fdatasync
- * still goes through the pool). Larger ones go through the pool, so the event
- * loop is never held long.
+ * Writes up to this size are made on the calling thread: a copy into the page
+ * cache, microseconds, where a trip through libuv's thread pool and back costs
+ * a tenth of a millisecond of a write's latency (the WAL's fdatasync still
+ * goes through the pool). Larger ones go through the pool, so the event loop
+ * is never held long.
  */
-const appendOnCallingThreadBytesMax = 256 * 1024;
+const onCallingThreadBytesMax = 256 * 1024;
 
 export class NodeFile implements FileHandle {
   constructor(private readonly handle: NodeFileHandle) {}
 
   append(data: Uint8Array): Promise<void> {
-    if (data.length > appendOnCallingThreadBytesMax) return this.appendInPool(data);
+    return data.length > onCallingThreadBytesMax ? this.writeInPool(data, null) : this.writeOnCallingThread(data, null);
+  }
+
+  writeAt(data: Uint8Array, position: number): Promise<void> {
+    return data.length > onCallingThreadBytesMax ? this.writeInPool(data, position) : this.writeOnCallingThread(data, position);
+  }
+
+  /** `position` null: at the end (the file is opened with O_APPEND). Loops on short writes. */
+  private writeOnCallingThread(data: Uint8Array, position: number | null): Promise<void> {
     try {
       let written = 0;
-      while (written < data.length) written += writeSync(this.handle.fd, data, written, data.length - written, null);
+      while (written < data.length) {
+        written += writeSync(this.handle.fd, data, written, data.length - written, position === null ? null : position + written);
+      }
       return Promise.resolve();
     } catch (error) {
       return Promise.reject(error as Error);
     }
   }
 
-  private async appendInPool(data: Uint8Array): Promise<void> {
-    // With O_APPEND the kernel puts every write at the end; position null keeps
-    // it that way and loops on short writes.
+  private async writeInPool(data: Uint8Array, position: number | null): Promise<void> {
     let written = 0;
     while (written < data.length) {
-      const result = await this.handle.write(data, written, data.length - written, null);
-      written += result.bytesWritten;
-    }
-  }
-
-  async writeAt(data: Uint8Array, position: number): Promise<void> {
-    let written = 0;
-    while (written < data.length) {
-      const result = await this.handle.write(data, written, data.length - written, position + written);
+      const result = await this.handle.write(data, written, data.length - written, position === null ? null : position + written);
       written += result.bytesWritten;
     }
   }

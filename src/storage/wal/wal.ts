@@ -4,6 +4,15 @@
 // caller batching many client writes into one save pays one sync (group
 // commit). Segments are cut at `segmentBytesMax`.
 //
+// Each segment is written in place ahead of a zero-filled stretch
+// (`preallocationBytes`, etcd preallocates its segments for the same reason):
+// an fdatasync then flushes data only, not a new file size, which on ext4 is a
+// journal commit shared with every other process syncing (measured: 3
+// processes appending 300 B + fdatasync each, p50 0.56-0.63 ms growing the
+// file, 0.40-0.58 ms inside zeros). An all-zero record header is the end of a
+// segment's records, so the zeros read as a clean end; a segment cut or
+// closed is truncated to its records.
+//
 // On open every record is checked. A torn tail of the LAST segment (a record
 // cut short, a zeroed or garbage tail, a bad final record) is what a crash
 // mid-write leaves: it is repaired by truncating to the last whole record,
@@ -30,6 +39,10 @@ import {
   storedCrcAndEnd,
   type DecodedRecord,
 } from "./record.ts";
+
+/** Zeros written past a segment's records at a time, so appends land inside the file. */
+export const preallocationBytes = 1024 * 1024;
+const zeros = new Uint8Array(preallocationBytes);
 
 /** etcd's segment size. */
 export const segmentBytesMaxDefault = 64 * 1024 * 1024;
@@ -88,7 +101,10 @@ function parseSegmentName(name: string): Segment | undefined {
 
 export class Wal {
   private crc: number;
+  /** Where the next record goes: the end of the records written. */
   private size: number;
+  /** The file's length: the records, then zeros up to here. */
+  private allocated: number;
   private lastIndex: number;
   private hardState: HardState | undefined;
   private queue: Promise<void> = Promise.resolve();
@@ -105,6 +121,7 @@ export class Wal {
   ) {
     this.crc = state.crc;
     this.size = state.size;
+    this.allocated = state.size;
     this.lastIndex = state.lastIndex;
     this.hardState = state.hardState;
     this.segmentBytesMax = options.segmentBytesMax ?? segmentBytesMaxDefault;
@@ -187,7 +204,7 @@ export class Wal {
     }
     if (metadata === undefined) throw new Error(`wal: no metadata record in ${dir}`);
     const last = segments[segments.length - 1] as Segment;
-    const file = await fs.open(fs.join(dir, last.name), "append");
+    const file = await fs.open(fs.join(dir, last.name), "readwrite");
     // Anything past the last whole record (zeros from a crash) is cut before appending.
     if ((await file.size()) !== lastSize) {
       await file.truncate(lastSize);
@@ -252,6 +269,7 @@ export class Wal {
 
   async close(): Promise<void> {
     await this.queue;
+    await this.dropZeros();
     await this.file.close();
   }
 
@@ -286,10 +304,26 @@ export class Wal {
     let offset = 0;
     let crc = this.crc;
     for (const [type, payload] of records) ({ crc, end: offset } = encodeRecordInto(buffer, offset, crc, type, payload));
-    await this.file.append(buffer);
+    if (this.size + buffer.length > this.allocated) await this.preallocate(this.size + buffer.length);
+    await this.file.writeAt(buffer, this.size);
     this.crc = crc;
     this.size += buffer.length;
     this.options.countWritten?.(buffer.length);
+  }
+
+  /** Writes zeros from the file's end to past `end`, in whole stretches; they reach the disk with the next fdatasync. */
+  private async preallocate(end: number): Promise<void> {
+    while (this.allocated < end) {
+      await this.file.writeAt(zeros, this.allocated);
+      this.allocated += zeros.length;
+    }
+  }
+
+  /** Cuts the zeros after the records (a segment that takes no more). Not synced: zeros left by a crash read as the end. */
+  private async dropZeros(): Promise<void> {
+    if (this.allocated === this.size) return;
+    await this.file.truncate(this.size);
+    this.allocated = this.size;
   }
 
   /** Starts the next segment: written and synced under a temporary name, then renamed into place. */
@@ -297,10 +331,12 @@ export class Wal {
     const last = this.segments[this.segments.length - 1] as Segment;
     const segment = { name: segmentName(last.sequence + 1, this.lastIndex + 1), sequence: last.sequence + 1, firstIndex: this.lastIndex + 1 };
     const { file, crc, size } = await writeSegmentStart(this.fs, this.dir, segment.name, this.crc, this.metadata, this.hardState);
+    await this.dropZeros();
     await this.file.close();
     this.file = file;
     this.crc = crc;
     this.size = size;
+    this.allocated = size;
     this.segments.push(segment);
   }
 }
@@ -331,7 +367,7 @@ async function writeSegmentStart(
   const path = fs.join(dir, name);
   await fs.rename(temporary, path);
   await fs.syncDir(dir);
-  const file = await fs.open(path, "append");
+  const file = await fs.open(path, "readwrite");
   return { file, crc, size: buffer.length };
 }
 
