@@ -81,6 +81,12 @@ export async function bindClientApi(url: URL, options: ClientListenerOptions): P
 }
 
 function clientHandlers(api: ClientApi, options: ClientListenerOptions): { http2: NodeRequestHandler; http1: NodeRequestHandler | undefined; claim: StreamClaim | undefined } {
+  if (options.metricsOnly === true) {
+    // etcd's metrics mux: no RPCs, no gateway, no CORS.
+    const metricsHandler = getRequestListener(api.metricsHttp.fetch);
+    const metrics: NodeRequestHandler = (request, response) => void metricsHandler(request as never, response as never);
+    return { http2: metrics, http1: metrics, claim: undefined };
+  }
   const httpHandler = getRequestListener(api.http.fetch);
   const rpcHandler = connectNodeAdapter({
     ...api.routerOptions,

@@ -14,7 +14,7 @@ import { Lock } from "../gen/v3lockpb/v3lock_pb.ts";
 import type { EtcdServer } from "../server/etcd-server.ts";
 import { clusterService } from "./cluster-service.ts";
 import type { CorsPolicy } from "./cors.ts";
-import { createHttpApp } from "./http-app.ts";
+import { createHttpApp, createMetricsApp } from "./http-app.ts";
 import { kvService } from "./kv-service.ts";
 import { learnerGate } from "./learner-gate.ts";
 import { browserLeaseService, leaseService } from "./lease-service.ts";
@@ -47,6 +47,8 @@ export interface ClientApi {
   /** The deepest message nesting the binary decoder follows. */
   recursionLimit: number;
   http: Hono;
+  /** What a --listen-metrics-urls listener serves: /metrics and /health only. */
+  metricsHttp: Hono;
   /** Which web origins may call (`--cors`); each runtime's listener applies it to every request. */
   cors: CorsPolicy;
   /**
@@ -92,7 +94,15 @@ export function createClientApi(server: EtcdServer, options: ClientApiOptions): 
   const recursionLimit = messageNestingDepthMax(server.config.maxTxnOps);
   const interceptors = [
     // Outermost: it counts every answer, the refusals of those below included.
-    ...(metricsRegistry === undefined ? [] : [grpcMetricsInterceptor(metricsRegistry, services.filter(({ service }) => !service.typeName.startsWith("edgetcd.")).map(({ service }) => service))]),
+    ...(metricsRegistry === undefined
+      ? []
+      : [
+          grpcMetricsInterceptor(
+            metricsRegistry,
+            services.filter(({ service }) => !service.typeName.startsWith("edgetcd.")).map(({ service }) => service),
+            { handlingTimes: server.config.metrics === "extensive" },
+          ),
+        ]),
     learnerGate(() => server.isLearnerMember),
     authInterceptor(server),
   ];
@@ -115,6 +125,7 @@ export function createClientApi(server: EtcdServer, options: ClientApiOptions): 
     readMaxBytes: requestMessageBytesMax(server.config.maxRequestBytes),
     recursionLimit,
     http: createHttpApp({ server, routes, routerOptions, metricsText, ...(options.productVersion === undefined ? {} : { productVersion: options.productVersion }) }),
+    metricsHttp: createMetricsApp(server, metricsText),
     cors,
     refusesNamedCertificateOnGateway: () => server.config.clientCertAuth && server.auth.enabled,
   };

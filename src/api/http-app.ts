@@ -20,27 +20,59 @@ export interface HttpAppOptions {
 export function createHttpApp(options: HttpAppOptions): Hono {
   const { server } = options;
   const app = new Hono();
-  // etcd 3.4's shape, which its e2e suite and scripts match literally; the
-  // reason goes to /readyz and the log, as 3.5's reason field would.
-  const health = (c: Context) => {
-    const reason = server.healthProblem();
-    // Go's JSON encoder ends the body with a newline.
-    return c.body(`${JSON.stringify({ health: reason === undefined ? "true" : "false" })}\n`, reason === undefined ? 200 : 503, { "content-type": "application/json" });
-  };
-  app.get("/health", health);
+  const health = healthHandler(server);
+  app.all("/health", health);
   app.get("/livez", (c) => c.text("ok"));
-  app.get("/readyz", (c) => {
-    const reason = server.healthProblem();
+  app.get("/readyz", async (c) => {
+    const reason = await server.healthProblem();
     return reason === undefined ? c.text("ok") : c.text(`not ready: ${reason}`, 503);
   });
   // etcd's two fields (the version policy: src/version.ts), then edgetcd's own.
   const version = { etcdserver: server.version, etcdcluster: server.clusterVersion, ...(options.productVersion === undefined ? {} : { edgetcd: options.productVersion }) };
   app.get("/version", (c) => c.json(version));
-  app.get("/metrics", async (c) => c.text(await options.metricsText(), 200, { "content-type": "text/plain; version=0.0.4" }));
+  app.get("/metrics", metricsHandler(options.metricsText));
 
   addGatewayRoutes(app, options.routes, options.routerOptions, {
     messageBytesMax: requestMessageBytesMax(server.config.maxRequestBytes),
     recursionLimit: messageNestingDepthMax(server.config.maxTxnOps),
   });
   return app;
+}
+
+/**
+ * What a --listen-metrics-urls listener serves, as etcd's metrics mux: /metrics
+ * and /health, and Go's 404 for anything else.
+ */
+export function createMetricsApp(server: EtcdServer, metricsText: () => Promise<string>): Hono {
+  const app = new Hono();
+  app.all("/health", healthHandler(server));
+  app.get("/metrics", metricsHandler(metricsText));
+  app.notFound((c) => goTextError(c, "404 page not found", 404));
+  return app;
+}
+
+const goText = { "content-type": "text/plain; charset=utf-8" };
+
+/** Go's http.Error: the text and a newline, as plain text the browser must not sniff. */
+function goTextError(c: Context, text: string, status: 404 | 405 | 503, headers: Record<string, string> = {}) {
+  return c.body(`${text}\n`, status, { ...goText, "x-content-type-options": "nosniff", ...headers });
+}
+
+/**
+ * etcd 3.4's /health (etcdhttp.NewHealthHandler), byte for byte: GET only;
+ * `?exclude=NOSPACE` (repeatable) leaves that alarm out; healthy is 200 and
+ * `{"health":"true"}`, unhealthy 503 and `{"health":"false"}` plus a newline
+ * (Go's http.Error); the reason goes to /readyz.
+ */
+function healthHandler(server: EtcdServer) {
+  return async (c: Context) => {
+    if (c.req.method !== "GET") return goTextError(c, "Method Not Allowed", 405, { allow: "GET" });
+    const reason = await server.healthProblem(new Set(c.req.queries("exclude") ?? []));
+    if (reason !== undefined) return goTextError(c, JSON.stringify({ health: "false" }), 503);
+    return c.body(JSON.stringify({ health: "true" }), 200, goText);
+  };
+}
+
+function metricsHandler(metricsText: () => Promise<string>) {
+  return async (c: Context) => c.text(await metricsText(), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
 }

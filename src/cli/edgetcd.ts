@@ -95,6 +95,8 @@ export interface ClientListener {
 export interface ClientListenerOptions {
   http: boolean;
   grpc: boolean;
+  /** A --listen-metrics-urls listener: /metrics and /health only. */
+  metricsOnly?: boolean;
   transport: Pick<ServerConfig, "maxConcurrentStreams" | "grpcKeepaliveMinTimeMs" | "grpcKeepaliveIntervalMs" | "grpcKeepaliveTimeoutMs">;
   /** Serve TLS with these settings (an https URL); undefined for plain text. */
   tls?: ClientTlsSettings;
@@ -181,6 +183,9 @@ export async function runEdgetcd(host: Host, argv: readonly string[], env: Recor
     }
     for (const url of config.listenClientHttpUrls) {
       listeners.push(await host.bindClients(url, { grpc: false, http: true, transport: config, ...tlsFor(url) }));
+    }
+    for (const url of config.listenMetricsUrls) {
+      listeners.push(await host.bindClients(url, { grpc: false, http: true, metricsOnly: true, transport: config, ...tlsFor(url) }));
     }
     // Every member serves its peer URLs, a single one too (a member added later reaches it there).
     const peerNetwork = config.peerTls === undefined ? host.peerNetwork : host.peerNetworkWithTls(config.peerTls, logger);

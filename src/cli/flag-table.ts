@@ -178,14 +178,8 @@ export const flagDefinitions: readonly FlagDefinition[] = [
   ]),
   ...group("Profiling and monitoring", [
     ["enable-pprof", "bool", "false", "Serve runtime profiles at /debug/pprof/.", warned("there are no Go profiles to serve; profile with the runtime's own tools")],
-    ["metrics", "string", "basic", "Which metrics /metrics exports: 'basic' or 'extensive' (adds histograms).", warned("only the basic set is exported")],
-    [
-      "listen-metrics-urls",
-      "string",
-      "",
-      "Extra URLs serving only /metrics and /health.",
-      refused("a separate metrics listener is not implemented; probes aimed at it would find nothing (use the client URL's /metrics and /health)"),
-    ],
+    ["metrics", "string", "basic", "Which metrics /metrics exports: 'basic' or 'extensive' (adds grpc_server_handling_seconds)."],
+    ["listen-metrics-urls", "string", "", "Extra URLs serving only /metrics and /health (https ones with the client TLS flags)."],
   ]),
   ...group("Logging", [
     ["logger", "string", "zap", "'zap' for JSON lines (the only logger; 'capnslog' is accepted with a warning, as etcd 3.5 dropped it)."],

@@ -153,11 +153,12 @@ export function serverConfigFromFlags(flags: ParsedFlags): ServerConfig {
   if (initialCluster.size === 0) initialCluster.set(name, initialAdvertisePeerUrls);
   const listenClientUrls = urls("listen-client-urls", get("listen-client-urls"));
   const listenClientHttpUrls = urls("listen-client-http-urls", get("listen-client-http-urls"));
+  const listenMetricsUrls = urls("listen-metrics-urls", get("listen-metrics-urls"));
   const logging = logSettings(get);
   let clientTls: ClientTlsSettings | undefined;
   try {
     clientTls = clientTlsFromFlags({
-      listenUrls: [...listenClientUrls, ...listenClientHttpUrls],
+      listenUrls: [...listenClientUrls, ...listenClientHttpUrls, ...listenMetricsUrls],
       get,
       warn: (message) => logging.startWarnings.push(message),
     });
@@ -186,6 +187,8 @@ export function serverConfigFromFlags(flags: ParsedFlags): ServerConfig {
     maxWals: integer("max-wals"),
     listenClientUrls,
     listenClientHttpUrls,
+    listenMetricsUrls,
+    metrics: get("metrics"),
     advertiseClientUrls: get("advertise-client-urls").split(","),
     clientTls,
     listenPeerUrls: urls("listen-peer-urls", get("listen-peer-urls")),

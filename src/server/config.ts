@@ -14,6 +14,10 @@ export interface ServerConfig {
   listenClientUrls: URL[];
   /** 3.5.8+: a separate listener for HTTP/1.1 traffic (gateway, health, metrics). */
   listenClientHttpUrls: URL[];
+  /** Listeners serving only /metrics and /health (https ones with the client TLS settings). */
+  listenMetricsUrls: URL[];
+  /** --metrics: 'extensive' adds grpc_server_handling_seconds; anything else is etcd's basic set. */
+  metrics: string;
   advertiseClientUrls: string[];
   /** TLS for the https client URLs (src/server/client-tls.ts); undefined when every client URL is http. */
   clientTls: ClientTlsSettings | undefined;

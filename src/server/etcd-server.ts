@@ -89,6 +89,8 @@ export type AuthRequestKind =
 
 export { clusterVersion, serverVersion } from "../version.ts";
 
+/** How long /health waits for its linearizable read (etcd's QGET deadline). */
+const healthReadTimeoutMs = 1000;
 
 export class EtcdServer {
   readonly version = serverVersion;
@@ -121,7 +123,7 @@ export class EtcdServer {
   private backendSizeBytes = 0;
   private markPublished: () => void = () => {};
   /** Counted here for etcd's metrics (src/server/metrics.ts): since this process started. */
-  readonly stats = { leaderChanges: 0 };
+  readonly stats = { leaderChanges: 0, healthChecksPassed: 0, healthChecksFailed: 0 };
   /**
    * Resolves once this member's name and client URLs are applied (through
    * Raft, as every change, a single member's too): etcd says "ready to serve client requests" only
@@ -709,7 +711,13 @@ export class EtcdServer {
       currentRevision: this.store.currentRevision,
       compactRevision: Math.max(0, this.store.compactRevision),
       mvcc: this.applier.counts,
-      stats: { leaderChanges: this.stats.leaderChanges, proposalsFailed: this.proposals.failedCount, leasesExpired: this.leases.expiredCount },
+      stats: {
+        leaderChanges: this.stats.leaderChanges,
+        proposalsFailed: this.proposals.failedCount,
+        leasesExpired: this.leases.expiredCount,
+        healthChecksPassed: this.stats.healthChecksPassed,
+        healthChecksFailed: this.stats.healthChecksFailed,
+      },
     };
   }
 
@@ -740,10 +748,38 @@ export class EtcdServer {
   }
 
   /** Why the member is not healthy, or undefined when it is. */
-  healthProblem(): string | undefined {
+  /**
+   * etcd's health check (etcdhttp's checkHealth): unhealthy while stopped,
+   * while an alarm other than the `excludedAlarms` (by name, NOSPACE or
+   * CORRUPT) is up, without a leader, or when a linearizable read does not
+   * get through within a second (etcd's QGET through Raft). The reason, or
+   * undefined when healthy; counted for etcd_server_health_success/failures.
+   */
+  async healthProblem(excludedAlarms: ReadonlySet<string> = new Set()): Promise<string | undefined> {
+    const problem = await this.findHealthProblem(excludedAlarms);
+    if (problem === undefined) this.stats.healthChecksPassed++;
+    else this.stats.healthChecksFailed++;
+    return problem;
+  }
+
+  private async findHealthProblem(excludedAlarms: ReadonlySet<string>): Promise<string | undefined> {
     if (this.stoppedReason !== undefined) return this.stoppedReason;
-    const [alarm] = this.alarms.get();
-    return alarm === undefined ? undefined : `ALARM ${AlarmType[alarm.alarm]}`;
+    for (const alarm of this.alarms.get()) {
+      const name = AlarmType[alarm.alarm];
+      if (!excludedAlarms.has(name)) return `ALARM ${name}`;
+    }
+    if (this.log.leader === 0) return "no leader";
+    let timer: Timer | undefined;
+    const timedOut = new Promise<string>((resolve) => {
+      timer = this.runtime.clock.setTimer(healthReadTimeoutMs, () => resolve("linearizable read timed out"));
+    });
+    try {
+      return await Promise.race([this.readBarrier().then(() => undefined), timedOut]);
+    } catch (error) {
+      return `linearizable read failed: ${error instanceof Error ? error.message : String(error)}`;
+    } finally {
+      timer?.cancel();
+    }
   }
 
   // --- lifecycle ---------------------------------------------------------

@@ -26,7 +26,7 @@ export interface MetricsView {
   currentRevision: number;
   compactRevision: number;
   mvcc: Readonly<MvccCounts>;
-  stats: Readonly<{ leaderChanges: number; proposalsFailed: number; leasesExpired: number }>;
+  stats: Readonly<{ leaderChanges: number; proposalsFailed: number; leasesExpired: number; healthChecksPassed: number; healthChecksFailed: number }>;
 }
 
 export interface MetricsSource {
@@ -80,6 +80,9 @@ export class EtcdMetrics implements StorageMetricHooks {
     this.gaugeOf("etcd_server_proposals_pending", "The current number of pending proposals to commit.", (v) => v.pendingProposals);
     this.counterOf("etcd_server_proposals_failed_total", "The total number of failed proposals seen.", () => this.current()?.stats.proposalsFailed ?? 0);
     this.counterOf("etcd_server_lease_expired_total", "The total number of expired leases.", () => this.current()?.stats.leasesExpired ?? 0);
+    // etcdhttp's, counted by /health.
+    this.counterOf("etcd_server_health_success", "The total number of successful health checks", () => this.current()?.stats.healthChecksPassed ?? 0);
+    this.counterOf("etcd_server_health_failures", "The total number of failed health checks", () => this.current()?.stats.healthChecksFailed ?? 0);
     this.gaugeOf("etcd_server_quota_backend_bytes", "Current backend storage quota size in bytes.", (v) => v.quotaBytes);
     const version = new Gauge({ name: "etcd_server_version", help: "Which version is running. 1 for 'server_version' label with current version.", labelNames: ["server_version"], registers });
     version.labels(options.serverVersion).set(1);
