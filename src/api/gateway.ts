@@ -126,6 +126,62 @@ export interface GatewayLimits {
   messageBytesMax: number;
   /** How deep a request's messages may nest (see messageNestingDepthMax). */
   recursionLimit: number;
+  /**
+   * Gateway calls running at once, watches and keep-alives included: etcd's
+   * gateway is one gRPC connection to its own server, held to
+   * --max-concurrent-streams, so past it a call waits for one to end (etcd's
+   * TestV3Curl_MaxStreams_ReachLimit: a range behind that many watches times
+   * out). Undefined: no limit.
+   */
+  callsAtOnceMax?: number;
+}
+
+/** Gateway calls that may wait for a slot; past this many a call is refused at once. */
+export const gatewayCallsWaitingMax = 4096;
+
+/** The --max-concurrent-streams slots of the gateway's calls, in arrival order. */
+class CallSlots {
+  private running = 0;
+  private readonly waiting: Array<() => void> = [];
+
+  constructor(private readonly runningMax: number) {}
+
+  /**
+   * Resolves with the function that gives the slot back once the call may
+   * start; undefined when the client went away while it waited. Throws when
+   * too many wait already.
+   */
+  take(signal: AbortSignal): Promise<(() => void) | undefined> {
+    if (this.running < this.runningMax) {
+      this.running++;
+      return Promise.resolve(this.releaser());
+    }
+    if (this.waiting.length >= gatewayCallsWaitingMax) throw new ConnectError("grpc: the gateway's calls are all in use", Code.ResourceExhausted);
+    return new Promise((resolve) => {
+      const grant = () => {
+        signal.removeEventListener("abort", giveUp);
+        this.running++;
+        resolve(this.releaser());
+      };
+      const giveUp = () => {
+        const index = this.waiting.indexOf(grant);
+        if (index >= 0) this.waiting.splice(index, 1);
+        resolve(undefined);
+      };
+      this.waiting.push(grant);
+      signal.addEventListener("abort", giveUp, { once: true });
+    });
+  }
+
+  private releaser(): () => void {
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.running--;
+      this.waiting.shift()?.();
+    };
+  }
 }
 
 export function addGatewayRoutes(app: Hono, routes: (router: ConnectRouter) => void, routerOptions: ConnectRouterOptions, limits: GatewayLimits): void {
@@ -134,6 +190,7 @@ export function addGatewayRoutes(app: Hono, routes: (router: ConnectRouter) => v
     // The in-memory client decodes the answers: a txn nested as deep as the server allows answers as deep.
     transport: { binaryOptions: { recursionLimit: limits.recursionLimit } },
   });
+  const slots = new CallSlots(limits.callsAtOnceMax ?? Number.POSITIVE_INFINITY);
   const bodyBytesMax = gatewayBodyPerMessageBytesMax * limits.messageBytesMax;
   const limitBody = bodyLimit({
     maxSize: bodyBytesMax,
@@ -142,8 +199,8 @@ export function addGatewayRoutes(app: Hono, routes: (router: ConnectRouter) => v
     onError: (c) => gatewayError(c, messageTooLargeError(declaredBytes(c) ?? bodyBytesMax + 1, limits.messageBytesMax)),
   });
   const handlers: Array<readonly [string, (c: Context) => Promise<Response>]> = [
-    ...gatewayRoutes.map(([path, method]) => [path, (c: Context) => callGateway(c, transport, method, limits)] as const),
-    ...streamingGatewayRoutes.map(([path, method]) => [path, (c: Context) => streamGateway(c, transport, method, limits)] as const),
+    ...gatewayRoutes.map(([path, method]) => [path, (c: Context) => callGateway(c, transport, method, limits, slots)] as const),
+    ...streamingGatewayRoutes.map(([path, method]) => [path, (c: Context) => streamGateway(c, transport, method, limits, slots)] as const),
   ];
   for (const [path, handle] of handlers) {
     // etcd 3.4 serves every route under /v3beta too (the prefix of 3.3's gateway).
@@ -155,7 +212,7 @@ export function addGatewayRoutes(app: Hono, routes: (router: ConnectRouter) => v
   }
 }
 
-async function callGateway(c: Context, transport: Transport, method: DescMethodUnary, limits: GatewayLimits): Promise<Response> {
+async function callGateway(c: Context, transport: Transport, method: DescMethodUnary, limits: GatewayLimits, slots: CallSlots): Promise<Response> {
   let request: unknown;
   try {
     request = decodeRequest(await c.req.text(), method.input as DescMessage, limits.recursionLimit);
@@ -165,11 +222,16 @@ async function callGateway(c: Context, transport: Transport, method: DescMethodU
   // etcd's gateway sends the decoded request to its gRPC server, which measures the protobuf message.
   const messageBytes = toBinary(method.input as DescMessage, request as never).length;
   if (messageBytes > limits.messageBytesMax) return gatewayError(c, messageTooLargeError(messageBytes, limits.messageBytesMax));
+  let release: (() => void) | undefined;
   try {
+    release = await slots.take(c.req.raw.signal);
+    if (release === undefined) return c.body(null, 499 as never); // the client went away while it waited
     const response = await transport.unary(method, undefined, undefined, forwardedHeader(c), request as never, undefined);
     return c.json(toJson(method.output as DescMessage, response.message as never, { useProtoFieldName: true }) as object);
   } catch (error) {
     return gatewayError(c, ConnectError.from(error));
+  } finally {
+    release?.();
   }
 }
 
@@ -178,7 +240,13 @@ async function callGateway(c: Context, transport: Transport, method: DescMethodU
  * method takes the first), and every response is written as it comes, one
  * line each, until the stream ends or the client goes away.
  */
-async function streamGateway(c: Context, transport: Transport, method: DescMethodBiDiStreaming | DescMethodServerStreaming, limits: GatewayLimits): Promise<Response> {
+async function streamGateway(
+  c: Context,
+  transport: Transport,
+  method: DescMethodBiDiStreaming | DescMethodServerStreaming,
+  limits: GatewayLimits,
+  slots: CallSlots,
+): Promise<Response> {
   let requests: unknown[];
   try {
     requests = splitJsonValues(await c.req.text()).map((text) => decodeRequest(text, method.input as DescMessage, limits.recursionLimit));
@@ -188,7 +256,17 @@ async function streamGateway(c: Context, transport: Transport, method: DescMetho
   if (requests.length === 0) requests.push(decodeRequest("", method.input as DescMessage, limits.recursionLimit));
   if (method.methodKind === "server_streaming") requests = requests.slice(0, 1);
   const header = forwardedHeader(c);
+  let release: (() => void) | undefined;
+  try {
+    release = await slots.take(c.req.raw.signal);
+  } catch (error) {
+    return gatewayError(c, ConnectError.from(error));
+  }
+  if (release === undefined) return c.body(null, 499 as never); // the client went away while it waited
+  const giveBack = release;
   const abort = new AbortController();
+  // The stream holds its slot until it ends, however it ends.
+  abort.signal.addEventListener("abort", giveBack, { once: true });
   c.req.raw.signal.addEventListener("abort", () => abort.abort(), { once: true });
   async function* input() {
     yield* requests as never[];
@@ -214,6 +292,7 @@ async function streamGateway(c: Context, transport: Transport, method: DescMetho
           controller.enqueue(line({ error: { grpc_code: connect.code, http_code: httpStatusOfCode[connect.code] ?? 500, message: connect.rawMessage, http_status: "" } }));
         }
       }
+      giveBack();
       try {
         controller.close();
       } catch {

@@ -35,6 +35,7 @@ export function createHttpApp(options: HttpAppOptions): Hono {
   addGatewayRoutes(app, options.routes, options.routerOptions, {
     messageBytesMax: requestMessageBytesMax(server.config.maxRequestBytes),
     recursionLimit: messageNestingDepthMax(server.config.maxTxnOps),
+    callsAtOnceMax: server.config.maxConcurrentStreams,
   });
   return app;
 }
