@@ -10,6 +10,8 @@ export const run = promisify(execFile);
 
 /** loadgen's one JSON line. */
 export interface LoadgenResult {
+  ok: number;
+  seconds: number;
   qps: number;
   p50_ms: number;
   p99_ms: number;

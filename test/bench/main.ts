@@ -138,6 +138,11 @@ if (process.argv.includes("--transport")) {
   await runTransportBench();
   process.exit(0);
 }
+if (process.argv.includes("--fill")) {
+  const { runFillBench } = await import("./fill.ts");
+  await runFillBench();
+  process.exit(0);
+}
 if (process.argv.includes("--security")) {
   const { runSecurityBench } = await import("./security.ts");
   await runSecurityBench();
