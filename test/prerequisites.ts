@@ -4,7 +4,8 @@
 // sources (the schema is compared with etcd's compiled descriptors),
 // util-linux's unshare (PID namespace tests), and the client matrix's other
 // real etcd clients: python-etcd3 and etcd3gw, and Go to build etcd 3.4's
-// clientv3 from those sources. Missing ones are installed from
+// clientv3 from those sources; and Patroni with PostgreSQL, a real
+// application keeping its leader in etcd. Missing ones are installed from
 // Debian's packages when we are root and apt-get is there; otherwise the run
 // stops, naming what to install.
 import { spawnSync } from "node:child_process";
@@ -33,6 +34,9 @@ export const prerequisites: readonly Prerequisite[] = [
   { description: "python-etcd3 (grpcio)", path: "/usr/lib/python3/dist-packages/etcd3/client.py", debianPackage: "python3-etcd3" },
   { description: "etcd3gw (etcd's JSON gateway)", path: "/usr/lib/python3/dist-packages/etcd3gw/client.py", debianPackage: "python3-etcd3gw" },
   { description: "Go", path: "/usr/bin/go", debianPackage: "golang-go" },
+  { description: "Patroni", path: "/usr/bin/patroni", debianPackage: "patroni" },
+  // Debian 12's PostgreSQL (beside its etcd 3.4); its postgresql-common makes the postgres user Patroni runs it as.
+  { description: "PostgreSQL 15", path: "/usr/lib/postgresql/15/bin/initdb", debianPackage: "postgresql" },
 ];
 
 /** The packages whose services start on install and would hold a port the tests may use (etcd: 2379). */

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { missingPrerequisites, planPrerequisites, prerequisites } from "../prerequisites.ts";
 import { repoRoot, tempDir } from "../support/processes.ts";
 
-const allPackages = ["etcd-server", "etcd-client", "chromium", "golang-etcd-server-dev", "util-linux", "python3-etcd3", "python3-etcd3gw", "golang-go"];
+const allPackages = ["etcd-server", "etcd-client", "chromium", "golang-etcd-server-dev", "util-linux", "python3-etcd3", "python3-etcd3gw", "golang-go", "patroni", "postgresql"];
 
 function dryRun(root: string, asNobody: boolean) {
   return spawnSync(process.execPath, ["--import", "tsx", join(repoRoot, "test/run.ts")], {
@@ -58,7 +58,7 @@ describe("test prerequisites", () => {
     rmSync(root, { recursive: true, force: true });
     assert.equal(result.status, 0, `${result.stdout}${result.stderr}`);
     const lines = result.stdout.split("\n");
-    assert.match(lines[0] ?? "", /^The tests need etcd 3\.4, etcdctl 3\.4, Chromium, etcd 3\.4's Go sources, unshare \(util-linux\), python-etcd3 \(grpcio\), etcd3gw \(etcd's JSON gateway\), Go: installing from Debian's packages\.$/);
+    assert.match(lines[0] ?? "", /^The tests need etcd 3\.4, etcdctl 3\.4, Chromium, etcd 3\.4's Go sources, unshare \(util-linux\), python-etcd3 \(grpcio\), etcd3gw \(etcd's JSON gateway\), Go, Patroni, PostgreSQL 15: installing from Debian's packages\.$/);
     assert.equal(lines[1], "would run: apt-get update");
     assert.equal(lines[2], `would run: apt-get install -y ${allPackages.join(" ")}`);
     assert.match(lines[3] ?? "", /^would run: sh -c .*systemctl stop etcd.*\/etc\/init\.d\/etcd stop/);
