@@ -227,7 +227,7 @@ async function callGateway(c: Context, transport: Transport, method: DescMethodU
     release = await slots.take(c.req.raw.signal);
     if (release === undefined) return c.body(null, 499 as never); // the client went away while it waited
     const response = await transport.unary(method, undefined, undefined, forwardedHeader(c), request as never, undefined);
-    return c.json(toJson(method.output as DescMessage, response.message as never, { useProtoFieldName: true }) as object);
+    return c.json(toJson(method.output as DescMessage, response.message as never, { useProtoFieldName: true }) as object, 200, answeredByGrpc);
   } catch (error) {
     return gatewayError(c, ConnectError.from(error));
   } finally {
@@ -304,7 +304,7 @@ async function streamGateway(
       void responses?.return?.();
     },
   });
-  return new Response(output, { status: 200, headers: { "content-type": "application/json" } });
+  return new Response(output, { status: 200, headers: { "content-type": "application/json", ...answeredByGrpc } });
 }
 
 /** The JSON values of a body written one after another (`{…}{…}` or one per line), as a JSON decoder reads a stream. */
@@ -457,6 +457,13 @@ function declaredBytes(c: Context): number | undefined {
 }
 
 /** grpc-gateway's error body: `{"error", "message", "code"}` with the HTTP status of the code. */
+/**
+ * grpc-gateway forwards the gRPC answer's header metadata: etcd's gateway
+ * answers every call its server took with this header. (A call the server
+ * refused carries it as an HTTP trailer instead, which we do not send.)
+ */
+const answeredByGrpc = { "grpc-metadata-content-type": "application/grpc" };
+
 function gatewayError(c: Context, error: ConnectError): Response {
   const status = httpStatusOfCode[error.code] ?? 500;
   return c.json({ error: error.rawMessage, message: error.rawMessage, code: error.code }, status as 400);

@@ -94,3 +94,25 @@ describe("answers on the wire, beside etcd 3.4", () => {
     }
   });
 });
+
+describe("the gateway's headers, beside etcd 3.4", () => {
+  const servers = etcdBesideEdgetcd();
+
+  test("a call the server took carries grpc-gateway's Grpc-Metadata-Content-Type; a body that does not decode does not", async () => {
+    const header = async (endpoint: string, path: string, body: string) => {
+      const response = await fetch(`http://${endpoint}${path}`, { method: "POST", body, signal: AbortSignal.timeout(5000) });
+      const value = response.headers.get("grpc-metadata-content-type");
+      await response.body?.cancel();
+      return `${path} ${response.status} ${value ?? "none"}`;
+    };
+    const cases: Array<[string, string]> = [
+      ["/v3/kv/range", '{"key":"YQ=="}'],
+      ["/v3/kv/range", '{"key":"!!"}'],
+      ["/v3/watch", '{"create_request":{"key":"YQ=="}}'],
+    ];
+    const want = await Promise.all(cases.map(([path, body]) => header(servers.etcd.endpoint, path, body)));
+    const got = await Promise.all(cases.map(([path, body]) => header(servers.edgetcd.endpoint, path, body)));
+    assert.deepEqual(got, want);
+    assert.deepEqual(want, ["/v3/kv/range 200 application/grpc", "/v3/kv/range 400 none", "/v3/watch 200 application/grpc"]);
+  });
+});
