@@ -17,6 +17,7 @@ import * as tls from "node:tls";
 import { guardedHttp2Socket, type GuardedConnection } from "./h2-connection.ts";
 import type { Violation } from "./h2-frame-guard.ts";
 import { SessionSupervisor } from "./h2-session-limits.ts";
+import { handOverHttp1, keepConnectionsAlive } from "./http1-handover.ts";
 import { Http1TimeoutWatch } from "./http1-timeouts.ts";
 import { transportLimitsDefault, type TransportLimits } from "./transport-limits.ts";
 
@@ -135,6 +136,7 @@ export function limitedHttpServers(
   });
   const h1 = http.createServer(handleHttp1);
   h1.keepAliveTimeout = 60_000;
+  keepConnectionsAlive(h1);
   const http1Timeouts = new Http1TimeoutWatch(
     h1,
     { headersTimeoutMs: limits.http1HeadersTimeoutMs, requestTimeoutMs: limits.http1RequestTimeoutMs },
@@ -233,11 +235,8 @@ export async function listenHttp(options: ListenOptions): Promise<Listener> {
       serveGuarded(stream, connection, socket instanceof tls.TLSSocket ? socket : undefined);
     },
     http1(socket, head) {
-      socket.pause();
-      socket.unshift(head);
       http1Timeouts.adopt(socket);
-      h1.emit("connection", socket);
-      socket.resume();
+      handOverHttp1(h1, socket, head);
     },
   };
   const sockets = new Set<net.Socket>();
