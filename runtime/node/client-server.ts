@@ -13,6 +13,7 @@ import { corsHeaders, type CorsPolicy } from "../../src/api/cors.ts";
 import { clientTlsListenOptions } from "./client-tls.ts";
 import { listenHttp, tlsSocketOf, tlsSocketOfStream, writeHead, type Listener, type NodeRequestHandler, type StreamClaim } from "./http-listener.ts";
 import { grpcFastPath } from "./grpc-fast-path.ts";
+import { unixSocketPathOf } from "./peer-network.ts";
 import type * as tls from "node:tls";
 import { clientTransportLimits } from "./transport-limits.ts";
 import { closingAfterUnreadBody } from "./unread-body.ts";
@@ -61,9 +62,11 @@ export async function bindClientApi(url: URL, options: ClientListenerOptions): P
     };
   const host = url.hostname === "localhost" ? "127.0.0.1" : url.hostname.replace(/^\[|\]$/g, "");
   const port = Number(url.port || (url.protocol === "https:" ? 443 : 80));
+  const path = unixSocketPathOf(url);
   const listener = await listenHttp({
     host,
     port,
+    ...(path === undefined ? {} : { path }),
     handleHttp2: deferred((ready) => ready.http2),
     // Until the member serves, a stream waits on the compatibility path with the rest.
     claimHttp2Stream: (stream, headers) => handlers?.claim?.(stream, headers) ?? false,

@@ -58,14 +58,20 @@ for (const character of "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012
   authorityCharacter[character.charCodeAt(0)] = 1;
 }
 
+const localhost = new TextEncoder().encode("localhost");
+
 /**
  * Makes an authority valid: drops a leading `scheme://`, anything from the first
- * '/', '?' or '#', then any character still not allowed. Never longer than the input.
+ * '/', '?' or '#', then any character still not allowed. A path (grpc-go's
+ * authority for a unix socket, `/run/etcd/client.sock:2`) becomes its last
+ * segment. Nothing left: as much of `localhost` as fits. Never longer than the
+ * input.
  */
 export function validAuthority(value: Uint8Array): Uint8Array {
   let start = 0;
   const schemeEnd = indexOfSchemeSeparator(value);
   if (schemeEnd >= 0) start = schemeEnd + 3;
+  else if (value[0] === 0x2f) start = value.lastIndexOf(0x2f) + 1;
   let end = start;
   while (end < value.length && value[end] !== 0x2f && value[end] !== 0x3f && value[end] !== 0x23) end++;
   const result = new Uint8Array(end - start);
@@ -74,6 +80,7 @@ export function validAuthority(value: Uint8Array): Uint8Array {
     const byte = value[position] as number;
     if (authorityCharacter[byte] === 1) result[length++] = byte;
   }
+  if (length === 0 && value.length > 0) return localhost.subarray(0, Math.min(localhost.length, value.length));
   return result.subarray(0, length);
 }
 

@@ -11,6 +11,7 @@
 // (h2-connection.ts) and sessions are watched (h2-session-limits.ts).
 import * as http from "node:http";
 import * as http2 from "node:http2";
+import { existsSync, lstatSync, rmSync } from "node:fs";
 import * as net from "node:net";
 import type { Duplex } from "node:stream";
 import * as tls from "node:tls";
@@ -40,6 +41,8 @@ export type StreamClaim = (stream: http2.ServerHttp2Stream, headers: http2.Incom
 export interface ListenOptions {
   host: string;
   port: number;
+  /** A unix socket to listen on instead of host and port (etcd's unix:// URLs). */
+  path?: string;
   /** Handles HTTP/2 requests (gRPC, and everything else over h2c). */
   handleHttp2: NodeRequestHandler;
   /**
@@ -205,6 +208,37 @@ export async function listenOn(server: net.Server, port: number, host: string): 
   return typeof address === "object" && address !== null ? address.port : port;
 }
 
+/**
+ * Starts `server` listening on the unix socket `path`. A socket file left by
+ * an earlier run is removed first, as etcd's unix listener does (a live one
+ * is refused: the data dir lock is taken later, and two members must not
+ * share a socket); any other file there is not touched, and the bind fails.
+ */
+export async function listenOnPath(server: net.Server, path: string): Promise<void> {
+  if (existsSync(path) && lstatSync(path).isSocket()) {
+    if (await socketAnswers(path)) throw new Error(`listen unix ${path}: address already in use`);
+    rmSync(path);
+  }
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(path, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+}
+
+function socketAnswers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = net.connect(path);
+    probe.once("connect", () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once("error", () => resolve(false));
+  });
+}
+
 export async function listenHttp(options: ListenOptions): Promise<Listener> {
   const limits = options.limits ?? transportLimitsDefault;
   const nowMs = () => performance.now();
@@ -250,7 +284,9 @@ export async function listenHttp(options: ListenOptions): Promise<Listener> {
     routeByPreface(socket, route, limits.prefaceTimeoutMs);
   };
   const server = options.tls === undefined ? net.createServer(serveConnection) : tlsServer(options.tls, limits, serveConnection, track);
-  const port = await listenOn(server, options.port, options.host);
+  let port = 0;
+  if (options.path === undefined) port = await listenOn(server, options.port, options.host);
+  else await listenOnPath(server, options.path);
   // One server.close for both steps: a second call fails on a closed server.
   let serverClosed: Promise<void> | undefined;
   const closeServer = () => (serverClosed ??= new Promise<void>((resolve) => server.close(() => resolve())));

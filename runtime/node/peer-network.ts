@@ -33,26 +33,41 @@ const sessionSettings: http2.Settings = { initialWindowSize: streamWindowBytes }
 
 const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
 
+/** The socket of a unix:// URL (etcd's: the URL's host, port included: unix://etcd.unix:1 is the file etcd.unix:1). */
+export function unixSocketPathOf(url: URL | string): string | undefined {
+  const parsed = typeof url === "string" ? new URL(url) : url;
+  return parsed.protocol === "unix:" ? parsed.host : undefined;
+}
+
+/** A cleartext session to a peer URL: http://host:port, or unix://path through its socket. */
+function plainSession(url: string, createConnection?: () => net.Socket): NodePeerSession {
+  const path = unixSocketPathOf(url);
+  if (path === undefined) return new NodePeerSession(url, createConnection);
+  return new NodePeerSession("http://localhost", createConnection ?? (() => net.connect(path)));
+}
+
 export const nodePeerNetwork: PeerNetwork = {
   async listen(url, handler) {
     const host = url.hostname === "localhost" ? "127.0.0.1" : url.hostname.replace(/^\[|\]$/g, "");
     const serve = servePeer(handler);
+    const path = unixSocketPathOf(url);
     const listener = await listenHttp({
       host,
       port: Number(url.port || 80),
+      ...(path === undefined ? {} : { path }),
       handleHttp2: serve,
       handleHttp1: serve,
       rewriteAuthority: false,
       limits: peerTransportLimits,
     });
     const bound = new URL(url.href);
-    bound.port = String(listener.port);
+    if (path === undefined) bound.port = String(listener.port);
     const result: PeerListener = { url: bound, close: () => listener.close() };
     return result;
   },
 
   connect(url) {
-    return new NodePeerSession(url);
+    return plainSession(url);
   },
 
   // Plaintext peers: the runtime's web-standard fetch (peerTlsFetch below for https ones).
@@ -93,7 +108,7 @@ export function nodePeerNetworkWithTls(material: PeerTlsMaterial, dialer?: PeerD
     },
     connect(url) {
       const dial = dialer?.(url);
-      if (!url.startsWith("https:")) return new NodePeerSession(url, dial);
+      if (!url.startsWith("https:")) return plainSession(url, dial);
       // Through a test proxy the TLS session runs over the proxied socket, checked against the peer's own host.
       const host = new URL(url).hostname;
       const createConnection = dial === undefined ? undefined : () => tls.connect({ ...clientTls, socket: dial(), ALPNProtocols: ["h2"], host, servername: net.isIP(host) === 0 ? host : "" });
@@ -111,7 +126,7 @@ export type PeerDialer = (url: string) => (() => net.Socket) | undefined;
 
 /** nodePeerNetwork with sessions dialled through `dialer` (tests route peers through proxies: runtime/faults/peer-dial.ts). */
 export function nodePeerNetworkDialing(dialer: PeerDialer): PeerNetwork {
-  return { ...nodePeerNetwork, connect: (url) => new NodePeerSession(url, dialer(url)) };
+  return { ...nodePeerNetwork, connect: (url) => plainSession(url, dialer(url)) };
 }
 
 function widenWindow(session: http2.Http2Session | undefined): void {

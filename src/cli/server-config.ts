@@ -12,10 +12,12 @@ function urls(flag: string, text: string): URL[] {
   return text.split(",").map((item) => {
     try {
       const url = new URL(item.trim());
-      if (url.protocol !== "http:" && url.protocol !== "https:") throw new Error("scheme");
+      if (url.protocol !== "http:" && url.protocol !== "https:" && url.protocol !== "unix:") throw new Error(url.protocol === "unixs:" ? "unixs" : "scheme");
       return url;
-    } catch {
-      throw new ConfigError(`unexpected URL "${item}" for --${flag}: URLs must be http(s)://host:port`);
+    } catch (error) {
+      // etcd's unixs:// is TLS over a unix socket: refused rather than served in plain text.
+      if (error instanceof Error && error.message === "unixs") throw new ConfigError(`unsupported URL "${item}" for --${flag}: unixs:// (TLS over a unix socket) is not implemented; use https:// or unix://`);
+      throw new ConfigError(`unexpected URL "${item}" for --${flag}: URLs must be http(s)://host:port or unix://path`);
     }
   });
 }

@@ -499,5 +499,9 @@ describe("Huffman code and authority cleanup", () => {
     assert.equal(clean("host:1?query#frag"), "host:1");
     assert.equal(clean("ho st\t:1"), "host:1");
     assert.equal(clean("user@host:1"), "user@host:1");
+    // grpc-go's authority for a unix socket endpoint is the socket's path.
+    assert.equal(clean("/tmp/edgetcd/client.unix:2"), "client.unix:2");
+    assert.equal(clean("/"), "l");
+    assert.equal(clean("/run/"), "local");
   });
 });
