@@ -82,7 +82,7 @@ export function grpcFastPath(api: ClientApi, options: GrpcFastPathOptions): (str
       routes.set(`/${service.typeName}/${method.name}`, { service, method, call: chain(api.interceptors, method, implement.bind(implementation)) });
     }
   }
-  const limits: DecodeLimits = { readMaxBytes: api.readMaxBytes, recursionLimit: api.recursionLimit };
+  const limits: DecodeLimits = { readMaxBytes: api.readMaxBytes, recursionLimit: api.recursionLimit, countBytes: api.countGrpcBytes };
   return (stream, headers) => {
     const route = routes.get(headers[":path"] ?? "");
     if (route === undefined) return false;
@@ -214,6 +214,8 @@ class CallContext {
 interface DecodeLimits {
   readMaxBytes: number;
   recursionLimit: number;
+  /** Message bytes read from and written to clients (etcd_network_client_grpc_*_bytes_total). */
+  countBytes(received: number, sent: number): void;
 }
 
 /** Splits a request body into gRPC messages as its chunks arrive; throws grpc-go's errors. */
@@ -257,6 +259,7 @@ class EnvelopeReader {
 }
 
 function decode(schema: DescMessage, payload: Uint8Array, limits: DecodeLimits): unknown {
+  limits.countBytes(payload.length, 0);
   try {
     return fromBinary(schema, payload, { recursionLimit: limits.recursionLimit });
   } catch (error) {
@@ -389,6 +392,7 @@ class Call {
     let frame: Uint8Array;
     try {
       frame = framed(this.route.method.output, message);
+      this.limits.countBytes(0, frame.length - envelopeHeaderBytes);
     } catch (error) {
       return this.fail(error);
     }
@@ -465,6 +469,7 @@ class Call {
         if (next.done === true) break;
         if (this.finished || stream.destroyed || stream.closed) break;
         const frame = framed(this.route.method.output, next.value);
+        this.limits.countBytes(0, frame.length - envelopeHeaderBytes);
         if (!this.headersSent) {
           this.headersSent = true;
           stream.respond(withHeaders({ ":status": "200", "content-type": "application/grpc" }, this.context.setHeaders), { waitForTrailers: true });

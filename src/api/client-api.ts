@@ -46,6 +46,8 @@ export interface ClientApi {
   readMaxBytes: number;
   /** The deepest message nesting the binary decoder follows. */
   recursionLimit: number;
+  /** Adds message bytes read from and written to a gRPC client (etcd_network_client_grpc_*_bytes_total). */
+  countGrpcBytes: (received: number, sent: number) => void;
   http: Hono;
   /** What a --listen-metrics-urls listener serves: /metrics and /health only. */
   metricsHttp: Hono;
@@ -124,6 +126,10 @@ export function createClientApi(server: EtcdServer, options: ClientApiOptions): 
     interceptors,
     readMaxBytes: requestMessageBytesMax(server.config.maxRequestBytes),
     recursionLimit,
+    countGrpcBytes: (received, sent) => {
+      server.stats.clientGrpcReceivedBytes += received;
+      server.stats.clientGrpcSentBytes += sent;
+    },
     http: createHttpApp({ server, routes, routerOptions, metricsText, ...(options.productVersion === undefined ? {} : { productVersion: options.productVersion }) }),
     metricsHttp: createMetricsApp(server, metricsText),
     cors,

@@ -21,6 +21,10 @@ export interface LinkContext {
   reportSnapshot(id: NodeId, ok: boolean): void;
   /** The peer answered our own stream request with 410: it says this member was removed. */
   reportRemoved(by: NodeId): void;
+  /** Message bytes written to the peer's stream (etcd_network_peer_sent_bytes_total). */
+  countSent(to: NodeId, bytes: number): void;
+  /** A keep-alive ping's round trip (etcd_network_peer_round_trip_time_seconds). */
+  observeRoundTrip(to: NodeId, seconds: number): void;
 }
 
 type LinkState = "connecting" | "active" | "waiting" | "stopped";
@@ -152,7 +156,9 @@ export class PeerLink {
       this.pingSentMs = nowMs;
       session.ping().then(
         () => {
-          if (generation === this.generation) this.pingSentMs = undefined;
+          if (generation !== this.generation) return;
+          this.context.observeRoundTrip(this.id, (this.context.clock.nowMs() - nowMs) / 1000);
+          this.pingSentMs = undefined;
         },
         () => {}, // the session failed: its close is handled by `fail`
       );
@@ -268,7 +274,9 @@ export class PeerLink {
       }
       const batch = this.queue.splice(0, count);
       this.lastWriteMs = this.context.clock.nowMs();
-      if (!stream.write(sealFrame(encodeMessages(batch, frameHeaderBytes)))) {
+      const frame = sealFrame(encodeMessages(batch, frameHeaderBytes));
+      this.context.countSent(this.id, frame.length - frameHeaderBytes);
+      if (!stream.write(frame)) {
         this.waitingForDrain = true;
         this.drainWaitSinceMs = this.context.clock.nowMs();
         const generation = this.generation;

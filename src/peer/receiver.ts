@@ -25,6 +25,8 @@ export interface ReceiverContext {
   /** Refused requests and dropped streams, logged at most once a second per reason. */
   refusalLog: LogLimiter;
   deliver(messages: Message[]): void;
+  /** Message bytes received from a member (etcd_network_peer_received_bytes_total). */
+  countReceived(from: NodeId, bytes: number): void;
 }
 
 /** A received message that its stream's sender could not have sent to us: the stream is dropped. */
@@ -100,6 +102,7 @@ export class PeerReceiver {
         for (let frame = reader.next(); frame !== undefined; frame = reader.next()) {
           if (frame.length === 0) continue;
           const messages = this.checkSenders(decodeMessages(frame), from);
+          this.context.countReceived(from, frame.length);
           try {
             this.context.deliver(messages);
           } catch (error) {

@@ -39,12 +39,26 @@ export interface PeerTransportOptions {
    * Whether to believe it (is `by` a current member?) is the caller's call.
    */
   onRemoved?: (by: NodeId) => void;
+  /** A keep-alive ping's round trip to a peer (etcd_network_peer_round_trip_time_seconds). */
+  onRoundTrip?: (to: NodeId, seconds: number) => void;
+}
+
+/** What etcd_network_peer_* report, kept as plain counts (read at each scrape). */
+export interface PeerTraffic {
+  /** Message bytes sent to each peer. */
+  sentBytes: ReadonlyMap<NodeId, number>;
+  /** Message bytes received from each peer. */
+  receivedBytes: ReadonlyMap<NodeId, number>;
+  /** The peers whose stream is up now. */
+  activePeers: NodeId[];
 }
 
 const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
 export class PeerTransport {
   private readonly links = new Map<NodeId, PeerLink>();
+  private readonly sentBytes = new Map<NodeId, number>();
+  private readonly receivedBytes = new Map<NodeId, number>();
   private readonly listeners: PeerListener[] = [];
   private readonly receiver: PeerReceiver;
   private readonly limits: PeerLimits;
@@ -67,6 +81,7 @@ export class PeerTransport {
       deliver: (messages) => {
         if (!this.stopped) options.onMessages(messages);
       },
+      countReceived: (from, bytes) => this.receivedBytes.set(from, (this.receivedBytes.get(from) ?? 0) + bytes),
     });
   }
 
@@ -79,6 +94,11 @@ export class PeerTransport {
       for (const link of this.links.values()) link.keepalive(nowMs);
       this.receiver.dropIdleStreams(nowMs);
     });
+  }
+
+  traffic(): PeerTraffic {
+    const activePeers = [...this.links.values()].filter((link) => link.isActive()).map((link) => link.id);
+    return { sentBytes: this.sentBytes, receivedBytes: this.receivedBytes, activePeers };
   }
 
   /** The URLs actually listened on. */
@@ -180,6 +200,8 @@ export class PeerTransport {
       reportRemoved: (by: NodeId) => {
         if (!this.stopped) this.options.onRemoved?.(by);
       },
+      countSent: (to: NodeId, bytes: number) => this.sentBytes.set(to, (this.sentBytes.get(to) ?? 0) + bytes),
+      observeRoundTrip: (to: NodeId, seconds: number) => this.options.onRoundTrip?.(to, seconds),
     };
   }
 

@@ -29,7 +29,7 @@ import { EtcdServer } from "./etcd-server.ts";
 import { clusterIdOf, decodeMemberMetadata, encodeMemberMetadata, memberIdOf, type MemberIdentity } from "./identity.ts";
 import { joinIdentity, membersRoute, peerUrlsListedBy } from "./join.ts";
 import { MemberStore } from "./members.ts";
-import type { StorageMetricHooks } from "./metrics.ts";
+import type { MetricHooks } from "./metrics.ts";
 import { quotaBytesMaxRecommended, quotaBytesOf } from "./quota.ts";
 import { RaftLog } from "./raft-log.ts";
 import { SnapshotFiles } from "./snapshot-files.ts";
@@ -42,7 +42,7 @@ onFatal?: (reason: string) => void;
 /** --auth-token: simple tokens when not given. */
 tokens?: AuthTokens;
 /** etcd's disk metrics (src/server/metrics.ts). */
-metrics?: StorageMetricHooks;
+metrics?: MetricHooks;
 }
 
 export async function startServer(runtime: Runtime, config: ServerConfig, logger: Logger, options: StartOptions = {}): Promise<EtcdServer> {
@@ -168,6 +168,7 @@ export async function startServer(runtime: Runtime, config: ServerConfig, logger
         },
         onUnreachable: (id) => raftLog?.reportUnreachable(id),
         onSnapshotStatus: (id, ok) => raftLog?.reportSnapshot(id, ok),
+        ...(metrics === undefined ? {} : { onRoundTrip: (to: number, seconds: number) => metrics.observePeerRoundTrip(to, seconds) }),
         // Believed only from a member this member's own log knows: a vouched
         // or unknown peer cannot talk it into stopping.
         onRemoved: (by) => {

@@ -123,7 +123,8 @@ export class EtcdServer {
   private backendSizeBytes = 0;
   private markPublished: () => void = () => {};
   /** Counted here for etcd's metrics (src/server/metrics.ts): since this process started. */
-  readonly stats = { leaderChanges: 0, healthChecksPassed: 0, healthChecksFailed: 0 };
+  /** Counts reported on /metrics; the client port's gRPC path adds the bytes of the messages it reads and writes. */
+  readonly stats = { leaderChanges: 0, healthChecksPassed: 0, healthChecksFailed: 0, clientGrpcReceivedBytes: 0, clientGrpcSentBytes: 0 };
   /**
    * Resolves once this member's name and client URLs are applied (through
    * Raft, as every change, a single member's too): etcd says "ready to serve client requests" only
@@ -717,7 +718,10 @@ export class EtcdServer {
         leasesExpired: this.leases.expiredCount,
         healthChecksPassed: this.stats.healthChecksPassed,
         healthChecksFailed: this.stats.healthChecksFailed,
+        clientGrpcReceivedBytes: this.stats.clientGrpcReceivedBytes,
+        clientGrpcSentBytes: this.stats.clientGrpcSentBytes,
       },
+      peerTraffic: this.transport?.traffic(),
     };
   }
 

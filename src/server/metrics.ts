@@ -6,6 +6,10 @@
 // latency histograms are observed as they happen.
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { MvccCounts } from "./apply-kv.ts";
+import type { PeerTraffic } from "../peer/transport.ts";
+
+/** etcd's peer round-trip buckets: 0.1 ms doubling to 3.2768 s (prometheus.ExponentialBuckets(0.0001, 2, 16)). */
+const roundTripBuckets = Array.from({ length: 16 }, (_, i) => 0.0001 * 2 ** i);
 
 /** etcd's disk histograms: 1 ms doubling to 8.192 s (prometheus.ExponentialBuckets(0.001, 2, 14)). */
 const diskBuckets = Array.from({ length: 14 }, (_, i) => 0.001 * 2 ** i);
@@ -26,7 +30,17 @@ export interface MetricsView {
   currentRevision: number;
   compactRevision: number;
   mvcc: Readonly<MvccCounts>;
-  stats: Readonly<{ leaderChanges: number; proposalsFailed: number; leasesExpired: number; healthChecksPassed: number; healthChecksFailed: number }>;
+  stats: Readonly<{
+    leaderChanges: number;
+    proposalsFailed: number;
+    leasesExpired: number;
+    healthChecksPassed: number;
+    healthChecksFailed: number;
+    clientGrpcReceivedBytes: number;
+    clientGrpcSentBytes: number;
+  }>;
+  /** The peer transport's traffic; undefined without one (in-process tests). */
+  peerTraffic: PeerTraffic | undefined;
 }
 
 export interface MetricsSource {
@@ -40,18 +54,22 @@ export interface EtcdMetricsOptions {
   clusterVersion: string;
 }
 
-/** The hooks storage calls (WalOptions, BackendOptions). */
-export interface StorageMetricHooks {
+/** The hooks storage (WalOptions, BackendOptions) and the peer transport call. */
+export interface MetricHooks {
   observeFsync(seconds: number): void;
   countWalWritten(bytes: number): void;
   observeBackendCommit(seconds: number): void;
+  observePeerRoundTrip(to: number, seconds: number): void;
 }
 
-export class EtcdMetrics implements StorageMetricHooks {
+export class EtcdMetrics implements MetricHooks {
   private server: MetricsSource | undefined;
   private view: View | undefined;
   private readonly walFsync: Histogram;
   private readonly backendCommit: Histogram;
+  private readonly peerRoundTrip: Histogram<"To">;
+  /** Every peer seen active: etcd_network_active_peers goes to 0 for one that went away. */
+  private readonly peersSeen = new Set<number>();
   private walWrittenBytes = 0;
 
   constructor(
@@ -113,6 +131,46 @@ export class EtcdMetrics implements StorageMetricHooks {
     this.gaugeOf("etcd_debugging_mvcc_current_revision", "The current revision of store.", (v) => v.currentRevision);
     this.gaugeOf("etcd_debugging_mvcc_compact_revision", "The revision of the last compaction in store.", (v) => v.compactRevision);
     this.gaugeOf("etcd_debugging_mvcc_total_put_size_in_bytes", "The total size of put kv pairs seen by this member.", (v) => v.mvcc.putBytes);
+
+    // network: rafthttp's and v3rpc's, member ids in hex as etcd's types.ID prints them.
+    this.peerRoundTrip = new Histogram({
+      name: "etcd_network_peer_round_trip_time_seconds",
+      help: "Round-Trip-Time histogram between peers",
+      labelNames: ["To"],
+      buckets: roundTripBuckets,
+      registers,
+    });
+    new Gauge({
+      name: "etcd_network_active_peers",
+      help: "The current number of active peer connections.",
+      labelNames: ["Local", "Remote"],
+      registers,
+      collect() {
+        const view = self.current();
+        this.reset();
+        if (view?.peerTraffic === undefined) return;
+        const active = new Set(view.peerTraffic.activePeers);
+        for (const id of active) self.peersSeen.add(id);
+        for (const id of self.peersSeen) this.labels(view.memberId.toString(16), id.toString(16)).set(active.has(id) ? 1 : 0);
+      },
+    });
+    const peerBytes = (name: string, help: string, label: "To" | "From", read: (traffic: PeerTraffic) => ReadonlyMap<number, number>) =>
+      new Counter({
+        name,
+        help,
+        labelNames: [label],
+        registers,
+        collect() {
+          this.reset();
+          const traffic = self.current()?.peerTraffic;
+          if (traffic === undefined) return;
+          for (const [id, bytes] of read(traffic)) this.labels(id.toString(16)).inc(bytes);
+        },
+      });
+    peerBytes("etcd_network_peer_sent_bytes_total", "The total number of bytes sent to peers.", "To", (traffic) => traffic.sentBytes);
+    peerBytes("etcd_network_peer_received_bytes_total", "The total number of bytes received from peers.", "From", (traffic) => traffic.receivedBytes);
+    this.counterOf("etcd_network_client_grpc_sent_bytes_total", "The total number of bytes sent to grpc clients.", () => this.current()?.stats.clientGrpcSentBytes ?? 0);
+    this.counterOf("etcd_network_client_grpc_received_bytes_total", "The total number of bytes received from grpc clients.", () => this.current()?.stats.clientGrpcReceivedBytes ?? 0);
   }
 
   /** Reads the server from now on (metrics before it exists read zero). */
@@ -130,6 +188,10 @@ export class EtcdMetrics implements StorageMetricHooks {
 
   observeBackendCommit(seconds: number): void {
     this.backendCommit.observe(seconds);
+  }
+
+  observePeerRoundTrip(to: number, seconds: number): void {
+    this.peerRoundTrip.labels(to.toString(16)).observe(seconds);
   }
 
   /** One view per scrape: the gauges below all read the same one. */
