@@ -11,9 +11,8 @@ import { gatewayCertificateRefusal, type ClientApi } from "../../src/api/client-
 import type { ClientListenerOptions } from "../../src/cli/edgetcd.ts";
 import { corsHeaders, type CorsPolicy } from "../../src/api/cors.ts";
 import { clientTlsListenOptions } from "./client-tls.ts";
-import { listenHttp, tlsSocketOf, tlsSocketOfStream, writeHead, type Listener, type NodeRequestHandler, type StreamClaim } from "./http-listener.ts";
+import { listenAddressOf, listenHttp, tlsSocketOf, tlsSocketOfStream, writeHead, type Listener, type NodeRequestHandler, type StreamClaim } from "./http-listener.ts";
 import { grpcFastPath } from "./grpc-fast-path.ts";
-import { unixSocketPathOf } from "./peer-network.ts";
 import type * as tls from "node:tls";
 import { clientTransportLimits } from "./transport-limits.ts";
 import { closingAfterUnreadBody } from "./unread-body.ts";
@@ -60,13 +59,8 @@ export async function bindClientApi(url: URL, options: ClientListenerOptions): P
       else if (waiting.length < requestsWaitingForStartMax) waiting.push(run);
       else refuse(request, response);
     };
-  const host = url.hostname === "localhost" ? "127.0.0.1" : url.hostname.replace(/^\[|\]$/g, "");
-  const port = Number(url.port || (url.protocol === "https:" ? 443 : 80));
-  const path = unixSocketPathOf(url);
   const listener = await listenHttp({
-    host,
-    port,
-    ...(path === undefined ? {} : { path }),
+    ...listenAddressOf(url),
     handleHttp2: deferred((ready) => ready.http2),
     // Until the member serves, a stream waits on the compatibility path with the rest.
     claimHttp2Stream: (stream, headers) => handlers?.claim?.(stream, headers) ?? false,

@@ -195,6 +195,24 @@ export function tlsSocketOf(request: http.IncomingMessage | http2.Http2ServerReq
   return request.socket instanceof tls.TLSSocket ? request.socket : undefined;
 }
 
+/** The socket of a unix:// URL (etcd's: the URL's host, port included: unix://etcd.unix:1 is the file etcd.unix:1). */
+export function unixSocketPathOf(url: URL | string): string | undefined {
+  const parsed = typeof url === "string" ? new URL(url) : url;
+  return parsed.protocol === "unix:" ? parsed.host : undefined;
+}
+
+/**
+ * Where a listen URL binds, as ListenOptions takes it: its host (localhost as
+ * 127.0.0.1, an IPv6 address without brackets) and port (the scheme's when
+ * the URL has none), or a unix:// URL's socket.
+ */
+export function listenAddressOf(url: URL): Pick<ListenOptions, "host" | "port" | "path"> {
+  const path = unixSocketPathOf(url);
+  if (path !== undefined) return { host: "", port: 0, path };
+  const host = url.hostname === "localhost" ? "127.0.0.1" : url.hostname.replace(/^\[|\]$/g, "");
+  return { host, port: Number(url.port || (url.protocol === "https:" ? 443 : 80)) };
+}
+
 /** Starts `server` listening; the port it got (port 0 picks a free one). A bind failure rejects. */
 export async function listenOn(server: net.Server, port: number, host: string): Promise<number> {
   await new Promise<void>((resolve, reject) => {

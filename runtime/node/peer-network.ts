@@ -15,7 +15,7 @@ import type {
   PeerRequestHandler,
   PeerSession,
 } from "../../src/ports.ts";
-import { listenHttp, writeHead } from "./http-listener.ts";
+import { listenAddressOf, listenHttp, unixSocketPathOf, writeHead } from "./http-listener.ts";
 import { peerTransportLimits } from "./transport-limits.ts";
 import { certificateRefusalCode, certificateRefusalDebugData, isCertificateRefusal, refusalLimitsDefault, refusedByPeerText } from "./peer-refusal.ts";
 import { listenPeerTls, peerSessionTlsOptions, peerTlsFetch, serverCertificateRefusal, type PeerTlsEvents, type PeerTlsMaterial } from "./peer-tls.ts";
@@ -33,12 +33,6 @@ const sessionSettings: http2.Settings = { initialWindowSize: streamWindowBytes }
 
 const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
 
-/** The socket of a unix:// URL (etcd's: the URL's host, port included: unix://etcd.unix:1 is the file etcd.unix:1). */
-export function unixSocketPathOf(url: URL | string): string | undefined {
-  const parsed = typeof url === "string" ? new URL(url) : url;
-  return parsed.protocol === "unix:" ? parsed.host : undefined;
-}
-
 /** A cleartext session to a peer URL: http://host:port, or unix://path through its socket. */
 function plainSession(url: string, createConnection?: () => net.Socket): NodePeerSession {
   const path = unixSocketPathOf(url);
@@ -48,20 +42,17 @@ function plainSession(url: string, createConnection?: () => net.Socket): NodePee
 
 export const nodePeerNetwork: PeerNetwork = {
   async listen(url, handler) {
-    const host = url.hostname === "localhost" ? "127.0.0.1" : url.hostname.replace(/^\[|\]$/g, "");
     const serve = servePeer(handler);
-    const path = unixSocketPathOf(url);
+    const address = listenAddressOf(url);
     const listener = await listenHttp({
-      host,
-      port: Number(url.port || 80),
-      ...(path === undefined ? {} : { path }),
+      ...address,
       handleHttp2: serve,
       handleHttp1: serve,
       rewriteAuthority: false,
       limits: peerTransportLimits,
     });
     const bound = new URL(url.href);
-    if (path === undefined) bound.port = String(listener.port);
+    if (address.path === undefined) bound.port = String(listener.port);
     const result: PeerListener = { url: bound, close: () => listener.close() };
     return result;
   },
@@ -92,10 +83,10 @@ export function nodePeerNetworkWithTls(material: PeerTlsMaterial, dialer?: PeerD
   return {
     async listen(url, handler) {
       if (url.protocol !== "https:") return nodePeerNetwork.listen(url, handler);
-      const host = url.hostname === "localhost" ? "127.0.0.1" : url.hostname.replace(/^\[|\]$/g, "");
+      const { host, port } = listenAddressOf(url);
       const listener = await listenPeerTls({
         host,
-        port: Number(url.port || 443),
+        port,
         handle: servePeer(handler),
         limits: peerTransportLimits,
         material,
