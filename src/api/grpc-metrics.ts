@@ -41,7 +41,8 @@ export function grpcMetricsInterceptor(registry: Registry, services: readonly De
   // prom-client hashes and checks the labels of every inc(), about a
   // microsecond each, four per call; the counts live here instead, and each
   // counter reads them back when it is collected.
-  const seriesByMethod = new Map<string, MethodSeries>();
+  // By the method's descriptor: the services' own, which every transport calls with.
+  const seriesByMethod = new Map<DescMethod, MethodSeries>();
   const counters: Array<{ name: string; help: string; withCode: boolean; counts: (series: MethodSeries) => Array<[string[], number]> }> = [
     { name: "grpc_server_started_total", help: "Total number of RPCs started on the server.", withCode: false, counts: (series) => [[[...series.labels], series.started]] },
     {
@@ -69,8 +70,7 @@ export function grpcMetricsInterceptor(registry: Registry, services: readonly De
     });
   }
   const seriesOf = (service: DescService, method: DescMethod): MethodSeries => {
-    const key = `${service.typeName}/${method.name}`;
-    let found = seriesByMethod.get(key);
+    let found = seriesByMethod.get(method);
     if (found === undefined) {
       found = {
         labels: [method.name, service.typeName, grpcTypes[method.methodKind]],
@@ -79,7 +79,7 @@ export function grpcMetricsInterceptor(registry: Registry, services: readonly De
         sent: 0,
         handled: new Map(codeNames.map((code) => [code, 0])),
       };
-      seriesByMethod.set(key, found);
+      seriesByMethod.set(method, found);
     }
     return found;
   };
@@ -145,7 +145,7 @@ export function grpcMetricsInterceptor(registry: Registry, services: readonly De
  * by their labels, `le` last): prom-client's own puts `le` first on series
  * made at zero.
  */
-function handlingHistogram(registry: Registry, seriesByMethod: ReadonlyMap<string, MethodSeries>): (series: MethodSeries, seconds: number) => void {
+function handlingHistogram(registry: Registry, seriesByMethod: ReadonlyMap<DescMethod, MethodSeries>): (series: MethodSeries, seconds: number) => void {
   const name = "grpc_server_handling_seconds";
   const help = "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.";
   const counts = new Map<MethodSeries, { inBucket: number[]; sum: number; count: number }>();
