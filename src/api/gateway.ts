@@ -456,7 +456,6 @@ function declaredBytes(c: Context): number | undefined {
   return Number.isSafeInteger(length) && length > 0 ? length : undefined;
 }
 
-/** grpc-gateway's error body: `{"error", "message", "code"}` with the HTTP status of the code. */
 /**
  * grpc-gateway forwards the gRPC answer's header metadata: etcd's gateway
  * answers every call its server took with this header. (A call the server
@@ -464,6 +463,7 @@ function declaredBytes(c: Context): number | undefined {
  */
 const answeredByGrpc = { "grpc-metadata-content-type": "application/grpc" };
 
+/** grpc-gateway's error body: `{"error", "message", "code"}` with the HTTP status of the code. */
 function gatewayError(c: Context, error: ConnectError): Response {
   const status = httpStatusOfCode[error.code] ?? 500;
   return c.json({ error: error.rawMessage, message: error.rawMessage, code: error.code }, status as 400);

@@ -469,10 +469,11 @@ export class RaftLog {
     // A hard state that moves only the commit index need not be durable
     // (etcd's MustSync): it is written in order before any later save, and
     // nothing waits for it.
+    // (Entries always need the sync: the second branch has a hard state only.)
     if (ready.mustSync) {
       await this.options.wal.save(ready.hardState, ready.entries, { sync: true });
-    } else if (ready.hardState !== undefined || ready.entries.length > 0) {
-      this.options.wal.save(ready.hardState, ready.entries, { sync: false }).catch((error: unknown) => this.failWith(error));
+    } else if (ready.hardState !== undefined) {
+      this.options.wal.save(ready.hardState, [], { sync: false }).catch((error: unknown) => this.failWith(error));
     }
     if (ready.hardState !== undefined) this.storage.setHardState(ready.hardState);
     if (ready.entries.length > 0) this.storage.append(ready.entries);
