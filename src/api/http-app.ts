@@ -24,7 +24,7 @@ export function createHttpApp(options: HttpAppOptions): Hono {
   app.all("/health", health);
   app.get("/livez", (c) => c.text("ok"));
   app.get("/readyz", async (c) => {
-    const reason = await server.healthProblem();
+    const reason = await server.readinessProblem();
     return reason === undefined ? c.text("ok") : c.text(`not ready: ${reason}`, 503);
   });
   // etcd's two fields (the version policy: src/version.ts), then edgetcd's own.
