@@ -39,6 +39,16 @@ func (t *transcript) add(name string, outcome interface{}) {
 	t.steps = append(t.steps, [2]interface{}{name, outcome})
 }
 
+// Records what value makes of a response, or the error when there is one
+// (value reads the response, which is nil after an error).
+func (t *transcript) resultOf(name string, err error, value func() interface{}) {
+	if err != nil {
+		t.add(name, errorOutcome(err))
+		return
+	}
+	t.add(name, value())
+}
+
 // Records value, or the error when there is one.
 func (t *transcript) result(name string, value interface{}, err error) {
 	if err != nil {
@@ -146,11 +156,7 @@ func (s *scenario) kv() {
 		}
 	}
 	overwrite, err := s.client.Put(ctx, p+"a", "value-a2", clientv3.WithPrevKV())
-	if err == nil {
-		s.t.add("kv.put.prevKv", string(overwrite.PrevKv.Value))
-	} else {
-		s.t.result("kv.put.prevKv", nil, err)
-	}
+	s.t.resultOf("kv.put.prevKv", err, func() interface{} { return string(overwrite.PrevKv.Value) })
 	get, err := s.client.Get(ctx, p+"a")
 	if err == nil {
 		kv := get.Kvs[0]
@@ -159,47 +165,21 @@ func (s *scenario) kv() {
 		s.t.result("kv.get", nil, err)
 	}
 	missing, err := s.client.Get(ctx, p+"missing")
-	if err == nil {
-		s.t.add("kv.get.missing", missing.Count)
-	} else {
-		s.t.result("kv.get.missing", nil, err)
-	}
+	s.t.resultOf("kv.get.missing", err, func() interface{} { return missing.Count })
 	all, err := s.client.Get(ctx, p, clientv3.WithPrefix())
-	if err == nil {
-		s.t.add("kv.range.prefix", s.keyValues(all.Kvs))
-	} else {
-		s.t.result("kv.range.prefix", nil, err)
-	}
+	s.t.resultOf("kv.range.prefix", err, func() interface{} { return s.keyValues(all.Kvs) })
 	limited, err := s.client.Get(ctx, p, clientv3.WithPrefix(), clientv3.WithLimit(2), clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend))
-	if err == nil {
-		s.t.add("kv.range.limitDescending", map[string]interface{}{"kvs": s.keyValues(limited.Kvs), "more": limited.More, "count": limited.Count})
-	} else {
-		s.t.result("kv.range.limitDescending", nil, err)
-	}
+	s.t.resultOf("kv.range.limitDescending", err, func() interface{} {
+		return map[string]interface{}{"kvs": s.keyValues(limited.Kvs), "more": limited.More, "count": limited.Count}
+	})
 	counted, err := s.client.Get(ctx, p, clientv3.WithPrefix(), clientv3.WithCountOnly())
-	if err == nil {
-		s.t.add("kv.range.countOnly", map[string]interface{}{"count": counted.Count, "kvs": len(counted.Kvs)})
-	} else {
-		s.t.result("kv.range.countOnly", nil, err)
-	}
+	s.t.resultOf("kv.range.countOnly", err, func() interface{} { return map[string]interface{}{"count": counted.Count, "kvs": len(counted.Kvs)} })
 	deleted, err := s.client.Delete(ctx, p+"b")
-	if err == nil {
-		s.t.add("kv.delete", deleted.Deleted)
-	} else {
-		s.t.result("kv.delete", nil, err)
-	}
+	s.t.resultOf("kv.delete", err, func() interface{} { return deleted.Deleted })
 	deletedMissing, err := s.client.Delete(ctx, p+"b")
-	if err == nil {
-		s.t.add("kv.delete.missing", deletedMissing.Deleted)
-	} else {
-		s.t.result("kv.delete.missing", nil, err)
-	}
+	s.t.resultOf("kv.delete.missing", err, func() interface{} { return deletedMissing.Deleted })
 	after, err := s.client.Get(ctx, p, clientv3.WithPrefix())
-	if err == nil {
-		s.t.add("kv.range.afterDelete", s.keyValues(after.Kvs))
-	} else {
-		s.t.result("kv.range.afterDelete", nil, err)
-	}
+	s.t.resultOf("kv.range.afterDelete", err, func() interface{} { return s.keyValues(after.Kvs) })
 	_, err = s.client.Put(ctx, p+"leased", "x", clientv3.WithLease(clientv3.LeaseID(0x5eed5eed)))
 	s.t.result("error.putWithMissingLease", "no error", err)
 	_, err = s.client.Put(ctx, "", "x")
@@ -235,17 +215,11 @@ func (s *scenario) txn() {
 		If(clientv3.Compare(clientv3.Version(key), ">", 1), clientv3.Compare(clientv3.CreateRevision(s.prefix+"nobody"), "=", 0)).
 		Then(clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.Value(key), "=", "new")}, []clientv3.Op{clientv3.OpPut(key, "nested")}, nil)).
 		Commit()
-	if err == nil {
-		s.t.add("txn.nested", map[string]interface{}{"succeeded": response.Succeeded, "nestedSucceeded": response.Responses[0].GetResponseTxn().Succeeded})
-	} else {
-		s.t.result("txn.nested", nil, err)
-	}
+	s.t.resultOf("txn.nested", err, func() interface{} {
+		return map[string]interface{}{"succeeded": response.Succeeded, "nestedSucceeded": response.Responses[0].GetResponseTxn().Succeeded}
+	})
 	final, err := s.client.Get(ctx, key)
-	if err == nil {
-		s.t.add("txn.after", s.keyValues(final.Kvs))
-	} else {
-		s.t.result("txn.after", nil, err)
-	}
+	s.t.resultOf("txn.after", err, func() interface{} { return s.keyValues(final.Kvs) })
 }
 
 // Reads events from a watch channel until `want` arrived or a few seconds passed.
@@ -297,11 +271,7 @@ func (s *scenario) lease() {
 	}
 	s.t.add("lease.grant", grant.TTL)
 	keepAlive, err := s.client.KeepAliveOnce(ctx, grant.ID)
-	if err == nil {
-		s.t.add("lease.keepAliveOnce", keepAlive.TTL)
-	} else {
-		s.t.result("lease.keepAliveOnce", nil, err)
-	}
+	s.t.resultOf("lease.keepAliveOnce", err, func() interface{} { return keepAlive.TTL })
 	key := s.prefix + "leased"
 	_, err = s.client.Put(ctx, key, "held", clientv3.WithLease(grant.ID))
 	s.t.result("lease.put", "ok", err)
@@ -328,17 +298,9 @@ func (s *scenario) lease() {
 	_, err = s.client.Revoke(ctx, grant.ID)
 	s.t.result("lease.revoke", "ok", err)
 	gone, err := s.client.Get(ctx, key)
-	if err == nil {
-		s.t.add("lease.keyAfterRevoke", gone.Count)
-	} else {
-		s.t.result("lease.keyAfterRevoke", nil, err)
-	}
+	s.t.resultOf("lease.keyAfterRevoke", err, func() interface{} { return gone.Count })
 	after, err := s.client.TimeToLive(ctx, grant.ID)
-	if err == nil {
-		s.t.add("lease.timeToLiveAfterRevoke", after.TTL)
-	} else {
-		s.t.result("lease.timeToLiveAfterRevoke", nil, err)
-	}
+	s.t.resultOf("lease.timeToLiveAfterRevoke", err, func() interface{} { return after.TTL })
 	_, err = s.client.Revoke(ctx, grant.ID)
 	s.t.result("lease.revokeAgain", "no error", err)
 	_, err = s.client.KeepAliveOnce(ctx, grant.ID)
@@ -441,11 +403,7 @@ func (s *scenario) election() {
 	}
 	s.t.add("election.service.campaign", string(campaign.Leader.Name) == name)
 	leader, err := elections.Leader(ctx, &v3electionpb.LeaderRequest{Name: []byte(name)})
-	if err == nil {
-		s.t.add("election.service.leader", string(leader.Kv.Value))
-	} else {
-		s.t.result("election.service.leader", nil, err)
-	}
+	s.t.resultOf("election.service.leader", err, func() interface{} { return string(leader.Kv.Value) })
 	_, err = elections.Resign(ctx, &v3electionpb.ResignRequest{Leader: campaign.Leader})
 	s.t.result("election.service.resign", "ok", err)
 	_, err = elections.Leader(ctx, &v3electionpb.LeaderRequest{Name: []byte(name)})
@@ -472,11 +430,9 @@ func (s *scenario) maintenance() {
 		"headerRevised": response.Header.Revision > s.baseRevision,
 	})
 	members, err := s.client.MemberList(ctx)
-	if err == nil {
-		s.t.add("maintenance.memberList", map[string]interface{}{"count": len(members.Members), "name": members.Members[0].Name})
-	} else {
-		s.t.result("maintenance.memberList", nil, err)
-	}
+	s.t.resultOf("maintenance.memberList", err, func() interface{} {
+		return map[string]interface{}{"count": len(members.Members), "name": members.Members[0].Name}
+	})
 }
 
 func (s *scenario) compaction() {
@@ -494,11 +450,7 @@ func (s *scenario) compaction() {
 	_, err = s.client.Get(ctx, key, clientv3.WithRev(revision-1))
 	s.t.result("compaction.getCompacted", "no error", err)
 	atRevision, err := s.client.Get(ctx, key, clientv3.WithRev(revision))
-	if err == nil {
-		s.t.add("compaction.getAtCompactRevision", s.keyValues(atRevision.Kvs))
-	} else {
-		s.t.result("compaction.getAtCompactRevision", nil, err)
-	}
+	s.t.resultOf("compaction.getAtCompactRevision", err, func() interface{} { return s.keyValues(atRevision.Kvs) })
 	_, err = s.client.Compact(ctx, revision)
 	s.t.result("compaction.compactAgain", "no error", err)
 	_, err = s.client.Compact(ctx, revision+1000)
