@@ -207,7 +207,7 @@ export function addGatewayRoutes(app: Hono, routes: (router: ConnectRouter) => v
     for (const served of [path, path.replace(/^\/v3\//, "/v3beta/")]) {
       app.post(served, limitBody, handle);
       // grpc-gateway's answer to another method on a known path (http.Error with the status text).
-      app.on(["GET", "PUT", "DELETE", "PATCH", "HEAD"], served, (c) => c.text("Method Not Allowed\n", 405, { "x-content-type-options": "nosniff" }));
+      app.on(["GET", "PUT", "DELETE", "PATCH", "HEAD"], served, (c) => goHttpError(c, "Method Not Allowed", 405));
     }
   }
 }
@@ -454,6 +454,11 @@ function decodeError(error: unknown): ConnectError {
 function declaredBytes(c: Context): number | undefined {
   const length = Number(c.req.header("content-length"));
   return Number.isSafeInteger(length) && length > 0 ? length : undefined;
+}
+
+/** Go's http.Error, as etcd's muxes answer: the text and a newline, plain text a browser must not sniff. */
+export function goHttpError(c: Context, text: string, status: 404 | 405 | 503, headers: Record<string, string> = {}): Response {
+  return c.body(`${text}\n`, status, { "content-type": "text/plain; charset=utf-8", "x-content-type-options": "nosniff", ...headers });
 }
 
 /**

@@ -4,7 +4,7 @@
 import { Hono, type Context } from "hono";
 import type { ConnectRouter, ConnectRouterOptions } from "@connectrpc/connect";
 import type { EtcdServer } from "../server/etcd-server.ts";
-import { addGatewayRoutes } from "./gateway.ts";
+import { addGatewayRoutes, goHttpError } from "./gateway.ts";
 import { messageNestingDepthMax, requestMessageBytesMax } from "./request-limits.ts";
 
 export interface HttpAppOptions {
@@ -48,16 +48,11 @@ export function createMetricsApp(server: EtcdServer, metricsText: () => Promise<
   const app = new Hono();
   app.all("/health", healthHandler(server));
   app.get("/metrics", metricsHandler(metricsText));
-  app.notFound((c) => goTextError(c, "404 page not found", 404));
+  app.notFound((c) => goHttpError(c, "404 page not found", 404));
   return app;
 }
 
 const goText = { "content-type": "text/plain; charset=utf-8" };
-
-/** Go's http.Error: the text and a newline, as plain text the browser must not sniff. */
-function goTextError(c: Context, text: string, status: 404 | 405 | 503, headers: Record<string, string> = {}) {
-  return c.body(`${text}\n`, status, { ...goText, "x-content-type-options": "nosniff", ...headers });
-}
 
 /**
  * etcd 3.4's /health (etcdhttp.NewHealthHandler), byte for byte: GET only;
@@ -67,9 +62,9 @@ function goTextError(c: Context, text: string, status: 404 | 405 | 503, headers:
  */
 function healthHandler(server: EtcdServer) {
   return async (c: Context) => {
-    if (c.req.method !== "GET") return goTextError(c, "Method Not Allowed", 405, { allow: "GET" });
+    if (c.req.method !== "GET") return goHttpError(c, "Method Not Allowed", 405, { allow: "GET" });
     const reason = await server.healthProblem(new Set(c.req.queries("exclude") ?? []));
-    if (reason !== undefined) return goTextError(c, JSON.stringify({ health: "false" }), 503);
+    if (reason !== undefined) return goHttpError(c, JSON.stringify({ health: "false" }), 503);
     return c.body(JSON.stringify({ health: "true" }), 200, goText);
   };
 }
