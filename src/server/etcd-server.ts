@@ -712,15 +712,7 @@ export class EtcdServer {
       currentRevision: this.store.currentRevision,
       compactRevision: Math.max(0, this.store.compactRevision),
       mvcc: this.applier.counts,
-      stats: {
-        leaderChanges: this.stats.leaderChanges,
-        proposalsFailed: this.proposals.failedCount,
-        leasesExpired: this.leases.expiredCount,
-        healthChecksPassed: this.stats.healthChecksPassed,
-        healthChecksFailed: this.stats.healthChecksFailed,
-        clientGrpcReceivedBytes: this.stats.clientGrpcReceivedBytes,
-        clientGrpcSentBytes: this.stats.clientGrpcSentBytes,
-      },
+      stats: { ...this.stats, proposalsFailed: this.proposals.failedCount, leasesExpired: this.leases.expiredCount },
       peerTraffic: this.transport?.traffic(),
     };
   }
