@@ -57,7 +57,7 @@ import { isTxnReadOnly, KvApplier } from "./apply-kv.ts";
 import { requestTimeoutMs, type ServerConfig } from "./config.ts";
 import { type MemberIdentity } from "./identity.ts";
 import { MemberStore, type MemberRecord } from "./members.ts";
-import { RaftLog } from "./raft-log.ts";
+import { RaftFailure, RaftLog } from "./raft-log.ts";
 import { Leases } from "./leases.ts";
 import { Membership } from "./membership.ts";
 import { RequestApplier } from "./apply.ts";
@@ -803,6 +803,9 @@ export class EtcdServer {
       this.backend.crash();
       this.stoppedReason = `apply failed: ${detail}`;
       this.logger.error("apply failed; exiting", { error: this.stoppedReason, stack: errorStack(error.cause) });
+    } else if (error instanceof RaftFailure) {
+      this.stoppedReason = detail;
+      this.logger.error("raft failed; exiting", { error: detail, stack: errorStack(error.cause) });
     } else {
       this.stoppedReason = `storage failure: ${detail}`;
       this.logger.error("storage failure; exiting", { error: this.stoppedReason });

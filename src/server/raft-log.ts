@@ -25,6 +25,9 @@ import { etcdError } from "../errors.ts";
 import type { CrashPoints } from "../storage/crash-points.ts";
 import { mutant } from "../mutants.ts";
 
+/** What a call into the core returns once it threw and stopped the member. */
+const coreStopped = Symbol("raft core stopped");
+
 /** How long a ReadIndex round waits for its answer before asking again (etcd's readIndexRetryTime). */
 const readIndexRetryMs = 500;
 
@@ -157,8 +160,7 @@ export class RaftLog {
     });
     this.alone = isAlone(this.node.confState(), options.id);
     this.ticker = options.clock.setInterval(options.heartbeatIntervalMs, () => {
-      this.node.tick();
-      this.schedule();
+      if (!this.failed && this.coreUnlessStopped(() => this.node.tick()) !== coreStopped) this.schedule();
     });
   }
 
@@ -189,30 +191,28 @@ export class RaftLog {
   /** Hands a proposal to Raft; throws etcd's error when it cannot be taken. */
   propose(data: Uint8Array): void {
     this.assertRunning();
-    try {
-      this.node.propose(data);
-    } catch (error) {
+    this.core(() => this.node.propose(data), (error) => {
       if (error instanceof ProposalDroppedError) throw etcdError(this.leaderId === 0 ? "noLeader" : "leaderChanged");
-      throw error;
-    }
+    });
     this.schedule();
   }
 
   proposeConfChange(change: ConfChange): void {
     this.assertRunning();
-    this.node.proposeConfChange(change);
+    this.core(() => this.node.proposeConfChange(change));
     this.schedule();
   }
 
   applyConfChange(change: ConfChange): ConfState {
-    const confState = this.node.applyConfChange(change);
+    const confState = this.core(() => this.node.applyConfChange(change));
     this.alone = isAlone(confState, this.options.id);
     return confState;
   }
 
   step(message: Message): void {
     if (this.failed) return;
-    const dropped = this.node.step(message);
+    const dropped = this.coreUnlessStopped(() => this.node.step(message));
+    if (dropped === coreStopped) return;
     if (dropped !== undefined) this.logDropped(message, dropped);
     this.schedule();
   }
@@ -229,21 +229,21 @@ export class RaftLog {
   }
 
   reportUnreachable(id: NodeId): void {
-    this.node.reportUnreachable(id);
+    this.core(() => this.node.reportUnreachable(id));
   }
 
   reportSnapshot(id: NodeId, ok: boolean): void {
-    this.node.reportSnapshot(id, ok);
+    this.core(() => this.node.reportSnapshot(id, ok));
     this.schedule();
   }
 
   transferLeader(transferee: NodeId): void {
-    this.node.transferLeader(transferee);
+    this.core(() => this.node.transferLeader(transferee));
     this.schedule();
   }
 
   campaign(): void {
-    this.node.campaign();
+    this.core(() => this.node.campaign());
     this.schedule();
   }
 
@@ -308,7 +308,7 @@ export class RaftLog {
     const send = () => {
       const context = round.contexts.length === 0 ? id : `${id}.${round.contexts.length}`;
       round.contexts.push(context);
-      this.node.readIndex(textEncoder.encode(context));
+      this.core(() => this.node.readIndex(textEncoder.encode(context)));
       this.schedule();
     };
     const resend = () => {
@@ -426,6 +426,35 @@ export class RaftLog {
     });
   }
 
+  /**
+   * A call into the Raft core. The core throws only on a broken invariant
+   * (network input is checked before it gets there, network-message.ts): a
+   * bug, so the member stops as etcd's raft panics, instead of answering one
+   * caller with it and going on. `expected` may rethrow a dropped proposal as
+   * one of etcd's errors.
+   */
+  private core<T>(call: () => T, expected?: (error: unknown) => void): T {
+    try {
+      return call();
+    } catch (error) {
+      expected?.(error);
+      // A proposal the core refused (no leader, a transfer or a configuration
+      // change under way) is an operating error: its caller answers it.
+      if (error instanceof ProposalDroppedError) throw error;
+      this.failWith(new RaftFailure(error));
+      throw etcdError("stopped");
+    }
+  }
+
+  /** `core` for callers with nobody to answer the error to (the ticker, the peer port). */
+  private coreUnlessStopped<T>(call: () => T): T | typeof coreStopped {
+    try {
+      return this.core(call);
+    } catch {
+      return coreStopped;
+    }
+  }
+
   /** A failed save or apply: the log stops, and the member with it. */
   private failWith(error: unknown): void {
     this.failed = true;
@@ -526,4 +555,11 @@ export class RaftLog {
 
 function isAlone(confState: ConfState, id: NodeId): boolean {
   return confState.learners.length === 0 && confState.voters.length === 1 && confState.voters[0] === id;
+}
+
+/** The Raft core threw: one of its invariants is broken, a bug, fatal. */
+export class RaftFailure extends Error {
+  constructor(override readonly cause: unknown) {
+    super(`raft: ${cause instanceof Error ? cause.message : String(cause)}`);
+  }
 }

@@ -115,3 +115,30 @@ test("an unexpected error in apply stops the member; the entry is applied again 
     await healthy.stop();
   }
 });
+
+test("a broken invariant in the Raft core stops the member instead of failing one call", async () => {
+  const runtime: Runtime = await testRuntime();
+  const config = serverConfigFromFlags(parseFlags([`--data-dir=${join(tempDir("edgetcd-raft-failure"), "data")}`, "--name=a"], {}));
+  lines.length = 0;
+  const server = await startServer(runtime, config, logger);
+  const halts: Array<{ reason: string; exitCode: number }> = [];
+  server.onHalt = (reason, exitCode) => halts.push({ reason, exitCode });
+  try {
+    await server.published;
+    await server.put(create(PutRequestSchema, { key: bytes("a"), value: bytes("1") }));
+    // The core throws only on a broken invariant, which no input can reach
+    // (network-message.ts): so the bug is planted in its propose.
+    const core = (server as unknown as { log: { node: { propose: (data: Uint8Array) => void } } }).log.node;
+    core.propose = () => {
+      throw new Error("injected: invariant broken");
+    };
+    await assert.rejects(server.put(create(PutRequestSchema, { key: bytes("b"), value: bytes("2") })), /server stopped/);
+    assert.equal(halts.length, 1, JSON.stringify(halts));
+    assert.equal(halts[0]?.exitCode, 1);
+    assert.equal(halts[0]?.reason, "raft: injected: invariant broken");
+    assert.ok(lines.some((line) => line.startsWith("raft failed; exiting")), lines.join("\n"));
+    await assert.rejects(server.range(create(RangeRequestSchema, { key: bytes("a") })), /server stopped/);
+  } finally {
+    await server.stop();
+  }
+});
