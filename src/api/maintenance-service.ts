@@ -61,8 +61,8 @@ export function maintenanceService(server: EtcdServer): ServiceImpl<typeof Maint
         admin(context);
         return create(HashResponseSchema, { header: server.header(), hash: server.hash() });
       }),
-    // The database file in 32 KiB pieces, then its SHA-256 (as etcd sends it,
-    // for `etcdctl snapshot restore` to check). The file is SQLite, not bbolt.
+    // The backend as etcd's bbolt file in 32 KiB pieces, then its SHA-256 (as
+    // etcd sends it, for `etcdctl snapshot restore` to check).
     snapshot: async function* (_request, context) {
       const { data, sha256 } = await guarded(() => {
         admin(context);

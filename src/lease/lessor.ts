@@ -331,7 +331,7 @@ export class Lessor {
   // --- persistence ---------------------------------------------------------
 
   private persist(lease: Lease): void {
-    this.options.backend.bucketPut(leaseBucketName, leaseBucketKey(lease.id), encodeLeaseRecord(lease));
+    this.options.backend.bucketPut(leaseBucketName, leaseBucketKey(lease.id), encodeLeaseRecord(lease.ttlSeconds));
   }
 
   /** Loads the table; expiries stay unset until a promote. */
@@ -351,14 +351,15 @@ export class Lessor {
 // restart there too.)
 const recordVersion = 1;
 
-function encodeLeaseRecord(lease: Lease): Uint8Array {
+/** The lease bucket's value for a lease of `ttlSeconds`. */
+export function encodeLeaseRecord(ttlSeconds: number): Uint8Array {
   const record = new Uint8Array(9);
   record[0] = recordVersion;
-  new DataView(record.buffer).setBigInt64(1, BigInt(lease.ttlSeconds));
+  new DataView(record.buffer).setBigInt64(1, BigInt(ttlSeconds));
   return record;
 }
 
-function decodeLeaseRecord(record: Uint8Array): { ttlSeconds: number } {
+export function decodeLeaseRecord(record: Uint8Array): { ttlSeconds: number } {
   assert(record.length === 9 && record[0] === recordVersion, "lease record has a known format");
   return { ttlSeconds: Number(new DataView(record.buffer, record.byteOffset, record.byteLength).getBigInt64(1)) };
 }

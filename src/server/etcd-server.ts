@@ -48,6 +48,8 @@ import type { Clock, Logger, PeerFetch, Runtime, Timer } from "../ports.ts";
 import { Lessor, minLeaseTtlSeconds } from "../lease/lessor.ts";
 import { PeerTransport } from "../peer/transport.ts";
 import { Backend } from "../storage/backend.ts";
+import { writeBbolt } from "../storage/bbolt.ts";
+import { etcdBucketsOf } from "./etcd-snapshot.ts";
 import type { CrashPoints } from "../storage/crash-points.ts";
 import { Wal } from "../storage/wal/wal.ts";
 import { MvccStore } from "../mvcc/store.ts";
@@ -737,9 +739,24 @@ export class EtcdServer {
   }
 
   /** Maintenance.Snapshot: a consistent copy of the backend database file, and its SHA-256 (etcd sends it last). */
+  /**
+   * The committed backend as etcd's own bbolt file (etcd-snapshot.ts), with
+   * its SHA-256, for Maintenance.Snapshot: `etcdctl snapshot status` and
+   * `restore` read it as they read etcd's.
+   */
   async backendSnapshot(): Promise<{ data: Uint8Array; sha256: Uint8Array }> {
     this.assertServing();
-    const data = await this.snapshotFiles.readCopy(this.backend);
+    const pages = await this.snapshotFiles.withCopy(
+      this.backend,
+      (path) => Backend.open(this.runtime.sqlite, path),
+      (copy) => writeBbolt(etcdBucketsOf(copy)),
+    );
+    const data = new Uint8Array(pages.reduce((sum, page) => sum + page.length, 0));
+    let at = 0;
+    for (const page of pages) {
+      data.set(page, at);
+      at += page.length;
+    }
     return { data, sha256: await this.runtime.digest("SHA-256", data) };
   }
 

@@ -7,6 +7,8 @@
 //                 Found at start: swapped in if the backend is older than the
 //                 WAL's snapshot (a crash came between the two), else dropped.
 //   db.outgoing   a consistent copy of `db` being read for a follower.
+//   db.export     a consistent copy of `db` being read for a client's
+//                 snapshot (Maintenance.Snapshot), one at a time.
 import type { FileSystem } from "../ports.ts";
 import type { Backend } from "../storage/backend.ts";
 import type { CrashPoints } from "../storage/crash-points.ts";
@@ -14,6 +16,9 @@ import type { CrashPoints } from "../storage/crash-points.ts";
 export class SnapshotFiles {
   readonly incoming: string;
   private readonly outgoing: string;
+  private readonly export: string;
+  /** The export under way: the next waits for it (they share one file name). */
+  private exporting: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly fs: FileSystem,
@@ -22,6 +27,37 @@ export class SnapshotFiles {
   ) {
     this.incoming = fs.join(snapDir, "db.incoming");
     this.outgoing = fs.join(snapDir, "db.outgoing");
+    this.export = fs.join(snapDir, "db.export");
+  }
+
+  /**
+   * Runs `read` on a consistent copy of the committed backend, opened with
+   * `open` as a database of its own (so reading it takes as long as it needs
+   * while the member goes on writing), then removes the copy.
+   */
+  async withCopy<T>(backend: Backend, open: (path: string) => Backend, read: (copy: Backend) => T): Promise<T> {
+    const turn = this.exporting.then(async () => {
+      await this.removeCopy(this.export);
+      await (await this.fs.open(this.export, "readwrite")).close();
+      try {
+        backend.copyTo(this.export);
+        const copy = open(this.export);
+        try {
+          return read(copy);
+        } finally {
+          copy.close();
+        }
+      } finally {
+        await this.removeCopy(this.export);
+      }
+    });
+    this.exporting = turn.catch(() => undefined);
+    return turn;
+  }
+
+  /** A copy and the side files SQLite may have left beside it. */
+  private async removeCopy(path: string): Promise<void> {
+    for (const file of [path, `${path}-wal`, `${path}-shm`]) await this.removeIfPresent(file);
   }
 
   /** Writes a received snapshot's data durably as `db.incoming`. */
@@ -65,6 +101,7 @@ export class SnapshotFiles {
    */
   async recover(backend: Backend, walSnapshotIndex: number): Promise<boolean> {
     await this.removeIfPresent(this.outgoing);
+    await this.removeCopy(this.export);
     if (!(await this.fs.exists(this.incoming))) return false;
     if (backend.consistentIndex() < walSnapshotIndex) {
       await this.swapIn(backend);
