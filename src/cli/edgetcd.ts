@@ -19,6 +19,7 @@ import { AuthTokens } from "../auth/tokens.ts";
 import { bindPeerListeners, type PreboundPeers } from "./prebound-peers.ts";
 import { usageText, versionText, type BuildInfo } from "./usage.ts";
 import { GatewayUsageError, gatewayUsage, parseGatewayArgs, type GatewayOptions } from "./gateway.ts";
+import { SnapshotUsageError, parseSnapshotArgs, restoreSnapshot, snapshotUsage } from "./snapshot.ts";
 
 export interface Host {
   runtime: Runtime;
@@ -83,6 +84,32 @@ async function runGateway(host: Host, args: readonly string[]): Promise<void> {
   });
 }
 
+async function runSnapshot(host: Host, args: readonly string[]): Promise<void> {
+  let options;
+  try {
+    options = parseSnapshotArgs(args);
+  } catch (error) {
+    if (!(error instanceof SnapshotUsageError)) throw error;
+    host.write("stderr", `Error: ${error.message}\n${snapshotUsage}`);
+    host.exit(1);
+    return;
+  }
+  if (options === "help") {
+    host.write("stdout", snapshotUsage);
+    host.exit(0);
+    return;
+  }
+  const logger = host.createLogger({ level: "info", outputs: ["stderr"] });
+  try {
+    await restoreSnapshot(host.runtime, logger, options);
+  } catch (error) {
+    host.write("stderr", `Error: ${error instanceof Error ? error.message : String(error)}\n`);
+    host.exit(1);
+    return;
+  }
+  host.exit(0);
+}
+
 export interface ClientListener {
   port: number;
   /** Graceful stop, first step: no new connections, no new streams on open ones (HTTP/2 GOAWAY); open requests go on. */
@@ -105,6 +132,7 @@ export interface ClientListenerOptions {
 export async function runEdgetcd(host: Host, argv: readonly string[], env: Record<string, string | undefined>): Promise<void> {
   // etcd's subcommands come first on the command line (etcdmain.Main).
   if (argv[0] === "gateway") return await runGateway(host, argv.slice(1));
+  if (argv[0] === "snapshot") return await runSnapshot(host, argv.slice(1));
   if (argv[0] === "grpc-proxy") {
     host.write("stderr", "edgetcd: grpc-proxy is not supported (etcd's gRPC proxy is not built); point clients at the members, or use `edgetcd gateway start`\n");
     host.exit(2);
@@ -267,6 +295,10 @@ export async function runEdgetcd(host: Host, argv: readonly string[], env: Recor
   // published through Raft (its ReadyNotify). Clients are served meanwhile.
   await server.published;
   if (stopping) return;
+  // etcd says this once the cluster version is known to the member; here it
+  // is fixed (src/version.ts), known once the member has caught up to its own
+  // publish. Tools wait for the line (etcd's e2e waits for a joined member's).
+  logger.info("enabled capabilities for version", { "cluster-version": clusterVersion.split(".").slice(0, 2).join(".") });
   logger.info("ready to serve client requests", {
     "listen-client-urls": config.listenClientUrls.map(String),
     "member-id": server.identity.memberId.toString(16),

@@ -5,6 +5,7 @@
 // members, or members vouched for, are heard) and the Raft log, and last the
 // server over them all, which begins replaying from the consistent index.
 
+import { adoptEtcdDataDir } from "./etcd-adopt.ts";
 import type { Logger, PeerFetch, PeerNetwork, Runtime, Digest } from "../ports.ts";
 import { AuthTokens } from "../auth/tokens.ts";
 import { SimpleTokens } from "../auth/simple-tokens.ts";
@@ -69,6 +70,9 @@ export async function startServer(runtime: Runtime, config: ServerConfig, logger
     let entries: Entry[] = [];
     let hardState: { term: number; vote: number; commit: number } | undefined;
     let walSnapshot: { index: number; term: number } | undefined;
+    let createdWal = false;
+    // An etcd data dir (its backend is bbolt): taken over, then started as a new member.
+    await adoptEtcdDataDir(runtime, logger, { walDir, snapDir });
     if (config.walDir !== undefined && !(await fs.exists(walDir)) && (await fs.exists(fs.join(memberDir, "wal")))) {
       // A second log beside the first would start this member over on top of its old database.
       throw new Error(`--wal-dir ${walDir} holds no WAL but ${fs.join(memberDir, "wal")} does: move that directory to ${walDir} first`);
@@ -92,6 +96,7 @@ export async function startServer(runtime: Runtime, config: ServerConfig, logger
             })
           : await newIdentity(config, runtime.digest);
       wal = await Wal.create(fs, walDir, encodeMemberMetadata(identity), walOptions);
+      createdWal = true;
       logger.info("created new WAL", { "member-id": identity.memberId.toString(16) });
     }
 
@@ -101,6 +106,17 @@ export async function startServer(runtime: Runtime, config: ServerConfig, logger
       verify: true,
       ...(metrics === undefined ? {} : { observeCommit: (seconds: number) => metrics.observeBackendCommit(seconds) }),
     });
+    if (createdWal && backend.consistentIndex() > 0) {
+      // A new member on a backend that already holds data (a restored
+      // snapshot, an adopted etcd dir, etcd-import.ts): its log starts with a
+      // snapshot at the backend's index, so a member that joins later is sent
+      // that backend instead of entries, which would not hold the data.
+      walSnapshot = { index: backend.consistentIndex(), term: backend.consistentTerm() };
+      hardState = { term: walSnapshot.term, vote: 0, commit: walSnapshot.index };
+      await wal.saveSnapshot(walSnapshot);
+      await wal.save(hardState, [], { sync: true });
+      logger.info("starting from the backend's data", { "snapshot-index": walSnapshot.index });
+    }
     const snapshotFiles = new SnapshotFiles(fs, snapDir, crashPoints);
     if (await snapshotFiles.recover(backend, walSnapshot?.index ?? 0)) {
       logger.info("recovered backend from a received snapshot", { "snapshot-index": walSnapshot?.index });

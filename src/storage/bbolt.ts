@@ -222,6 +222,13 @@ export function writeBbolt(buckets: BoltBucket[], pageSize = bboltPageBytes): Ui
 
 // --- reading -----------------------------------------------------------------
 
+/** Whether `head` (a file's first bytes, 24 or more) starts a bbolt file: its first meta page's magic and version. */
+export function startsBbolt(head: Uint8Array): boolean {
+  if (head.length < pageHeaderBytes + 8) return false;
+  const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
+  return view.getUint32(pageHeaderBytes, true) === magic && view.getUint32(pageHeaderBytes + 4, true) === formatVersion;
+}
+
 /** Deeper than any tree bbolt writes (a handful of levels): refused rather than recursed into. */
 const depthMax = 64;
 
