@@ -749,7 +749,9 @@ export class EtcdServer {
     const pages = await this.snapshotFiles.withCopy(
       this.backend,
       (path) => Backend.open(this.runtime.sqlite, path),
-      (copy) => writeBbolt(etcdBucketsOf(copy)),
+      // Yields to the event loop every few pages: heartbeats, proposals and
+      // other clients go on while a large snapshot is written.
+      (copy) => writeBbolt(etcdBucketsOf(copy), { pause: () => new Promise((resolve) => this.runtime.clock.setTimer(0, () => resolve())) }),
     );
     const data = new Uint8Array(pages.reduce((sum, page) => sum + page.length, 0));
     let at = 0;

@@ -32,10 +32,11 @@ export class SnapshotFiles {
 
   /**
    * Runs `read` on a consistent copy of the committed backend, opened with
-   * `open` as a database of its own (so reading it takes as long as it needs
-   * while the member goes on writing), then removes the copy.
+   * `open` as a database of its own (so reading it may take turns with the
+   * member's other work while the member goes on writing), then removes the
+   * copy.
    */
-  async withCopy<T>(backend: Backend, open: (path: string) => Backend, read: (copy: Backend) => T): Promise<T> {
+  async withCopy<T>(backend: Backend, open: (path: string) => Backend, read: (copy: Backend) => Promise<T>): Promise<T> {
     const turn = this.exporting.then(async () => {
       await this.removeCopy(this.export);
       await (await this.fs.open(this.export, "readwrite")).close();
@@ -43,7 +44,7 @@ export class SnapshotFiles {
         backend.copyTo(this.export);
         const copy = open(this.export);
         try {
-          return read(copy);
+          return await read(copy);
         } finally {
           copy.close();
         }

@@ -145,8 +145,15 @@ function writeBranch(writer: PageWriter, children: Array<{ key: Uint8Array; id: 
   return id;
 }
 
-/** Writes one B+tree of `elements` (ascending keys); returns its root page id. */
-function writeTree(writer: PageWriter, elements: Iterable<Element>): number {
+/** Leaf pages written between two pauses: about 256 KiB of work. */
+const pagesPerPause = 64;
+
+/**
+ * Writes one B+tree of `elements` (ascending keys); returns its root page id.
+ * Awaits `pause` every few pages, so a large bucket does not hold the event
+ * loop for the whole write.
+ */
+async function writeTree(writer: PageWriter, elements: Iterable<Element>, pause: () => Promise<void>): Promise<number> {
   let level: Array<{ key: Uint8Array; id: number }> = [];
   let previous: Uint8Array | undefined;
   const checked = function* (): Generator<Element> {
@@ -158,6 +165,7 @@ function writeTree(writer: PageWriter, elements: Iterable<Element>): number {
   };
   for (const node of packed(checked(), writer.pageSize, (element) => element.key.length + element.value.length)) {
     level.push({ key: node[0]?.key as Uint8Array, id: writeLeaf(writer, node) });
+    if (level.length % pagesPerPause === 0) await pause();
   }
   if (level.length === 0) return writeLeaf(writer, []);
   while (level.length > 1) {
@@ -200,18 +208,21 @@ function writeMeta(page: Uint8Array, pageId: number, fields: { pageSize: number;
 /**
  * A bbolt database holding `buckets` (each a top-level bucket), as the pages
  * of one file in order. Bucket names must be distinct; they are sorted here.
+ * `pause` is awaited every few pages (a caller on an event loop yields there).
  */
-export function writeBbolt(buckets: BoltBucket[], pageSize = bboltPageBytes): Uint8Array[] {
+export async function writeBbolt(buckets: BoltBucket[], options: { pageSize?: number; pause?: () => Promise<void> } = {}): Promise<Uint8Array[]> {
+  const pageSize = options.pageSize ?? bboltPageBytes;
+  const pause = options.pause ?? (() => Promise.resolve());
   const writer = new PageWriter(pageSize);
   const sorted = [...buckets].sort((a, b) => compareBytes(a.name, b.name));
-  const roots = sorted.map((bucket) => ({
-    key: bucket.name,
-    value: bucketHeader(writeTree(writer, (function* () {
+  const roots: Element[] = [];
+  for (const bucket of sorted) {
+    const entries = (function* (): Generator<Element> {
       for (const [key, value] of bucket.entries) yield { key, value, flags: 0 };
-    })())),
-    flags: bucketLeafFlag,
-  }));
-  const root = writeTree(writer, roots);
+    })();
+    roots.push({ key: bucket.name, value: bucketHeader(await writeTree(writer, entries, pause)), flags: bucketLeafFlag });
+  }
+  const root = await writeTree(writer, roots, pause);
   const head = new Uint8Array(3 * pageSize);
   for (const pageId of [0, 1]) writeMeta(head.subarray(pageId * pageSize, (pageId + 1) * pageSize), pageId, { pageSize, root, highWater: writer.highWater, txid: pageId + 2 });
   const freelist = new DataView(head.buffer, 2 * pageSize, pageSize);

@@ -55,9 +55,16 @@ function sample(): { buckets: BoltBucket[]; expected: Map<string, Array<[string,
 }
 
 describe("bbolt layout", () => {
-  test("what is written is read back whole, buckets in name order, values larger than a page included", () => {
+  test("the writer pauses as often as it is asked to: every 64 leaf pages", async () => {
+    let pauses = 0;
+    const file = joined(await writeBbolt(sample().buckets, { pause: async () => void pauses++ }));
+    const leafPages = file.length / bboltPageBytes; // an upper bound: every page but metas, freelist and branches
+    assert.ok(pauses >= 10 && pauses <= leafPages / 64 + 3, `${pauses} pauses for ${leafPages} pages`);
+  });
+
+  test("what is written is read back whole, buckets in name order, values larger than a page included", async () => {
     const { buckets, expected } = sample();
-    const file = joined(writeBbolt(buckets));
+    const file = joined(await writeBbolt(buckets));
     assert.equal(file.length % bboltPageBytes, 0);
     const read = readBbolt(file);
     assert.deepEqual([...read.keys()], ["empty", "key", "meta"]);
@@ -73,34 +80,34 @@ describe("bbolt layout", () => {
     assert.ok(big?.[1].every((byte) => byte === 997 % 251));
   });
 
-  test("an empty database, and a trailing SHA-256 (as etcdctl saves a snapshot) are read", () => {
-    const file = joined(writeBbolt([]));
+  test("an empty database, and a trailing SHA-256 (as etcdctl saves a snapshot) are read", async () => {
+    const file = joined(await writeBbolt([]));
     assert.equal(readBbolt(file).size, 0);
     const withHash = new Uint8Array(file.length + 32);
     withHash.set(file);
     assert.equal(readBbolt(withHash).size, 0);
   });
 
-  test("keys out of order, or twice, are refused", () => {
+  test("keys out of order, or twice, are refused", async () => {
     const twice: BoltBucket = { name: encoder.encode("b"), entries: [[encoder.encode("a"), new Uint8Array(0)], [encoder.encode("a"), new Uint8Array(0)]] };
-    assert.throws(() => writeBbolt([twice]), /ascending order/);
+    await assert.rejects(writeBbolt([twice]), /ascending order/);
     const backwards: BoltBucket = { name: encoder.encode("b"), entries: [[encoder.encode("b"), new Uint8Array(0)], [encoder.encode("a"), new Uint8Array(0)]] };
-    assert.throws(() => writeBbolt([backwards]), /ascending order/);
+    await assert.rejects(writeBbolt([backwards]), /ascending order/);
   });
 
-  test("not a bbolt file, or a truncated one: BboltFormatError", () => {
+  test("not a bbolt file, or a truncated one: BboltFormatError", async () => {
     assert.throws(() => readBbolt(new Uint8Array(0)), BboltFormatError);
     assert.throws(() => readBbolt(encoder.encode("SQLite format 3\0".padEnd(8192, "x"))), BboltFormatError);
-    const file = joined(writeBbolt(sample().buckets));
+    const file = joined(await writeBbolt(sample().buckets));
     assert.throws(() => readBbolt(file.subarray(0, file.length / 2)), BboltFormatError);
   });
 
-  test("damaged files (random bytes changed anywhere): a BboltFormatError or a result, nothing else, quickly", () => {
+  test("damaged files (random bytes changed anywhere): a BboltFormatError or a result, nothing else, quickly", async () => {
     const small: BoltBucket[] = [
       { name: encoder.encode("key"), entries: Array.from({ length: 2000 }, (_, i): [Uint8Array, Uint8Array] => [encoder.encode(`k${String(i).padStart(5, "0")}`), encoder.encode(`v${i}`)]) },
       { name: encoder.encode("meta"), entries: [[encoder.encode("x"), encoder.encode("y")]] },
     ];
-    const clean = joined(writeBbolt(small));
+    const clean = joined(await writeBbolt(small));
     const next = random(11);
     let refused = 0;
     for (let round = 0; round < 2000; round++) {
