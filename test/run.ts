@@ -57,7 +57,6 @@ const fileTimeoutMs = Number(process.env.EDGETCD_TEST_FILE_TIMEOUT_MS ?? 300_000
  * is the server's.
  */
 const notYetOnDeno: Record<string, string> = {
-  "test/compat/client-matrix.test.ts": "6 runs in 53: the edgetcd server aborts in Deno's HTTP/2 ('nghttp2_session.c:2402: find_stream_on_goaway_func: Assertion `stream->closed_next == NULL' failed') as the etcd3 npm client, in Deno's test process, closes",
   "test/cluster/graceful-stop.test.ts": "after the leader's handover a follower's client port refuses connections though its process lives (2 runs in 3; cause not found yet)",
   "test/tls/client-tls.test.ts": "--cipher-suites: a TLS 1.2 client offering only other suites is not refused (Deno's TLS)",
   "test/tls/peer-refusal.test.ts": "--peer-cert-allowed-cn: the refused member does not log etcd's 'remote error: tls: bad certificate'",
