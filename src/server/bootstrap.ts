@@ -27,7 +27,7 @@ import { initialClusterOf } from "./cluster-bootstrap.ts";
 import { requestTimeoutMs, type ServerConfig } from "./config.ts";
 import { takeDataDir } from "./data-dir.ts";
 import { EtcdServer } from "./etcd-server.ts";
-import { clusterIdOf, decodeMemberMetadata, encodeMemberMetadata, memberIdOf, type MemberIdentity } from "./identity.ts";
+import { clusterIdOf, decodeMemberMetadata, encodeMemberMetadata, etcdMemberIdOf, memberIdOf, type MemberIdentity } from "./identity.ts";
 import { joinIdentity, membersRoute, peerUrlsListedBy } from "./join.ts";
 import { MemberStore } from "./members.ts";
 import type { MetricHooks } from "./metrics.ts";
@@ -280,7 +280,8 @@ async function newIdentity(config: ServerConfig, digest: Digest): Promise<Member
     };
   }
   const memberId = await memberIdOf(config.initialAdvertisePeerUrls, config.initialClusterToken, digest);
-  return { name: config.name, memberId, clusterId: await clusterIdOf([memberId], digest), peerUrls: config.initialAdvertisePeerUrls };
+  const clusterId = await clusterIdOf([await etcdMemberIdOf(config.initialAdvertisePeerUrls, config.initialClusterToken, digest)], digest);
+  return { name: config.name, memberId, clusterId, peerUrls: config.initialAdvertisePeerUrls };
 }
 
 

@@ -3,7 +3,7 @@
 // token (the same rule on every member, so all agree without talking), and the
 // cluster id is derived from the member ids.
 import { ConfigError, type ServerConfig } from "./config.ts";
-import { clusterIdOf, memberIdOf } from "./identity.ts";
+import { clusterIdOf, etcdMemberIdOf, memberIdOf } from "./identity.ts";
 import type { Digest } from "../ports.ts";
 
 export interface InitialMember {
@@ -36,5 +36,6 @@ export async function initialClusterOf(config: ServerConfig, digest: Digest): Pr
   }
   const ids = new Set(members.map((member) => member.id));
   if (ids.size !== members.length) throw new ConfigError("--initial-cluster has duplicate peer URLs");
-  return { clusterId: await clusterIdOf(members.map((member) => member.id), digest), members, self };
+  const etcdIds = await Promise.all(members.map((member) => etcdMemberIdOf(member.peerUrls, config.initialClusterToken, digest)));
+  return { clusterId: await clusterIdOf(etcdIds, digest), members, self };
 }

@@ -1,7 +1,8 @@
 // Member and cluster ids. Like etcd, a member id is derived from its peer URLs
 // and the cluster token, and the cluster id from the member ids, so the same
 // flags give the same ids. We keep member ids below 2^53 so they are exact JS
-// numbers (Raft node ids); on the wire they are uint64 as in etcd.
+// numbers (Raft node ids): the low 53 bits of etcd's; on the wire they are
+// uint64 as in etcd. The cluster id is etcd's own, from etcd's 64-bit ids.
 import { decode, encode } from "cbor-x";
 import type { Digest } from "../ports.ts";
 
@@ -39,8 +40,26 @@ export function addedMemberIdOf(peerUrls: readonly string[], nowMs: number, dige
   return memberIdOf(peerUrls, String(nowMs), digest);
 }
 
-export async function clusterIdOf(memberIds: readonly number[], digest: Digest): Promise<bigint> {
-  const hash = await sha1(digest, [...memberIds].sort((a, b) => a - b).map((id) => id.toString(16)).join(","));
+/**
+ * etcd's whole 64-bit member id for these peer URLs and token (the first 8
+ * bytes of the same SHA-1): what etcd's cluster id is derived from.
+ */
+export async function etcdMemberIdOf(peerUrls: readonly string[], clusterToken: string, digest: Digest): Promise<bigint> {
+  const hash = await sha1(digest, [...peerUrls].sort().join("") + clusterToken);
+  return new DataView(hash.buffer, hash.byteOffset, hash.byteLength).getBigUint64(0);
+}
+
+/**
+ * etcd's cluster id (RaftCluster.genID): the first 8 bytes of the SHA-1 of the
+ * members' 64-bit ids, ascending, each 8 bytes big-endian. Given etcd's member
+ * ids (etcdMemberIdOf), the same flags give etcd's cluster id.
+ */
+export async function clusterIdOf(etcdMemberIds: readonly bigint[], digest: Digest): Promise<bigint> {
+  const sorted = [...etcdMemberIds].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const bytes = new Uint8Array(8 * sorted.length);
+  const view = new DataView(bytes.buffer);
+  sorted.forEach((id, index) => view.setBigUint64(8 * index, id));
+  const hash = await digest("SHA-1", bytes);
   return new DataView(hash.buffer, hash.byteOffset, hash.byteLength).getBigUint64(0);
 }
 
