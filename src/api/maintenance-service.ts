@@ -41,9 +41,9 @@ export function maintenanceService(server: EtcdServer): ServiceImpl<typeof Maint
       }),
     alarm: (request) => guarded(() => server.alarm(request)),
     hashKV: (request, context) =>
-      guarded(() => {
+      guarded(async () => {
         admin(context);
-        const hash = server.hashKV(Number(request.revision));
+        const hash = await server.hashKV(Number(request.revision));
         return create(HashKVResponseSchema, {
           header: server.header(),
           hash: hash.hash,

@@ -244,6 +244,17 @@ export async function runEdgetcd(host: Host, argv: readonly string[], env: Recor
     return;
   }
   await peers.closeUntaken();
+  if (config.initialCorruptCheck && server.corruptionCheck !== undefined) {
+    // Before clients are served, as etcd's: data that differ from the peers' are not served.
+    try {
+      await server.corruptionCheck.initial();
+    } catch (error) {
+      logger.error("failed to start", { error: error instanceof Error ? error.message : String(error) });
+      await server.stop().catch(() => undefined);
+      host.exit(1);
+      return;
+    }
+  }
   metrics.attach(server);
   const metricsText = () => {
     metrics.refresh();

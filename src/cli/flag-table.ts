@@ -195,19 +195,10 @@ export const flagDefinitions: readonly FlagDefinition[] = [
     ["proxy-read-timeout", "uint", "0", "Milliseconds the proxy waits for a read (0: no limit).", noProxy],
   ]),
   ...group("Experimental", [
-    [
-      "experimental-initial-corrupt-check",
-      "bool",
-      "false",
-      "Compare this member's data with its peers' before serving.",
-      // Warned, not refused: the check detects a member whose data already
-      // differs from its peers'; skipping it writes, acknowledges and loses
-      // nothing. Every member still refuses to start on a damaged WAL or
-      // database of its own (row D4). etcd's own e2e suite starts every member
-      // with this flag, so refusing it failed the whole suite at start.
-      warned("the start-up comparison with peers' hashes is not implemented; this member still checks its own WAL and database at start and refuses to serve damaged ones"),
-    ],
-    ["experimental-corrupt-check-time", "duration", "0s", "Compare members' data hashes this often (0: never).", warned("the periodic comparison of members' hashes is not implemented (compare them with etcdctl endpoint hashkv --cluster)")],
+    // On by default here (etcd's default is off): a member whose data differ
+    // from its peers' is found (src/server/corruption.ts).
+    ["experimental-initial-corrupt-check", "bool", "true", "Compare this member's data with its peers' before serving (on by default here; etcd's default is off)."],
+    ["experimental-corrupt-check-time", "duration", "5m0s", "The leader compares members' data hashes this often, raising CORRUPT for one that differs (0: never; etcd's default is 0)."],
     ["experimental-enable-v2v3", "string", "", "Serve v2 requests from the v3 store under this prefix.", noV2],
     [
       "experimental-backend-bbolt-freelist-type",

@@ -215,6 +215,8 @@ export function serverConfigFromFlags(flags: ParsedFlags): ServerConfig {
     backendBatchLimit: integer("backend-batch-limit") || 10_000,
     compactionBatchLimit: integer("experimental-compaction-batch-limit"),
     watchProgressNotifyIntervalMs: parseDurationMs(get("experimental-watch-progress-notify-interval")) ?? 600_000,
+    initialCorruptCheck: get("experimental-initial-corrupt-check") === "true",
+    corruptCheckIntervalMs: parseDurationMs(get("experimental-corrupt-check-time")) ?? 300_000,
     // etcd 3.4 fixes the interval at 5 minutes (a Go setting its own tests change); edgetcd takes it as a flag.
     leaseCheckpointIntervalMs:
       get("experimental-enable-lease-checkpoint") === "true"

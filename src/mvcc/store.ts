@@ -156,36 +156,43 @@ export class MvccStore {
   /**
    * CRC-32C over every stored revision at or before `revision` (0 = current),
    * for comparing members (HashKV). Members at the same revision and compact
-   * revision hold the same rows, so they hash equal.
+   * revision hold the same rows, so they hash equal. `pause` is awaited
+   * between chunks of rows (a caller on an event loop yields there): rows at
+   * or below `revision` do not change meanwhile, unless a compaction removes
+   * some, in which case the hash is taken again.
    */
-  hashKV(revision: number): { hash: number; compactRevision: number; revision: number } {
-    if (revision > 0 && revision <= this.compactRevision) throw etcdError("compacted");
-    if (revision > this.currentRevision) throw etcdError("futureRevision");
-    const upTo = revision === 0 ? this.currentRevision : revision;
-    let hash = 0;
-    const numbers = new DataView(new ArrayBuffer(40));
-    const numberBytes = new Uint8Array(numbers.buffer);
-    let afterMain = 0;
-    let afterSub = 0;
+  async hashKV(revision: number, pause: () => Promise<void> = () => Promise.resolve()): Promise<{ hash: number; compactRevision: number; revision: number }> {
     for (;;) {
-      const rows = this.backend.scanRows(afterMain, afterSub, upTo, restoreChunkRows);
-      for (const row of rows) {
-        numbers.setBigInt64(0, BigInt(row.main));
-        numbers.setBigInt64(8, BigInt(row.sub));
-        numbers.setBigInt64(16, BigInt(row.createRevision));
-        numbers.setBigInt64(24, BigInt(row.version));
-        numbers.setBigInt64(32, row.lease);
-        hash = crc32c(hash, numberBytes);
-        hash = crc32c(hash, row.tombstone ? tombstoneMark : liveMark);
-        hash = crc32c(hash, row.key);
-        hash = crc32c(hash, row.value);
+      if (revision > 0 && revision <= this.compactRevision) throw etcdError("compacted");
+      if (revision > this.currentRevision) throw etcdError("futureRevision");
+      const compactRevision = this.compactRevision;
+      const upTo = revision === 0 ? this.currentRevision : revision;
+      let hash = 0;
+      const numbers = new DataView(new ArrayBuffer(40));
+      const numberBytes = new Uint8Array(numbers.buffer);
+      let afterMain = 0;
+      let afterSub = 0;
+      for (;;) {
+        const rows = this.backend.scanRows(afterMain, afterSub, upTo, restoreChunkRows);
+        for (const row of rows) {
+          numbers.setBigInt64(0, BigInt(row.main));
+          numbers.setBigInt64(8, BigInt(row.sub));
+          numbers.setBigInt64(16, BigInt(row.createRevision));
+          numbers.setBigInt64(24, BigInt(row.version));
+          numbers.setBigInt64(32, row.lease);
+          hash = crc32c(hash, numberBytes);
+          hash = crc32c(hash, row.tombstone ? tombstoneMark : liveMark);
+          hash = crc32c(hash, row.key);
+          hash = crc32c(hash, row.value);
+        }
+        if (rows.length < restoreChunkRows) break;
+        const last = rows[rows.length - 1] as KvRow;
+        afterMain = last.main;
+        afterSub = last.sub;
+        await pause();
       }
-      if (rows.length < restoreChunkRows) break;
-      const last = rows[rows.length - 1] as KvRow;
-      afterMain = last.main;
-      afterSub = last.sub;
+      if (this.compactRevision === compactRevision) return { hash, compactRevision, revision: upTo };
     }
-    return { hash, compactRevision: this.compactRevision, revision: this.currentRevision };
   }
 
   // --- restore ----------------------------------------------------------

@@ -113,22 +113,22 @@ async function renewBatchHere(host: LeaseRouteHost, body: Uint8Array): Promise<U
   return writer.finish();
 }
 
-function answer(request: PeerIncomingRequest, status: number, text: string): void {
+export function answer(request: PeerIncomingRequest, status: number, text: string): void {
   request.respond(status, { "content-type": "text/plain" });
   request.end(new TextEncoder().encode(text));
 }
 
-function answerProto(request: PeerIncomingRequest, body: Uint8Array): void {
+export function answerProto(request: PeerIncomingRequest, body: Uint8Array): void {
   request.respond(200, { "content-type": "application/protobuf" });
   request.end(body);
 }
 
-async function readBody(body: AsyncIterable<Uint8Array>, bytesMax: number): Promise<Uint8Array> {
+export async function readBody(body: AsyncIterable<Uint8Array>, bytesMax: number): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
   let length = 0;
   for await (const chunk of body) {
     length += chunk.length;
-    if (length > bytesMax) throw new Error(`lease request over ${bytesMax} bytes`);
+    if (length > bytesMax) throw new Error(`peer message over ${bytesMax} bytes`);
     chunks.push(chunk);
   }
   const joined = new Uint8Array(length);
@@ -178,6 +178,9 @@ export type PeerPost = (
 ) => Promise<{ status: number; body: Uint8Array }>;
 
 /** A PeerPost over the peer network's fetch (TLS with this member's certificate for https peers). */
+/** A peer's answer to a lease or hash request is a few messages; a longer one is refused unread. */
+export const peerAnswerBytesMax = 1024 * 1024;
+
 export function peerPostVia(fetchFn: PeerFetch): PeerPost {
   return async (url, body, headers, timeoutMs) => {
     const response = await fetchFn(url, {
@@ -186,7 +189,8 @@ export function peerPostVia(fetchFn: PeerFetch): PeerPost {
       headers,
       signal: AbortSignal.timeout(timeoutMs),
     });
-    return { status: response.status, body: new Uint8Array(await response.arrayBuffer()) };
+    const answer = response.body === null ? new Uint8Array(0) : await readBody(response.body, peerAnswerBytesMax);
+    return { status: response.status, body: answer };
   };
 }
 

@@ -5,6 +5,11 @@
 // members, or members vouched for, are heard) and the Raft log, and last the
 // server over them all, which begins replaying from the consistent index.
 
+import { create } from "@bufbuild/protobuf";
+import { AlarmRequestSchema, AlarmRequest_AlarmAction, AlarmType } from "../gen/etcdserverpb/rpc_pb.ts";
+import { peerPostVia } from "../peer/lease-forward.ts";
+import { CorruptionCheck } from "./corruption.ts";
+import { hashKvRoute } from "../peer/hashkv.ts";
 import { adoptEtcdDataDir } from "./etcd-adopt.ts";
 import type { Logger, PeerFetch, PeerNetwork, Runtime, Digest } from "../ports.ts";
 import { AuthTokens } from "../auth/tokens.ts";
@@ -172,7 +177,11 @@ export async function startServer(runtime: Runtime, config: ServerConfig, logger
         clusterId: identity.clusterId,
         // Lease renewals forwarded by followers arrive on the peer port too.
         // The peer port's own routes beside Raft's, in one table.
-        network: withPeerRoutes(network, [membersRoute(() => server), leaseRoute(() => server, admission)]),
+        network: withPeerRoutes(network, [
+          membersRoute(() => server),
+          leaseRoute(() => server, admission),
+          hashKvRoute(() => (server === undefined ? undefined : { memberId: identity.memberId, hashKV: (revision) => (server as EtcdServer).hashKV(revision) }), admission),
+        ]),
         membershipOf,
         limits: { snapshotBytesMax: snapshotBytesMaxFor(quotaBytesOf(config.quotaBackendBytes) ?? quotaBytesMaxRecommended) },
         clock: runtime.clock,
@@ -255,6 +264,25 @@ export async function startServer(runtime: Runtime, config: ServerConfig, logger
     const { voters } = confStateOf(members);
     // Replay goes on from the backend's consistent index.
     server.begin({ applied, onFatal: options.onFatal, failedBefore: fatalBeforeServer, campaign: voters.length === 1 && voters[0] === identity.memberId });
+    if (network !== undefined) {
+      const serving = server;
+      serving.corruptionCheck = new CorruptionCheck({
+        memberId: identity.memberId,
+        clusterId: identity.clusterId,
+        post: peerPostVia(network.fetch),
+        clock: runtime.clock,
+        logger,
+        // Best effort at start: a peer that cannot answer soon is skipped, not waited for.
+        timeoutMs: Math.min(requestTimeoutMs(config), corruptCheckPeerTimeoutMs),
+        peers: () => members.all().filter((member) => member.id !== identity.memberId),
+        isLeader: () => serving.isLeader,
+        localHash: (revision) => serving.hashKV(revision),
+        raiseCorrupt: async (memberId) => {
+          await serving.alarm(create(AlarmRequestSchema, { action: AlarmRequest_AlarmAction.ACTIVATE, memberID: BigInt(memberId), alarm: AlarmType.CORRUPT }));
+        },
+      });
+      serving.corruptionCheck.start(config.corruptCheckIntervalMs);
+    }
     return server;
   } catch (error) {
     await lock.release();
@@ -267,6 +295,9 @@ function confStateOf(members: MemberStore): ConfState {
   return { voters: all.filter((m) => !m.isLearner).map((m) => m.id), learners: all.filter((m) => m.isLearner).map((m) => m.id) };
 }
 
+
+/** How long the corruption checks wait for a peer's hash before going on without it. */
+const corruptCheckPeerTimeoutMs = 2000;
 
 async function newIdentity(config: ServerConfig, digest: Digest): Promise<MemberIdentity> {
   if (config.initialCluster.size > 1) {

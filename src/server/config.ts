@@ -51,6 +51,10 @@ export interface ServerConfig {
   compactionBatchLimit: number;
   /** Period of watch progress notifications (etcd's default 10 minutes); 0 turns them off. */
   watchProgressNotifyIntervalMs: number;
+  /** --experimental-initial-corrupt-check (on by default here): compare HashKV with the peers before serving. */
+  initialCorruptCheck: boolean;
+  /** --experimental-corrupt-check-time (5 minutes by default here): the leader compares members' HashKV this often; 0 turns it off. */
+  corruptCheckIntervalMs: number;
   /** --experimental-enable-lease-checkpoint: the leader checkpoints remaining TTLs every this many ms; undefined when off. */
   leaseCheckpointIntervalMs: number | undefined;
   logLevel: LogLevel;

@@ -50,6 +50,7 @@ import { PeerTransport } from "../peer/transport.ts";
 import { Backend } from "../storage/backend.ts";
 import { writeBbolt } from "../storage/bbolt.ts";
 import { etcdBucketsOf } from "./etcd-snapshot.ts";
+import type { CorruptionCheck } from "./corruption.ts";
 import type { CrashPoints } from "../storage/crash-points.ts";
 import { Wal } from "../storage/wal/wal.ts";
 import { MvccStore } from "../mvcc/store.ts";
@@ -719,9 +720,13 @@ export class EtcdServer {
     };
   }
 
-  hashKV(revision: number): { hash: number; compactRevision: number } {
-    return this.store.hashKV(revision);
+  /** HashKV at `revision` (0: current), yielding to the event loop between chunks of rows. */
+  hashKV(revision: number): Promise<{ hash: number; compactRevision: number; revision: number }> {
+    return this.store.hashKV(revision, this.yieldTurn);
   }
+
+  /** A macrotask's wait: long work awaits it between chunks so heartbeats and clients go on. */
+  private readonly yieldTurn = (): Promise<void> => new Promise((resolve) => this.runtime.clock.setTimer(0, () => resolve()));
 
   /** Maintenance.Hash: a hash of the backend's whole content, after committing what is pending. */
   hash(): number {
@@ -751,7 +756,7 @@ export class EtcdServer {
       (path) => Backend.open(this.runtime.sqlite, path),
       // Yields to the event loop every few pages: heartbeats, proposals and
       // other clients go on while a large snapshot is written.
-      (copy) => writeBbolt(etcdBucketsOf(copy), { pause: () => new Promise((resolve) => this.runtime.clock.setTimer(0, () => resolve())) }),
+      (copy) => writeBbolt(etcdBucketsOf(copy), { pause: this.yieldTurn }),
     );
     const data = new Uint8Array(pages.reduce((sum, page) => sum + page.length, 0));
     let at = 0;
@@ -843,6 +848,8 @@ export class EtcdServer {
 
   /** Set by begin() from startServer's options: ends the process on a storage failure. */
   private onFatal: ((reason: string) => void) | undefined;
+  /** The corruption checks (corruption.ts), set by bootstrap when the member has peers to ask; stopped with the member. */
+  corruptionCheck: CorruptionCheck | undefined;
 
   /**
    * This member applied its own removal, or a current member refused it as
@@ -869,6 +876,7 @@ export class EtcdServer {
   async stop(): Promise<void> {
     this.stoppedReason ??= "server stopped";
     this.backendTimer?.cancel();
+    this.corruptionCheck?.stop();
     this.watchScheduler.stop();
     this.leases.stop();
     this.log.stop();

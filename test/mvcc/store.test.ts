@@ -165,7 +165,7 @@ describe("mvcc store: restart", () => {
     put(store, "d", "1", 12n); // 10
     store.compact(4);
     const before = store.range(bytes("a"), all, { revision: 6 });
-    const hashBefore = store.hashKV(0);
+    const hashBefore = await store.hashKV(0);
     backend.close();
 
     ({ backend, store } = openStore(d));
@@ -178,7 +178,7 @@ describe("mvcc store: restart", () => {
       store.restoredLeases.map(({ key, lease }) => `${text(key)}:${lease}`),
       ["d:12"],
     );
-    assert.deepEqual(store.hashKV(0), hashBefore);
+    assert.deepEqual(await store.hashKV(0), hashBefore);
     // Writing continues from the restored revision with the right versions.
     put(store, "a", "4");
     assert.deepEqual(summary(store.range(bytes("a"), undefined).kvs), ["a=4@c2m11v4"]);
