@@ -25,6 +25,13 @@ export interface LinkContext {
   countSent(to: NodeId, bytes: number): void;
   /** A keep-alive ping's round trip (etcd_network_peer_round_trip_time_seconds). */
   observeRoundTrip(to: NodeId, seconds: number): void;
+  /** Messages queued for the peer that were dropped (etcd_network_peer_sent_failures_total). */
+  countSendFailures(to: NodeId, messages: number): void;
+  /** The peer's stream went down after being up (etcd_network_disconnected_peers_total). */
+  countDisconnected(peer: NodeId): void;
+  /** A snapshot send began, and ended (etcd_network_snapshot_send_*). */
+  snapshotStarted(to: NodeId): void;
+  snapshotEnded(to: NodeId, ok: boolean, seconds: number): void;
 }
 
 type LinkState = "connecting" | "active" | "waiting" | "stopped";
@@ -56,6 +63,8 @@ export class PeerLink {
   private dialTimer: Timer | undefined;
   private retryTimer: Timer | undefined;
   private readonly snapshotStreams = new Set<PeerOutgoingStream>();
+  /** When each snapshot send began (etcd_network_snapshot_send_total_duration_seconds). */
+  private readonly snapshotStartedMs = new Map<PeerOutgoingStream, number>();
   private readonly headers: PeerHeaders;
 
   constructor(
@@ -103,6 +112,8 @@ export class PeerLink {
     }
     const stream = session.request(peerPaths.snapshot, this.headers);
     this.snapshotStreams.add(stream);
+    this.snapshotStartedMs.set(stream, this.context.clock.nowMs());
+    this.context.snapshotStarted(this.id);
     void this.writeSnapshot(stream, message).then(
       (ok) => this.finishSnapshot(stream, ok, ok ? undefined : "refused"),
       (error: unknown) => this.finishSnapshot(stream, false, String(error)),
@@ -227,10 +238,15 @@ export class PeerLink {
     const wasActive = this.state === "active";
     this.teardown();
     this.state = "waiting";
-    if (wasActive) this.context.logger.warn("peer became inactive", { "remote-peer-id": hex(this.id), reason });
-    else this.context.logger.debug("peer connection attempt failed", { "remote-peer-id": hex(this.id), reason });
+    if (wasActive) {
+      this.context.logger.warn("peer became inactive", { "remote-peer-id": hex(this.id), reason });
+      this.context.countDisconnected(this.id);
+    } else {
+      this.context.logger.debug("peer connection attempt failed", { "remote-peer-id": hex(this.id), reason });
+    }
     // What was queued for a peer we cannot reach is stale by the time it is back;
     // Raft resends from its progress once told the peer is unreachable.
+    if (this.queue.length > 0) this.context.countSendFailures(this.id, this.queue.length);
     this.queue = [];
     this.context.reportUnreachable(this.id);
     this.urlIndex++;
@@ -307,7 +323,11 @@ export class PeerLink {
   }
 
   private finishSnapshot(stream: PeerOutgoingStream, ok: boolean, reason: string | undefined): void {
-    if (!this.snapshotStreams.delete(stream) || this.state === "stopped") return;
+    if (!this.snapshotStreams.delete(stream)) return;
+    const startedMs = this.snapshotStartedMs.get(stream) ?? this.context.clock.nowMs();
+    this.snapshotStartedMs.delete(stream);
+    this.context.snapshotEnded(this.id, ok, (this.context.clock.nowMs() - startedMs) / 1000);
+    if (this.state === "stopped") return;
     stream.abort();
     if (ok) {
       this.context.logger.info("sent database snapshot", { "remote-peer-id": hex(this.id) });

@@ -27,6 +27,11 @@ export interface ReceiverContext {
   deliver(messages: Message[]): void;
   /** Message bytes received from a member (etcd_network_peer_received_bytes_total). */
   countReceived(from: NodeId, bytes: number): void;
+  /** A stream from a member lost or refused mid-way, or a snapshot refused (etcd_network_peer_received_failures_total). */
+  countReceiveFailure(from: NodeId): void;
+  /** A snapshot receive began, and ended (etcd_network_snapshot_receive_*). */
+  snapshotStarted(from: NodeId): void;
+  snapshotEnded(from: NodeId, ok: boolean, seconds: number): void;
 }
 
 /** A received message that its stream's sender could not have sent to us: the stream is dropped. */
@@ -115,7 +120,10 @@ export class PeerReceiver {
     } catch (error) {
       // A throw from the consumer (Raft) is a bug, not a network error: let it surface.
       if (error === deliveryError) throw error;
-      if (this.streams.get(from) === stream) this.context.refusalLog.warn(logger, "lost peer stream", { "remote-peer-id": from.toString(16), error: String(error) });
+      if (this.streams.get(from) === stream) {
+        this.context.countReceiveFailure(from);
+        this.context.refusalLog.warn(logger, "lost peer stream", { "remote-peer-id": from.toString(16), error: String(error) });
+      }
     } finally {
       if (this.streams.get(from) === stream) this.streams.delete(from);
       // A stream left before its end (unreadable frame, replaced, dropped) is
@@ -162,15 +170,19 @@ export class PeerReceiver {
     const previous = this.snapshots.get(from);
     this.snapshots.set(from, request);
     previous?.abort();
+    const startedMs = this.context.clock.nowMs();
+    this.context.snapshotStarted(from);
     let outcome: SnapshotOutcome;
     try {
       outcome = await this.receiveSnapshot(request, from);
     } catch (error) {
       outcome = { refusal: String(error), status: 400 };
     }
+    this.context.snapshotEnded(from, !("refusal" in outcome) && this.snapshots.get(from) === request, (this.context.clock.nowMs() - startedMs) / 1000);
     if (this.snapshots.get(from) !== request) return; // replaced, or the receiver stopped
     this.snapshots.delete(from);
     if ("refusal" in outcome) {
+      this.context.countReceiveFailure(from);
       this.context.refusalLog.warn(logger, "failed to receive database snapshot", { "remote-peer-id": from.toString(16), reason: outcome.refusal });
       // Answer, then reset: the sender may still be writing data nobody will read.
       reply(request, outcome.status, "text/plain", `${outcome.refusal}\n`);

@@ -41,7 +41,12 @@ export interface PeerTransportOptions {
   onRemoved?: (by: NodeId) => void;
   /** A keep-alive ping's round trip to a peer (etcd_network_peer_round_trip_time_seconds). */
   onRoundTrip?: (to: NodeId, seconds: number) => void;
+  /** A snapshot sent to or received from a peer ended, after `seconds` (etcd_network_snapshot_*_total_duration_seconds). */
+  onSnapshotDuration?: (direction: "send" | "receive", peer: NodeId, seconds: number) => void;
 }
+
+/** Counts per peer. */
+type PerPeer = ReadonlyMap<NodeId, number>;
 
 /** What etcd_network_peer_* report, kept as plain counts (read at each scrape). */
 export interface PeerTraffic {
@@ -51,6 +56,18 @@ export interface PeerTraffic {
   receivedBytes: ReadonlyMap<NodeId, number>;
   /** The peers whose stream is up now. */
   activePeers: NodeId[];
+  /** Messages to each peer dropped (queue full, or its stream down). */
+  sentFailures: PerPeer;
+  /** Frames or snapshots from each peer refused, and its streams lost. */
+  receivedFailures: PerPeer;
+  /** Times each peer's stream went down after being up. */
+  disconnected: PerPeer;
+  snapshotSend: { success: PerPeer; failures: PerPeer; inflight: PerPeer };
+  snapshotReceive: { success: PerPeer; failures: PerPeer; inflight: PerPeer };
+}
+
+function bump(counts: Map<NodeId, number>, peer: NodeId, by = 1): void {
+  counts.set(peer, (counts.get(peer) ?? 0) + by);
 }
 
 const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
@@ -59,6 +76,11 @@ export class PeerTransport {
   private readonly links = new Map<NodeId, PeerLink>();
   private readonly sentBytes = new Map<NodeId, number>();
   private readonly receivedBytes = new Map<NodeId, number>();
+  private readonly sentFailures = new Map<NodeId, number>();
+  private readonly receivedFailures = new Map<NodeId, number>();
+  private readonly disconnected = new Map<NodeId, number>();
+  private readonly snapshotSend = { success: new Map<NodeId, number>(), failures: new Map<NodeId, number>(), inflight: new Map<NodeId, number>() };
+  private readonly snapshotReceive = { success: new Map<NodeId, number>(), failures: new Map<NodeId, number>(), inflight: new Map<NodeId, number>() };
   private readonly listeners: PeerListener[] = [];
   private readonly receiver: PeerReceiver;
   private readonly limits: PeerLimits;
@@ -81,7 +103,10 @@ export class PeerTransport {
       deliver: (messages) => {
         if (!this.stopped) options.onMessages(messages);
       },
-      countReceived: (from, bytes) => this.receivedBytes.set(from, (this.receivedBytes.get(from) ?? 0) + bytes),
+      countReceived: (from, bytes) => bump(this.receivedBytes, from, bytes),
+      countReceiveFailure: (from) => bump(this.receivedFailures, from),
+      snapshotStarted: (from) => bump(this.snapshotReceive.inflight, from),
+      snapshotEnded: (from, ok, seconds) => this.snapshotEnded(this.snapshotReceive, "receive", from, ok, seconds),
     });
   }
 
@@ -98,7 +123,28 @@ export class PeerTransport {
 
   traffic(): PeerTraffic {
     const activePeers = [...this.links.values()].filter((link) => link.isActive()).map((link) => link.id);
-    return { sentBytes: this.sentBytes, receivedBytes: this.receivedBytes, activePeers };
+    return {
+      sentBytes: this.sentBytes,
+      receivedBytes: this.receivedBytes,
+      activePeers,
+      sentFailures: this.sentFailures,
+      receivedFailures: this.receivedFailures,
+      disconnected: this.disconnected,
+      snapshotSend: this.snapshotSend,
+      snapshotReceive: this.snapshotReceive,
+    };
+  }
+
+  private snapshotEnded(
+    counts: { success: Map<NodeId, number>; failures: Map<NodeId, number>; inflight: Map<NodeId, number> },
+    direction: "send" | "receive",
+    peer: NodeId,
+    ok: boolean,
+    seconds: number,
+  ): void {
+    bump(counts.inflight, peer, -1);
+    bump(ok ? counts.success : counts.failures, peer);
+    this.options.onSnapshotDuration?.(direction, peer, seconds);
   }
 
   /** The URLs actually listened on. */
@@ -155,7 +201,9 @@ export class PeerTransport {
         link.sendSnapshot(message);
         continue;
       }
-      if (!link.enqueue(message) && !dropped.has(message.to)) {
+      if (link.enqueue(message)) continue;
+      bump(this.sentFailures, message.to);
+      if (!dropped.has(message.to)) {
         dropped.add(message.to);
         this.logger.warn("dropped internal Raft message since sending buffer is full", {
           "remote-peer-id": message.to.toString(16),
@@ -200,7 +248,11 @@ export class PeerTransport {
       reportRemoved: (by: NodeId) => {
         if (!this.stopped) this.options.onRemoved?.(by);
       },
-      countSent: (to: NodeId, bytes: number) => this.sentBytes.set(to, (this.sentBytes.get(to) ?? 0) + bytes),
+      countSent: (to: NodeId, bytes: number) => bump(this.sentBytes, to, bytes),
+      countSendFailures: (to: NodeId, messages: number) => bump(this.sentFailures, to, messages),
+      countDisconnected: (peer: NodeId) => bump(this.disconnected, peer),
+      snapshotStarted: (to: NodeId) => bump(this.snapshotSend.inflight, to),
+      snapshotEnded: (to: NodeId, ok: boolean, seconds: number) => this.snapshotEnded(this.snapshotSend, "send", to, ok, seconds),
       observeRoundTrip: (to: NodeId, seconds: number) => this.options.onRoundTrip?.(to, seconds),
     };
   }

@@ -193,7 +193,12 @@ export async function startServer(runtime: Runtime, config: ServerConfig, logger
         },
         onUnreachable: (id) => raftLog?.reportUnreachable(id),
         onSnapshotStatus: (id, ok) => raftLog?.reportSnapshot(id, ok),
-        ...(metrics === undefined ? {} : { onRoundTrip: (to: number, seconds: number) => metrics.observePeerRoundTrip(to, seconds) }),
+        ...(metrics === undefined
+          ? {}
+          : {
+              onRoundTrip: (to: number, seconds: number) => metrics.observePeerRoundTrip(to, seconds),
+              onSnapshotDuration: (direction: "send" | "receive", peer: number, seconds: number) => metrics.observeSnapshotDuration(direction, peer, seconds),
+            }),
         // Believed only from a member this member's own log knows: a vouched
         // or unknown peer cannot talk it into stopping.
         onRemoved: (by) => {

@@ -10,6 +10,8 @@ import type { PeerTraffic } from "../peer/transport.ts";
 
 /** etcd's peer round-trip buckets: 0.1 ms doubling to 3.2768 s (prometheus.ExponentialBuckets(0.0001, 2, 16)). */
 const roundTripBuckets = Array.from({ length: 16 }, (_, i) => 0.0001 * 2 ** i);
+/** etcd's snapshot send and receive buckets: 0.1 s doubling, 10 of them. */
+const snapshotBuckets = Array.from({ length: 10 }, (_, i) => 0.1 * 2 ** i);
 
 /** etcd's disk histograms: 1 ms doubling to 8.192 s (prometheus.ExponentialBuckets(0.001, 2, 14)). */
 const diskBuckets = Array.from({ length: 14 }, (_, i) => 0.001 * 2 ** i);
@@ -60,12 +62,14 @@ export interface MetricHooks {
   countWalWritten(bytes: number): void;
   observeBackendCommit(seconds: number): void;
   observePeerRoundTrip(to: number, seconds: number): void;
+  observeSnapshotDuration(direction: "send" | "receive", peer: number, seconds: number): void;
 }
 
 export class EtcdMetrics implements MetricHooks {
   private server: MetricsSource | undefined;
   private view: View | undefined;
   private readonly walFsync: Histogram;
+  private readonly snapshotDurations: Record<"send" | "receive", Histogram>;
   private readonly backendCommit: Histogram;
   private readonly peerRoundTrip: Histogram<"To">;
   /** Every peer seen active: etcd_network_active_peers goes to 0 for one that went away. */
@@ -154,7 +158,7 @@ export class EtcdMetrics implements MetricHooks {
         for (const id of self.peersSeen) this.labels(view.memberId.toString(16), id.toString(16)).set(active.has(id) ? 1 : 0);
       },
     });
-    const peerBytes = (name: string, help: string, label: "To" | "From", read: (traffic: PeerTraffic) => ReadonlyMap<number, number>) =>
+    const perPeerCounter = (name: string, help: string, label: "To" | "From", read: (traffic: PeerTraffic) => ReadonlyMap<number, number>) =>
       new Counter({
         name,
         help,
@@ -167,8 +171,45 @@ export class EtcdMetrics implements MetricHooks {
           for (const [id, bytes] of read(traffic)) this.labels(id.toString(16)).inc(bytes);
         },
       });
-    peerBytes("etcd_network_peer_sent_bytes_total", "The total number of bytes sent to peers.", "To", (traffic) => traffic.sentBytes);
-    peerBytes("etcd_network_peer_received_bytes_total", "The total number of bytes received from peers.", "From", (traffic) => traffic.receivedBytes);
+    perPeerCounter("etcd_network_peer_sent_bytes_total", "The total number of bytes sent to peers.", "To", (traffic) => traffic.sentBytes);
+    perPeerCounter("etcd_network_peer_received_bytes_total", "The total number of bytes received from peers.", "From", (traffic) => traffic.receivedBytes);
+    perPeerCounter("etcd_network_peer_sent_failures_total", "The total number of send failures from peers.", "To", (traffic) => traffic.sentFailures);
+    perPeerCounter("etcd_network_peer_received_failures_total", "The total number of receive failures from peers.", "From", (traffic) => traffic.receivedFailures);
+    perPeerCounter("etcd_network_snapshot_send_success", "Total number of successful snapshot sends", "To", (traffic) => traffic.snapshotSend.success);
+    perPeerCounter("etcd_network_snapshot_send_failures", "Total number of snapshot send failures", "To", (traffic) => traffic.snapshotSend.failures);
+    perPeerCounter("etcd_network_snapshot_receive_success", "Total number of successful snapshot receives", "From", (traffic) => traffic.snapshotReceive.success);
+    perPeerCounter("etcd_network_snapshot_receive_failures", "Total number of snapshot receive failures", "From", (traffic) => traffic.snapshotReceive.failures);
+    const inflight = (name: string, help: string, label: "To" | "From", read: (traffic: PeerTraffic) => ReadonlyMap<number, number>) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: [label],
+        registers,
+        collect() {
+          this.reset();
+          const traffic = self.current()?.peerTraffic;
+          if (traffic === undefined) return;
+          for (const [id, count] of read(traffic)) this.labels(id.toString(16)).set(count);
+        },
+      });
+    inflight("etcd_network_snapshot_send_inflights_total", "Total number of inflight snapshot sends", "To", (traffic) => traffic.snapshotSend.inflight);
+    inflight("etcd_network_snapshot_receive_inflights_total", "Total number of inflight snapshot receives", "From", (traffic) => traffic.snapshotReceive.inflight);
+    new Counter({
+      name: "etcd_network_disconnected_peers_total",
+      help: "The total number of disconnected peers.",
+      labelNames: ["Local", "Remote"],
+      registers,
+      collect() {
+        this.reset();
+        const view = self.current();
+        if (view?.peerTraffic === undefined) return;
+        for (const [id, count] of view.peerTraffic.disconnected) this.labels(view.memberId.toString(16), id.toString(16)).inc(count);
+      },
+    });
+    this.snapshotDurations = {
+      send: new Histogram({ name: "etcd_network_snapshot_send_total_duration_seconds", help: "Total latency distributions of v3 snapshot sends", labelNames: ["To"], buckets: snapshotBuckets, registers }),
+      receive: new Histogram({ name: "etcd_network_snapshot_receive_total_duration_seconds", help: "Total latency distributions of v3 snapshot receives", labelNames: ["From"], buckets: snapshotBuckets, registers }),
+    };
     this.counterOf("etcd_network_client_grpc_sent_bytes_total", "The total number of bytes sent to grpc clients.", () => this.current()?.stats.clientGrpcSentBytes ?? 0);
     this.counterOf("etcd_network_client_grpc_received_bytes_total", "The total number of bytes received from grpc clients.", () => this.current()?.stats.clientGrpcReceivedBytes ?? 0);
   }
@@ -192,6 +233,10 @@ export class EtcdMetrics implements MetricHooks {
 
   observePeerRoundTrip(to: number, seconds: number): void {
     this.peerRoundTrip.labels(to.toString(16)).observe(seconds);
+  }
+
+  observeSnapshotDuration(direction: "send" | "receive", peer: number, seconds: number): void {
+    this.snapshotDurations[direction].labels(peer.toString(16)).observe(seconds);
   }
 
   /** One view per scrape: the gauges below all read the same one. */
