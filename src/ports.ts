@@ -110,7 +110,17 @@ export interface Runtime {
 }
 
 /** A SHA digest of `data`. A port, so the simulator keeps it deterministic instead of patching a global. */
-export type Digest = (algorithm: "SHA-1" | "SHA-256", data: Uint8Array) => Promise<Uint8Array>;
+export interface Digest {
+  (algorithm: "SHA-1" | "SHA-256", data: Uint8Array): Promise<Uint8Array>;
+  /** A digest fed piece by piece (a snapshot streamed from disk). */
+  incremental(algorithm: "SHA-256"): IncrementalDigest;
+}
+
+export interface IncrementalDigest {
+  update(data: Uint8Array): void;
+  /** The digest of everything given; the object is spent. */
+  digest(): Uint8Array;
+}
 
 /** bcrypt, off the event loop (a worker pool), so an Authenticate burst does not stall other requests. */
 export interface PasswordHasher {

@@ -64,16 +64,20 @@ export function maintenanceService(server: EtcdServer): ServiceImpl<typeof Maint
     // The backend as etcd's bbolt file in 32 KiB pieces, then its SHA-256 (as
     // etcd sends it, for `etcdctl snapshot restore` to check).
     snapshot: async function* (_request, context) {
-      const { data, sha256 } = await guarded(() => {
+      const exported = await guarded(() => {
         admin(context);
         return server.backendSnapshot();
       });
-      for (let sent = 0; sent < data.length; ) {
-        const blob = data.subarray(sent, Math.min(data.length, sent + snapshotChunkBytes));
-        sent += blob.length;
-        yield create(SnapshotResponseSchema, { header: server.header(), remainingBytes: BigInt(data.length - sent), blob });
+      try {
+        let sent = 0;
+        for await (const blob of exported.chunks(snapshotChunkBytes)) {
+          sent += blob.length;
+          yield create(SnapshotResponseSchema, { header: server.header(), remainingBytes: BigInt(exported.size - sent), blob });
+        }
+        yield create(SnapshotResponseSchema, { header: server.header(), remainingBytes: 0n, blob: exported.sha256() });
+      } finally {
+        await exported.close();
       }
-      yield create(SnapshotResponseSchema, { header: server.header(), remainingBytes: 0n, blob: sha256 });
     },
     moveLeader: (request, context) =>
       guarded(async () => {

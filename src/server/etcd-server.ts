@@ -43,12 +43,12 @@ import {
   type NodeId,
   type Snapshot,
 } from "../raft/types.ts";
-import { SnapshotFiles } from "./snapshot-files.ts";
+import { SnapshotFiles, type SnapshotExport } from "./snapshot-files.ts";
 import type { Clock, Logger, PeerFetch, Runtime, Timer } from "../ports.ts";
 import { Lessor, minLeaseTtlSeconds } from "../lease/lessor.ts";
 import { PeerTransport } from "../peer/transport.ts";
 import { Backend } from "../storage/backend.ts";
-import { writeBbolt } from "../storage/bbolt.ts";
+import { bboltPageBytes, writeBbolt } from "../storage/bbolt.ts";
 import { etcdBucketsOf } from "./etcd-snapshot.ts";
 import type { CorruptionCheck } from "./corruption.ts";
 import type { CrashPoints } from "../storage/crash-points.ts";
@@ -745,26 +745,31 @@ export class EtcdServer {
 
   /** Maintenance.Snapshot: a consistent copy of the backend database file, and its SHA-256 (etcd sends it last). */
   /**
-   * The committed backend as etcd's own bbolt file (etcd-snapshot.ts), with
-   * its SHA-256, for Maintenance.Snapshot: `etcdctl snapshot status` and
-   * `restore` read it as they read etcd's.
+   * The committed backend as etcd's own bbolt file (etcd-snapshot.ts), for
+   * Maintenance.Snapshot: `etcdctl snapshot status` and `restore` read it as
+   * they read etcd's. Written to a file beside the backend, a few pages at a
+   * time while other work goes on, then streamed from disk with its SHA-256.
    */
-  async backendSnapshot(): Promise<{ data: Uint8Array; sha256: Uint8Array }> {
+  async backendSnapshot(): Promise<SnapshotExport> {
     this.assertServing();
-    const pages = await this.snapshotFiles.withCopy(
+    return await this.snapshotFiles.exportFile(
       this.backend,
       (path) => Backend.open(this.runtime.sqlite, path),
-      // Yields to the event loop every few pages: heartbeats, proposals and
-      // other clients go on while a large snapshot is written.
-      (copy) => writeBbolt(etcdBucketsOf(copy), { pause: this.yieldTurn }),
+      async (copy, out) => {
+        // The metas and freelist come last (they name the root): room is kept for them.
+        let offset = 3 * bboltPageBytes;
+        const head = await writeBbolt(etcdBucketsOf(copy), {
+          pause: this.yieldTurn,
+          sink: async (pages) => {
+            const batch = concatenated(pages);
+            await out.writeAt(batch, offset);
+            offset += batch.length;
+          },
+        });
+        await out.writeAt(concatenated(head), 0);
+      },
+      this.runtime.digest,
     );
-    const data = new Uint8Array(pages.reduce((sum, page) => sum + page.length, 0));
-    let at = 0;
-    for (const page of pages) {
-      data.set(page, at);
-      at += page.length;
-    }
-    return { data, sha256: await this.runtime.digest("SHA-256", data) };
   }
 
   /** Why the member is not healthy, or undefined when it is. */
@@ -905,5 +910,13 @@ function errorStack(error: unknown): string | undefined {
   return error instanceof Error ? error.stack : undefined;
 }
 
-
-
+/** One buffer holding `parts` in order. */
+function concatenated(parts: readonly Uint8Array[]): Uint8Array {
+  const whole = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    whole.set(part, at);
+    at += part.length;
+  }
+  return whole;
+}

@@ -9,9 +9,30 @@
 //   db.outgoing   a consistent copy of `db` being read for a follower.
 //   db.export     a consistent copy of `db` being read for a client's
 //                 snapshot (Maintenance.Snapshot), one at a time.
-import type { FileSystem } from "../ports.ts";
+//   db.export.N   a client's snapshot file, written from that copy and
+//                 streamed from disk as the client reads, then removed; at
+//                 most `snapshotExportsMax` at once.
+import type { Digest, FileHandle, FileSystem } from "../ports.ts";
+import { etcdError } from "../errors.ts";
 import type { Backend } from "../storage/backend.ts";
 import type { CrashPoints } from "../storage/crash-points.ts";
+
+/**
+ * Client snapshots streamed at once. Each holds a file about the size of the
+ * data on disk (not in memory) until its client has read it; more wait for
+ * none and are refused ("too many requests").
+ */
+export const snapshotExportsMax = 4;
+
+/** A client's snapshot file: read it once, in order, then close it (which removes it). */
+export interface SnapshotExport {
+  size: number;
+  /** The file in pieces of up to `chunkBytes`, read from disk as they are asked for. */
+  chunks(chunkBytes: number): AsyncGenerator<Uint8Array>;
+  /** The SHA-256 of what `chunks` gave, once it is done. */
+  sha256(): Uint8Array;
+  close(): Promise<void>;
+}
 
 export class SnapshotFiles {
   readonly incoming: string;
@@ -19,6 +40,8 @@ export class SnapshotFiles {
   private readonly export: string;
   /** The export under way: the next waits for it (they share one file name). */
   private exporting: Promise<unknown> = Promise.resolve();
+  private exportsInFlight = 0;
+  private exportsMade = 0;
 
   constructor(
     private readonly fs: FileSystem,
@@ -54,6 +77,59 @@ export class SnapshotFiles {
     });
     this.exporting = turn.catch(() => undefined);
     return turn;
+  }
+
+  /**
+   * A client's snapshot: `produce` writes the file from a consistent copy of
+   * the backend (opened with `open`); the file is then streamed from disk,
+   * its SHA-256 computed on the way, and removed on close.
+   */
+  async exportFile(
+    backend: Backend,
+    open: (path: string) => Backend,
+    produce: (copy: Backend, out: FileHandle) => Promise<void>,
+    digest: Digest,
+  ): Promise<SnapshotExport> {
+    if (this.exportsInFlight >= snapshotExportsMax) throw etcdError("tooManyRequests");
+    this.exportsInFlight++;
+    const path = `${this.export}.${++this.exportsMade}`;
+    let file: FileHandle | undefined;
+    let closed = false;
+    const close = async (): Promise<void> => {
+      if (closed) return;
+      closed = true;
+      this.exportsInFlight--;
+      await file?.close().catch(() => undefined);
+      await this.removeIfPresent(path);
+    };
+    try {
+      const out = await this.fs.open(path, "readwrite");
+      file = out;
+      await out.truncate(0);
+      await this.withCopy(backend, open, (copy) => produce(copy, out));
+      const size = await out.size();
+      const hash = digest.incremental("SHA-256");
+      let sum: Uint8Array | undefined;
+      return {
+        size,
+        async *chunks(chunkBytes: number) {
+          for (let offset = 0; offset < size; offset += chunkBytes) {
+            const chunk = await out.readAt(offset, Math.min(chunkBytes, size - offset));
+            hash.update(chunk);
+            yield chunk;
+          }
+          sum = hash.digest();
+        },
+        sha256: () => {
+          if (sum === undefined) throw new Error("snapshot: sha256 asked for before the file was read");
+          return sum;
+        },
+        close,
+      };
+    } catch (error) {
+      await close();
+      throw error;
+    }
   }
 
   /** A copy and the side files SQLite may have left beside it. */
@@ -103,6 +179,8 @@ export class SnapshotFiles {
   async recover(backend: Backend, walSnapshotIndex: number): Promise<boolean> {
     await this.removeIfPresent(this.outgoing);
     await this.removeCopy(this.export);
+    // Client snapshots left by a crash.
+    for (const name of await this.fs.list(this.snapDir)) if (/^db\.export\.\d+$/.test(name)) await this.removeIfPresent(this.fs.join(this.snapDir, name));
     if (!(await this.fs.exists(this.incoming))) return false;
     if (backend.consistentIndex() < walSnapshotIndex) {
       await this.swapIn(backend);

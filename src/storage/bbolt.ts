@@ -60,10 +60,22 @@ interface Element {
 
 /** Pages in file order from page 3 on; the writer hands out ids as it goes. */
 class PageWriter {
-  readonly pages: Uint8Array[] = [];
+  /** Pages written since the last flush (all of them without a sink). */
+  pages: Uint8Array[] = [];
   private nextId = 3;
 
-  constructor(readonly pageSize: number) {}
+  constructor(
+    readonly pageSize: number,
+    private readonly sink: ((pages: Uint8Array[]) => Promise<void>) | undefined,
+  ) {}
+
+  /** Hands the pages written so far to the sink, if there is one. */
+  async flush(): Promise<void> {
+    if (this.sink === undefined || this.pages.length === 0) return;
+    const pages = this.pages;
+    this.pages = [];
+    await this.sink(pages);
+  }
 
   get highWater(): number {
     return this.nextId;
@@ -165,7 +177,10 @@ async function writeTree(writer: PageWriter, elements: Iterable<Element>, pause:
   };
   for (const node of packed(checked(), writer.pageSize, (element) => element.key.length + element.value.length)) {
     level.push({ key: node[0]?.key as Uint8Array, id: writeLeaf(writer, node) });
-    if (level.length % pagesPerPause === 0) await pause();
+    if (level.length % pagesPerPause === 0) {
+      await writer.flush();
+      await pause();
+    }
   }
   if (level.length === 0) return writeLeaf(writer, []);
   while (level.length > 1) {
@@ -209,11 +224,17 @@ function writeMeta(page: Uint8Array, pageId: number, fields: { pageSize: number;
  * A bbolt database holding `buckets` (each a top-level bucket), as the pages
  * of one file in order. Bucket names must be distinct; they are sorted here.
  * `pause` is awaited every few pages (a caller on an event loop yields there).
+ * With a `sink`, the pages from page 3 on are handed to it in order as they
+ * are written, a few at a time, and only the first three (metas and
+ * freelist, known last, for the caller to put at the start) are returned.
  */
-export async function writeBbolt(buckets: BoltBucket[], options: { pageSize?: number; pause?: () => Promise<void> } = {}): Promise<Uint8Array[]> {
+export async function writeBbolt(
+  buckets: BoltBucket[],
+  options: { pageSize?: number; pause?: () => Promise<void>; sink?: (pages: Uint8Array[]) => Promise<void> } = {},
+): Promise<Uint8Array[]> {
   const pageSize = options.pageSize ?? bboltPageBytes;
   const pause = options.pause ?? (() => Promise.resolve());
-  const writer = new PageWriter(pageSize);
+  const writer = new PageWriter(pageSize, options.sink);
   const sorted = [...buckets].sort((a, b) => compareBytes(a.name, b.name));
   const roots: Element[] = [];
   for (const bucket of sorted) {
@@ -223,6 +244,7 @@ export async function writeBbolt(buckets: BoltBucket[], options: { pageSize?: nu
     roots.push({ key: bucket.name, value: bucketHeader(await writeTree(writer, entries, pause)), flags: bucketLeafFlag });
   }
   const root = await writeTree(writer, roots, pause);
+  await writer.flush();
   const head = new Uint8Array(3 * pageSize);
   for (const pageId of [0, 1]) writeMeta(head.subarray(pageId * pageSize, (pageId + 1) * pageSize), pageId, { pageSize, root, highWater: writer.highWater, txid: pageId + 2 });
   const freelist = new DataView(head.buffer, 2 * pageSize, pageSize);

@@ -5,11 +5,11 @@
 // with the same flags on the same URLs, one after the other.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
+import { hostDigest } from "../../runtime/node/digest.ts";
 import { clusterIdOf, etcdMemberIdOf, memberIdOf } from "../../src/server/identity.ts";
 import { etcdctlAsync, freePort, startEdgetcd, startEtcd } from "../support/processes.ts";
 
-const digest = async (algorithm: "SHA-1" | "SHA-256", data: Uint8Array) => new Uint8Array(createHash(algorithm === "SHA-1" ? "sha1" : "sha256").update(data).digest());
+const digest = hostDigest;
 const low53 = (id: bigint) => Number(id & ((1n << 53n) - 1n));
 
 /** The header's ids from etcdctl's JSON, read as text (a uint64 is past what a JSON number keeps). */
