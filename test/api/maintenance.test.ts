@@ -6,13 +6,16 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { etcdctlAsync, startEdgetcd, startEtcd, tempDir, type RunningServer } from "../support/processes.ts";
 import { clientsOf, sleep, startCluster, type ClusterMember, type TestCluster } from "../support/cluster.ts";
 import { fromBinary } from "@bufbuild/protobuf";
 import { KeyValueSchema } from "../../src/gen/mvccpb/kv_pb.ts";
 import { readBbolt } from "../../src/storage/bbolt.ts";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { Maintenance } from "../../src/gen/etcdserverpb/rpc_pb.ts";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 
@@ -59,6 +62,50 @@ describe("Maintenance on one member, beside etcd 3.4", () => {
     const revisionKey = keys[kvs.indexOf(put as (typeof kvs)[number])]?.[0];
     assert.equal(revisionKey?.length, 17);
     assert.equal(new DataView(revisionKey.buffer, revisionKey.byteOffset).getBigInt64(0), put?.modRevision);
+  });
+});
+
+describe("Maintenance.Snapshot streams from disk, a few at once", () => {
+  let edgetcd: RunningServer;
+  before(async () => {
+    edgetcd = await startEdgetcd();
+  }, { timeout: 60_000 });
+  after(async () => {
+    await edgetcd?.kill();
+  });
+
+  const exportFiles = () => readdirSync(join(edgetcd.dataDir, "member", "snap")).filter((name) => name.startsWith("db.export"));
+
+  test("four streams at once; a fifth is refused with etcd's 'too many requests'; their files go when the clients do", async () => {
+    // A few MB: far past what HTTP/2 flow control lets a server write ahead of a client that does not read.
+    const { kv, maintenance } = clientsOf(edgetcd);
+    for (let i = 0; i < 3000; i += 100) await Promise.all(Array.from({ length: 100 }, (_, j) => kv.put({ key: bytes(`snap/${i + j}`), value: new Uint8Array(1000) })));
+    // A connection each: streams left unread on one connection would hold its window, and the one read to the end with them.
+    const readers = Array.from({ length: 4 }, () => {
+      const abort = new AbortController();
+      const own = createClient(Maintenance, createGrpcTransport({ baseUrl: `http://${edgetcd.endpoint}` }));
+      const stream = own.snapshot({}, { signal: abort.signal })[Symbol.asyncIterator]();
+      return { abort, stream };
+    });
+    // Each has its first piece, and so its file; none has read to the end.
+    for (const reader of readers) assert.ok((await reader.stream.next()).value?.blob.length > 0);
+    assert.equal(exportFiles().length, 4);
+    await assert.rejects(
+      (async () => {
+        for await (const _ of maintenance.snapshot({})) break;
+      })(),
+      /etcdserver: too many requests/,
+    );
+    // One read to its end: its file is removed, and a new stream is taken.
+    const [first, ...others] = readers as [(typeof readers)[number], ...typeof readers];
+    for (let next = await first.stream.next(); !next.done; next = await first.stream.next());
+    for (const reader of others) reader.abort.abort();
+    await sleep(500);
+    assert.deepEqual(exportFiles(), [], "every file removed once its client finished or left");
+    let pieces = 0;
+    for await (const _ of maintenance.snapshot({})) pieces++;
+    assert.ok(pieces > 1);
+    assert.deepEqual(exportFiles(), []);
   });
 });
 
