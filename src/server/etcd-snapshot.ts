@@ -21,6 +21,7 @@ import { KeyValueSchema } from "../gen/mvccpb/kv_pb.ts";
 import { AlarmMemberSchema } from "../gen/etcdserverpb/rpc_pb.ts";
 import type { Backend, KvRow } from "../storage/backend.ts";
 import { metaKeys } from "../storage/backend.ts";
+import { rowToKeyValue } from "../mvcc/kv.ts";
 import { compareBytes, type BoltBucket } from "../storage/bbolt.ts";
 import { decodeLeaseRecord, leaseBucketName } from "../lease/lessor.ts";
 import { AlarmStore } from "./alarms.ts";
@@ -63,16 +64,8 @@ function* kvRows(backend: Backend): Generator<KvRow> {
 
 function* keyBucket(backend: Backend): Generator<[Uint8Array, Uint8Array]> {
   for (const row of kvRows(backend)) {
-    const kv = row.tombstone
-      ? create(KeyValueSchema, { key: row.key })
-      : create(KeyValueSchema, {
-          key: row.key,
-          createRevision: BigInt(row.createRevision),
-          modRevision: BigInt(row.main),
-          version: BigInt(row.version),
-          value: row.value,
-          lease: row.lease,
-        });
+    // etcd stores a deletion's KeyValue with its key alone (its revision is in the bucket key).
+    const kv = row.tombstone ? create(KeyValueSchema, { key: row.key }) : rowToKeyValue(row);
     yield [etcdRevisionKey(row.main, row.sub, row.tombstone), toBinary(KeyValueSchema, kv)];
   }
 }

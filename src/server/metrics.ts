@@ -158,7 +158,13 @@ export class EtcdMetrics implements MetricHooks {
         for (const id of self.peersSeen) this.labels(view.memberId.toString(16), id.toString(16)).set(active.has(id) ? 1 : 0);
       },
     });
-    const perPeerCounter = (name: string, help: string, label: "To" | "From", read: (traffic: PeerTraffic) => ReadonlyMap<number, number>) =>
+    // One series per peer, read from the transport's counts at each scrape.
+    const peerCounts = (read: (traffic: PeerTraffic) => ReadonlyMap<number, number>): Array<[string, number]> => {
+      const traffic = self.current()?.peerTraffic;
+      return traffic === undefined ? [] : [...read(traffic)].map(([id, count]) => [id.toString(16), count]);
+    };
+    type PeerRead = (traffic: PeerTraffic) => ReadonlyMap<number, number>;
+    const perPeerCounter = (name: string, help: string, label: "To" | "From", read: PeerRead) =>
       new Counter({
         name,
         help,
@@ -166,9 +172,18 @@ export class EtcdMetrics implements MetricHooks {
         registers,
         collect() {
           this.reset();
-          const traffic = self.current()?.peerTraffic;
-          if (traffic === undefined) return;
-          for (const [id, bytes] of read(traffic)) this.labels(id.toString(16)).inc(bytes);
+          for (const [peer, count] of peerCounts(read)) this.labels(peer).inc(count);
+        },
+      });
+    const perPeerGauge = (name: string, help: string, label: "To" | "From", read: PeerRead) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: [label],
+        registers,
+        collect() {
+          this.reset();
+          for (const [peer, count] of peerCounts(read)) this.labels(peer).set(count);
         },
       });
     perPeerCounter("etcd_network_peer_sent_bytes_total", "The total number of bytes sent to peers.", "To", (traffic) => traffic.sentBytes);
@@ -179,21 +194,8 @@ export class EtcdMetrics implements MetricHooks {
     perPeerCounter("etcd_network_snapshot_send_failures", "Total number of snapshot send failures", "To", (traffic) => traffic.snapshotSend.failures);
     perPeerCounter("etcd_network_snapshot_receive_success", "Total number of successful snapshot receives", "From", (traffic) => traffic.snapshotReceive.success);
     perPeerCounter("etcd_network_snapshot_receive_failures", "Total number of snapshot receive failures", "From", (traffic) => traffic.snapshotReceive.failures);
-    const inflight = (name: string, help: string, label: "To" | "From", read: (traffic: PeerTraffic) => ReadonlyMap<number, number>) =>
-      new Gauge({
-        name,
-        help,
-        labelNames: [label],
-        registers,
-        collect() {
-          this.reset();
-          const traffic = self.current()?.peerTraffic;
-          if (traffic === undefined) return;
-          for (const [id, count] of read(traffic)) this.labels(id.toString(16)).set(count);
-        },
-      });
-    inflight("etcd_network_snapshot_send_inflights_total", "Total number of inflight snapshot sends", "To", (traffic) => traffic.snapshotSend.inflight);
-    inflight("etcd_network_snapshot_receive_inflights_total", "Total number of inflight snapshot receives", "From", (traffic) => traffic.snapshotReceive.inflight);
+    perPeerGauge("etcd_network_snapshot_send_inflights_total", "Total number of inflight snapshot sends", "To", (traffic) => traffic.snapshotSend.inflight);
+    perPeerGauge("etcd_network_snapshot_receive_inflights_total", "Total number of inflight snapshot receives", "From", (traffic) => traffic.snapshotReceive.inflight);
     new Counter({
       name: "etcd_network_disconnected_peers_total",
       help: "The total number of disconnected peers.",

@@ -25,22 +25,11 @@ import {
 } from "../../src/gen/etcdserverpb/rpc_pb.ts";
 import { clientsOf } from "../support/cluster.ts";
 import { startEdgetcd, type RunningServer } from "../support/processes.ts";
+import { seededRandom as random } from "../support/seeded-random.ts";
 
 const iterations = Number(process.env.EDGETCD_FUZZ_ITERATIONS ?? 300);
 const onlySeed = process.env.EDGETCD_FUZZ_SEED === undefined ? undefined : Number(process.env.EDGETCD_FUZZ_SEED);
 const bytes = (text: string) => new TextEncoder().encode(text);
-
-/** A small seeded generator (mulberry32): the same seed, the same mutations. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function mutate(input: Uint8Array, next: () => number): Uint8Array {
   const data = [...input];

@@ -7,6 +7,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { BboltFormatError, bboltPageBytes, readBbolt, writeBbolt, type BoltBucket } from "../../src/storage/bbolt.ts";
+import { seededRandom as random } from "../support/seeded-random.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -19,18 +20,6 @@ function joined(pages: Uint8Array[]): Uint8Array {
     at += page.length;
   }
   return file;
-}
-
-/** A deterministic generator, so a failing case can be replayed. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function sample(): { buckets: BoltBucket[]; expected: Map<string, Array<[string, number]>> } {
