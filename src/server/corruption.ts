@@ -106,6 +106,8 @@ export class CorruptionCheck {
   /** One round of the leader's check; returns the members it raised CORRUPT for. */
   async periodic(): Promise<NodeId[]> {
     const { logger, memberId } = this.options;
+    // A member alone has nobody to compare with: no scan of its data.
+    if (this.options.peers().length === 0) return [];
     const first = await this.options.localHash(0);
     const peers = await this.peerHashes(first.revision);
     const again = await this.options.localHash(first.revision).catch(() => undefined);
