@@ -8,6 +8,11 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { BboltFormatError, bboltPageBytes, readBbolt, writeBbolt, type BoltBucket } from "../../src/storage/bbolt.ts";
 import { seededRandom as random } from "../support/seeded-random.ts";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { KeyValueSchema } from "../../src/gen/mvccpb/kv_pb.ts";
+import { rowToKeyValue } from "../../src/mvcc/kv.ts";
+import { storedKeyValue } from "../../src/server/etcd-snapshot.ts";
+import type { KvRow } from "../../src/storage/backend.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -118,5 +123,24 @@ describe("bbolt layout", () => {
       assert.ok(performance.now() - started < 1000, `round ${round} took too long`);
     }
     assert.ok(refused > 100, `only ${refused} of 2000 damaged files were refused`);
+  });
+
+  test("a row as etcd's stored KeyValue: the same bytes as toBinary, deletions with their key alone", () => {
+    const next = random(3);
+    for (let i = 0; i < 2000; i++) {
+      const tombstone = next() < 0.2;
+      const row: KvRow = {
+        main: 1 + Math.floor(next() * 2 ** 40),
+        sub: Math.floor(next() * 5),
+        key: new Uint8Array(Math.floor(next() * 40)).map(() => Math.floor(next() * 256)),
+        value: tombstone ? new Uint8Array(0) : new Uint8Array(Math.floor(next() * 300)).map(() => Math.floor(next() * 256)),
+        createRevision: tombstone ? 0 : Math.floor(next() * 2 ** 40),
+        version: tombstone ? 0 : Math.floor(next() * 1000),
+        lease: tombstone || next() < 0.5 ? 0n : BigInt.asIntN(64, BigInt(Math.floor(next() * 2 ** 53)) * 1031n),
+        tombstone,
+      };
+      const expected = toBinary(KeyValueSchema, tombstone ? create(KeyValueSchema, { key: row.key }) : rowToKeyValue(row));
+      assert.deepEqual(storedKeyValue(row), expected, `row ${i}`);
+    }
   });
 });
