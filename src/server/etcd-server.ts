@@ -743,7 +743,6 @@ export class EtcdServer {
     this.logger.info("finished defragmenting the backend", { "db-size": this.backendSizeBytes });
   }
 
-  /** Maintenance.Snapshot: a consistent copy of the backend database file, and its SHA-256 (etcd sends it last). */
   /**
    * The committed backend as etcd's own bbolt file (etcd-snapshot.ts), for
    * Maintenance.Snapshot: `etcdctl snapshot status` and `restore` read it as

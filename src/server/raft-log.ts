@@ -191,9 +191,12 @@ export class RaftLog {
   /** Hands a proposal to Raft; throws etcd's error when it cannot be taken. */
   propose(data: Uint8Array): void {
     this.assertRunning();
-    this.core(() => this.node.propose(data), (error) => {
+    try {
+      this.core(() => this.node.propose(data));
+    } catch (error) {
       if (error instanceof ProposalDroppedError) throw etcdError(this.leaderId === 0 ? "noLeader" : "leaderChanged");
-    });
+      throw error;
+    }
     this.schedule();
   }
 
@@ -430,14 +433,12 @@ export class RaftLog {
    * A call into the Raft core. The core throws only on a broken invariant
    * (network input is checked before it gets there, network-message.ts): a
    * bug, so the member stops as etcd's raft panics, instead of answering one
-   * caller with it and going on. `expected` may rethrow a dropped proposal as
-   * one of etcd's errors.
+   * caller with it and going on.
    */
-  private core<T>(call: () => T, expected?: (error: unknown) => void): T {
+  private core<T>(call: () => T): T {
     try {
       return call();
     } catch (error) {
-      expected?.(error);
       // A proposal the core refused (no leader, a transfer or a configuration
       // change under way) is an operating error: its caller answers it.
       if (error instanceof ProposalDroppedError) throw error;
