@@ -17,8 +17,9 @@ export const hashKvPath = "/members/hashkv";
 /** A HashKVRequest is one varint. */
 const hashKvRequestBytesMax = 64;
 
+/** What the route needs from the member serving it (the server itself). */
 export interface HashKvHost {
-  memberId: NodeId;
+  identity: { memberId: NodeId };
   hashKV(revision: number): Promise<{ hash: number; compactRevision: number; revision: number }>;
 }
 
@@ -41,7 +42,7 @@ export function hashKvRoute(host: () => HashKvHost | undefined, admission: PeerA
         try {
           const hash = await serving.hashKV(revision);
           const response = create(HashKVResponseSchema, {
-            header: create(ResponseHeaderSchema, { memberId: BigInt(serving.memberId), revision: BigInt(hash.revision) }),
+            header: create(ResponseHeaderSchema, { memberId: BigInt(serving.identity.memberId), revision: BigInt(hash.revision) }),
             hash: hash.hash,
             compactRevision: BigInt(hash.compactRevision),
           });

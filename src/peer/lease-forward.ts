@@ -177,10 +177,10 @@ export type PeerPost = (
   timeoutMs: number,
 ) => Promise<{ status: number; body: Uint8Array }>;
 
-/** A PeerPost over the peer network's fetch (TLS with this member's certificate for https peers). */
 /** A peer's answer to a lease or hash request is a few messages; a longer one is refused unread. */
 export const peerAnswerBytesMax = 1024 * 1024;
 
+/** A PeerPost over the peer network's fetch (TLS with this member's certificate for https peers). */
 export function peerPostVia(fetchFn: PeerFetch): PeerPost {
   return async (url, body, headers, timeoutMs) => {
     const response = await fetchFn(url, {

@@ -180,7 +180,7 @@ export async function startServer(runtime: Runtime, config: ServerConfig, logger
         network: withPeerRoutes(network, [
           membersRoute(() => server),
           leaseRoute(() => server, admission),
-          hashKvRoute(() => (server === undefined ? undefined : { memberId: identity.memberId, hashKV: (revision) => (server as EtcdServer).hashKV(revision) }), admission),
+          hashKvRoute(() => server, admission),
         ]),
         membershipOf,
         limits: { snapshotBytesMax: snapshotBytesMaxFor(quotaBytesOf(config.quotaBackendBytes) ?? quotaBytesMaxRecommended) },

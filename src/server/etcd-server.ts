@@ -720,10 +720,23 @@ export class EtcdServer {
     };
   }
 
-  /** HashKV at `revision` (0: current), yielding to the event loop between chunks of rows. */
-  hashKV(revision: number): Promise<{ hash: number; compactRevision: number; revision: number }> {
-    return this.store.hashKV(revision, this.yieldTurn);
+  /**
+   * HashKV at `revision` (0: current), yielding to the event loop between
+   * chunks of rows. Each scan reads the whole history; clients (Maintenance)
+   * and peers (the corruption checks) may run `hashKvScansMax` at once, more
+   * are refused ("too many requests") rather than piled up.
+   */
+  async hashKV(revision: number): Promise<{ hash: number; compactRevision: number; revision: number }> {
+    if (this.hashKvScans >= hashKvScansMax) throw etcdError("tooManyRequests");
+    this.hashKvScans++;
+    try {
+      return await this.store.hashKV(revision, this.yieldTurn);
+    } finally {
+      this.hashKvScans--;
+    }
   }
+
+  private hashKvScans = 0;
 
   /** A macrotask's wait: long work awaits it between chunks so heartbeats and clients go on. */
   private readonly yieldTurn = (): Promise<void> => new Promise((resolve) => this.runtime.clock.setTimer(0, () => resolve()));
@@ -908,6 +921,9 @@ class ApplyFailure extends Error {
 function errorStack(error: unknown): string | undefined {
   return error instanceof Error ? error.stack : undefined;
 }
+
+/** HashKV scans at once (hashKV): a small cluster's members checking at the same start, and a client. */
+const hashKvScansMax = 4;
 
 /** One buffer holding `parts` in order. */
 function concatenated(parts: readonly Uint8Array[]): Uint8Array {
