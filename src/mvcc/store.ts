@@ -6,7 +6,7 @@
 // except through the backend.
 import type { Event, KeyValue } from "../gen/mvccpb/kv_pb.ts";
 import { etcdError } from "../errors.ts";
-import { type Backend, type KvRow, metaKeys } from "../storage/backend.ts";
+import { type Backend, metaKeys } from "../storage/backend.ts";
 import type { CrashPoints } from "../storage/crash-points.ts";
 import { crc32c } from "../storage/crc32c.ts";
 import { KeyHistory, KeyIndex } from "./key-index.ts";
@@ -170,10 +170,7 @@ export class MvccStore {
       let hash = 0;
       const numbers = new DataView(new ArrayBuffer(40));
       const numberBytes = new Uint8Array(numbers.buffer);
-      let afterMain = 0;
-      let afterSub = 0;
-      for (;;) {
-        const rows = this.backend.scanRows(afterMain, afterSub, upTo, restoreChunkRows);
+      for (const rows of this.backend.rowPages(upTo, restoreChunkRows)) {
         for (const row of rows) {
           numbers.setBigInt64(0, BigInt(row.main));
           numbers.setBigInt64(8, BigInt(row.sub));
@@ -185,10 +182,6 @@ export class MvccStore {
           hash = crc32c(hash, row.key);
           hash = crc32c(hash, row.value);
         }
-        if (rows.length < restoreChunkRows) break;
-        const last = rows[rows.length - 1] as KvRow;
-        afterMain = last.main;
-        afterSub = last.sub;
         await pause();
       }
       if (this.compactRevision === compactRevision) return { hash, compactRevision, revision: upTo };

@@ -46,20 +46,6 @@ function uint64Bytes(value: number | bigint): Uint8Array {
   return out;
 }
 
-const kvPageRows = 1000;
-
-/** Every kv row, oldest revision first, read a page at a time. */
-function* kvRows(backend: Backend): Generator<KvRow> {
-  let after = { main: 0, sub: -1 };
-  for (;;) {
-    const rows = backend.scanRows(after.main, after.sub, Number.MAX_SAFE_INTEGER, kvPageRows);
-    yield* rows;
-    if (rows.length < kvPageRows) return;
-    const last = rows[rows.length - 1] as KvRow;
-    after = { main: last.main, sub: last.sub };
-  }
-}
-
 /**
  * A row as etcd's stored mvccpb.KeyValue: key 1, create_revision 2,
  * mod_revision 3, version 4, value 5, lease 6, zero fields left out, as
@@ -81,7 +67,9 @@ export function storedKeyValue(row: KvRow): Uint8Array {
 }
 
 function* keyBucket(backend: Backend): Generator<[Uint8Array, Uint8Array]> {
-  for (const row of kvRows(backend)) yield [etcdRevisionKey(row.main, row.sub, row.tombstone), storedKeyValue(row)];
+  for (const rows of backend.rowPages(Number.MAX_SAFE_INTEGER)) {
+    for (const row of rows) yield [etcdRevisionKey(row.main, row.sub, row.tombstone), storedKeyValue(row)];
+  }
 }
 
 function metaBucket(backend: Backend): Array<[Uint8Array, Uint8Array]> {

@@ -253,10 +253,7 @@ export class Backend {
       const value = row.value;
       hash = crc32c(hash, value instanceof Uint8Array ? value : textEncoder.encode(String(value)));
     }
-    let afterMain = 0;
-    let afterSub = 0;
-    for (;;) {
-      const rows = this.scanRows(afterMain, afterSub, Number.MAX_SAFE_INTEGER, 1000);
+    for (const rows of this.rowPages(Number.MAX_SAFE_INTEGER)) {
       for (const row of rows) {
         for (const value of [row.main, row.sub, row.createRevision, row.version]) {
           numberView.setFloat64(0, value);
@@ -268,12 +265,19 @@ export class Backend {
         hash = crc32c(hash, row.key);
         hash = crc32c(hash, row.value);
       }
-      if (rows.length < 1000) break;
-      const last = rows[rows.length - 1] as KvRow;
-      afterMain = last.main;
-      afterSub = last.sub;
     }
     return hash;
+  }
+
+  /** Every row with main <= maxMain, oldest first, `pageRows` at a time (each page one query). */
+  *rowPages(maxMain: number, pageRows = 1000): Generator<KvRow[]> {
+    for (let after = { main: 0, sub: 0 }; ; ) {
+      const rows = this.scanRows(after.main, after.sub, maxMain, pageRows);
+      if (rows.length > 0) yield rows;
+      if (rows.length < pageRows) return;
+      const last = rows[rows.length - 1] as KvRow;
+      after = { main: last.main, sub: last.sub };
+    }
   }
 
   /**
