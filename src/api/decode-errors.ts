@@ -14,6 +14,7 @@ import { codeToHttpStatus, errorFromJsonBytes, errorToJsonBytes } from "@connect
 import { findTrailerError, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { trailerFlag, trailerParse, trailerSerialize } from "@connectrpc/connect/protocol-grpc-web";
 import { isNestingLimitError, messageTooLargeError, nestingTooDeepError } from "./request-limits.ts";
+import { concatenated as joined } from "../bytes.ts";
 
 /** Connect's text for a message over readMaxBytes (protocol/limit-io.js), with or without the size. */
 const readMaxBytesPattern = /^message size (?:(\d+) )?is larger than configured readMaxBytes (\d+)$/;
@@ -103,15 +104,6 @@ async function withConnectError(response: UniversalServerResponse): Promise<Univ
   return { ...response, status: codeToHttpStatus(etcdAnswer.code), header, body: once(answerBytes) };
 }
 
-function joined(chunks: Uint8Array[]): Uint8Array {
-  const bytes = new Uint8Array(chunks.reduce((total, chunk) => total + chunk.length, 0));
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return bytes;
-}
 
 async function* once(bytes: Uint8Array): AsyncGenerator<Uint8Array> {
   yield bytes;

@@ -12,6 +12,7 @@ import { Backend } from "../storage/backend.ts";
 import { readBbolt } from "../storage/bbolt.ts";
 import { importEtcdBuckets } from "../server/etcd-import.ts";
 import { takeDataDir } from "../server/data-dir.ts";
+import { hexOf as hex } from "../bytes.ts";
 
 export class SnapshotUsageError extends Error {}
 
@@ -60,10 +61,6 @@ export function parseSnapshotArgs(args: readonly string[]): SnapshotRestoreOptio
   }
   if (file === undefined) throw new SnapshotUsageError("snapshot restore expects one argument: the snapshot file");
   return { file, dataDir, skipHashCheck };
-}
-
-function hex(bytes: Uint8Array): string {
-  return [...bytes].map((byte) => byte.toString(16).padStart(2, "0")).join("");
 }
 
 /** Restores `options.file` into a new data dir; throws with etcdctl's words when it cannot. */

@@ -34,6 +34,7 @@ import type { PeerFetch, PeerIncomingRequest } from "../ports.ts";
 import type { NodeId } from "../raft/types.ts";
 import { admitPeerRequest, type PeerAdmission } from "./admission.ts";
 import { peerRequestHeaders } from "./headers.ts";
+import { concatenated } from "../bytes.ts";
 
 export const leasePaths = { renew: "/leases", timeToLive: "/leases/internal", renewBatch: "/leases/batch" } as const;
 
@@ -131,13 +132,7 @@ export async function readBody(body: AsyncIterable<Uint8Array>, bytesMax: number
     if (length > bytesMax) throw new Error(`peer message over ${bytesMax} bytes`);
     chunks.push(chunk);
   }
-  const joined = new Uint8Array(length);
-  let offset = 0;
-  for (const chunk of chunks) {
-    joined.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return joined;
+  return concatenated(chunks);
 }
 
 /** leasepb's LeaseInternalRequest/Response hold one message, in field 1. */

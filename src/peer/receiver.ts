@@ -12,6 +12,7 @@ import { batchVersion, decodeMessages, decodeSnapshotHeader } from "./codec.ts";
 import { FrameReader } from "./framing.ts";
 import { peerHeaderNames, peerPaths } from "./headers.ts";
 import type { PeerLimits } from "./limits.ts";
+import { concatenated } from "../bytes.ts";
 
 export interface ReceiverContext {
   localId: NodeId;
@@ -231,7 +232,7 @@ export class PeerReceiver {
       if (received > dataLength) return { refusal: "snapshot data longer than announced", status: 400 };
     }
     if (message?.snapshot === undefined || received < dataLength) return { refusal: "incomplete snapshot", status: 400 };
-    message.snapshot.data = concatenate(chunks, received);
+    message.snapshot.data = concatenated(chunks);
     return { message };
   }
 
@@ -250,16 +251,7 @@ export class PeerReceiver {
 
 type SnapshotOutcome = { message: Message } | { refusal: string; status: number };
 
-function concatenate(chunks: readonly Uint8Array[], length: number): Uint8Array {
-  if (chunks.length === 1 && chunks[0]?.length === length) return chunks[0];
-  const data = new Uint8Array(length);
-  let offset = 0;
-  for (const chunk of chunks) {
-    data.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return data;
-}
+
 
 function reply(request: PeerIncomingRequest, status: number, contentType: string, body: string): void {
   request.respond(status, { "content-type": contentType });

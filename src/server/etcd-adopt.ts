@@ -24,15 +24,12 @@ import { Backend } from "../storage/backend.ts";
 import { readBbolt, startsBbolt } from "../storage/bbolt.ts";
 import { etcdWalPending } from "../storage/etcd-wal.ts";
 import { importEtcdBuckets } from "./etcd-import.ts";
+import { hexOf } from "../bytes.ts";
 
 const decoder = new TextDecoder();
 /** InternalRaftRequest's lease_grant field, and where its auth requests start. */
 const leaseGrantField = 8;
 const authFieldsFrom = 1000;
-
-function hex(bytes: Uint8Array): string {
-  return [...bytes].map((byte) => byte.toString(16).padStart(2, "0")).join("");
-}
 
 /** The lease bucket key (8-byte big-endian id) a LeaseGrantRequest {TTL 1, ID 2} names. */
 function grantedLeaseKey(request: Uint8Array): string {
@@ -45,7 +42,7 @@ function grantedLeaseKey(request: Uint8Array): string {
   }
   const key = new Uint8Array(8);
   new DataView(key.buffer).setBigInt64(0, id);
-  return hex(key);
+  return hexOf(key);
 }
 
 function parentOf(path: string): string {
@@ -81,7 +78,7 @@ export async function adoptEtcdDataDir(runtime: Runtime, logger: Logger, paths: 
   const [walHere, walKept] = [await fs.exists(paths.walDir), await fs.exists(keptWal)];
   if (walHere && walKept) throw new Error(`etcd data dir: both ${paths.walDir} and ${keptWal} exist; keep the one etcd wrote and move the other away`);
   const { commit, changing } = walHere || walKept ? await etcdWalPending(fs, walHere ? paths.walDir : keptWal, consistentIndex) : { commit: 0, changing: [] };
-  const leaseKeys = new Set((buckets.get("lease") ?? []).map(([key]) => hex(key)));
+  const leaseKeys = new Set((buckets.get("lease") ?? []).map(([key]) => hexOf(key)));
   const missing = changing.filter(({ effect }) => effect.kind === "recorded" || (effect.kind === "unrecorded" && effect.field === leaseGrantField && !leaseKeys.has(grantedLeaseKey(effect.body))));
   if (missing.length > 0) {
     throw new Error(

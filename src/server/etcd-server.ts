@@ -74,6 +74,7 @@ import { checkTxnPermitted } from "../auth/request-checks.ts";
 import { AlarmStore } from "./alarms.ts";
 import { leaseOverheadBytes, putCostBytes, quotaBytesOf, txnCostBytes } from "./quota.ts";
 import type { PasswordHasher } from "../ports.ts";
+import { concatenated } from "../bytes.ts";
 
 /** Requests that change users, roles or the enabled flag, or log a user in. */
 export type AuthRequestKind =
@@ -925,13 +926,3 @@ function errorStack(error: unknown): string | undefined {
 /** HashKV scans at once (hashKV): a small cluster's members checking at the same start, and a client. */
 const hashKvScansMax = 4;
 
-/** One buffer holding `parts` in order. */
-function concatenated(parts: readonly Uint8Array[]): Uint8Array {
-  const whole = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    whole.set(part, at);
-    at += part.length;
-  }
-  return whole;
-}

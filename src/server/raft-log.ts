@@ -24,6 +24,7 @@ import type { Clock, Logger, Random, Timer } from "../ports.ts";
 import { etcdError } from "../errors.ts";
 import type { CrashPoints } from "../storage/crash-points.ts";
 import { mutant } from "../mutants.ts";
+import { hexOf } from "../bytes.ts";
 
 /** What a call into the core returns once it threw and stopped the member. */
 const coreStopped = Symbol("raft core stopped");
@@ -127,7 +128,7 @@ export class RaftLog {
 
   constructor(private readonly options: RaftLogOptions) {
     this.droppedLog = new LogLimiter(() => options.clock.nowMs());
-    this.lifeId = Array.from(options.random.bytes(8), (byte) => byte.toString(16).padStart(2, "0")).join("");
+    this.lifeId = hexOf(options.random.bytes(8));
     const { restored } = options;
     // The configuration enters through the snapshot slot: the latest snapshot's
     // metadata if there is one, else an empty one at index 0 with the applied
