@@ -5,7 +5,7 @@
 // backend is keyed by revision, so the index is what turns a key into rows.
 import { BTree } from "./btree.ts";
 import { assert } from "../errors.ts";
-import { keyString } from "./key-bytes.ts";
+import { keyBytes, keyString } from "./key-bytes.ts";
 
 /** The revision of a key found at some read revision, and its generation's facts. */
 export interface FoundRevision {
@@ -19,88 +19,103 @@ export function newFoundRevision(): FoundRevision {
   return { main: 0, sub: 0, createRevision: 0, version: 0 };
 }
 
-class Generation {
-  /** Main revision of the put that created the key in this generation. */
-  createRevision = 0;
-  /** Revisions put in this generation so far, a tombstone included. */
-  version = 0;
-  mains: number[] = [];
-  subs: number[] = [];
-}
+/** Shared by every new history: append copies before the first write, never pushes into it. */
+const noRevisions: number[] = [];
 
-/** One key's history. Revisions only ever grow. */
+/**
+ * One key's history. Revisions only ever grow.
+ *
+ * Kept flat, because the index holds one of these per key and per-object
+ * overhead is most of its memory: `revs` is every kept (main, sub) pair, oldest
+ * first, across all generations; `starts` (absent until the key is first
+ * deleted) is where each generation after the oldest begins, as a pair index.
+ * Only the oldest generation can have been cut by compaction or restored from
+ * a kept row, so only it needs its create revision and first version stored;
+ * a later generation was created by its first revision, at version 1.
+ */
 export class KeyHistory {
-  generations: Generation[] = [new Generation()];
-  /** Main revision of the last change (put or tombstone). */
-  modifiedMain = 0;
-  modifiedSub = 0;
+  private revs: number[] = noRevisions;
+  private starts: number[] | undefined = undefined;
+  /** Create revision of the oldest generation. */
+  private firstCreate = 0;
+  /** Version of the oldest kept revision of the oldest generation. */
+  private firstVersion = 1;
 
-  constructor(readonly key: Uint8Array) {}
+  /** `name` is the key as a binary string (keyString), the index's own key. */
+  constructor(readonly name: string) {}
+
+  /** The key's bytes (made on each call: the history keeps only the binary string). */
+  get key(): Uint8Array {
+    return keyBytes(this.name);
+  }
 
   put(main: number, sub: number): void {
-    assert(
-      main > this.modifiedMain || (main === this.modifiedMain && sub > this.modifiedSub),
-      "key index put with a revision not greater than the last",
-    );
-    const generation = this.generations[this.generations.length - 1] as Generation;
-    if (generation.mains.length === 0) generation.createRevision = main;
-    generation.mains.push(main);
-    generation.subs.push(sub);
-    generation.version++;
-    this.modifiedMain = main;
-    this.modifiedSub = sub;
+    const revs = this.revs;
+    const length = revs.length;
+    if (length > 0) {
+      const lastMain = revs[length - 2] as number;
+      assert(
+        main > lastMain || (main === lastMain && sub > (revs[length - 1] as number)),
+        "key index put with a revision not greater than the last",
+      );
+    } else {
+      this.firstCreate = main;
+      this.firstVersion = 1;
+    }
+    this.append(main, sub);
   }
 
   /** Ends the current generation; false when the key is not live. */
   tombstone(main: number, sub: number): boolean {
-    const generation = this.generations[this.generations.length - 1] as Generation;
-    if (generation.mains.length === 0) return false;
+    if (!this.isLive()) return false;
     this.put(main, sub);
-    this.generations.push(new Generation());
+    if (this.starts === undefined) this.starts = [this.revs.length >> 1];
+    else this.starts.push(this.revs.length >> 1);
     return true;
   }
 
   /** Starts a history in the middle of a generation, from a row kept by compaction. */
   restore(createRevision: number, main: number, sub: number, version: number): void {
-    const generation = this.generations[this.generations.length - 1] as Generation;
-    assert(generation.mains.length === 0 && this.generations.length === 1, "key index restore on a non-empty key");
-    generation.createRevision = createRevision;
-    generation.version = version;
-    generation.mains.push(main);
-    generation.subs.push(sub);
-    this.modifiedMain = main;
-    this.modifiedSub = sub;
+    assert(this.isEmpty(), "key index restore on a non-empty key");
+    this.firstCreate = createRevision;
+    this.firstVersion = version;
+    this.append(main, sub);
   }
 
   isEmpty(): boolean {
-    return this.generations.length === 1 && (this.generations[0] as Generation).mains.length === 0;
+    return this.revs.length === 0 && this.starts === undefined;
   }
 
   /** True when the key is live now (its last generation has revisions). */
   isLive(): boolean {
-    return (this.generations[this.generations.length - 1] as Generation).mains.length > 0;
+    return this.generationStart(this.generationCount() - 1) < this.revs.length >> 1;
   }
 
   /** The key's revision visible at `atRevision`, into `out`; false if none (absent or deleted). */
   find(atRevision: number, out: FoundRevision): boolean {
-    const last = this.generations.length - 1;
-    for (let index = last; index >= 0; index--) {
-      const generation = this.generations[index] as Generation;
-      const mains = generation.mains;
-      const length = mains.length;
-      if (length === 0) continue;
+    const revs = this.revs;
+    const last = this.generationCount() - 1;
+    let end = revs.length >> 1;
+    for (let generation = last; generation >= 0; generation--) {
+      const start = this.generationStart(generation);
+      if (start === end) continue;
       // A generation that ended (tombstone) at or before the read revision: deleted then.
-      if (index !== last && (mains[length - 1] as number) <= atRevision) return false;
-      if ((mains[0] as number) > atRevision) continue;
-      for (let i = length - 1; i >= 0; i--) {
-        if ((mains[i] as number) <= atRevision) {
-          out.main = mains[i] as number;
-          out.sub = generation.subs[i] as number;
-          out.createRevision = generation.createRevision;
-          out.version = generation.version - (length - 1 - i);
-          return true;
+      if (generation !== last && (revs[2 * (end - 1)] as number) <= atRevision) return false;
+      if ((revs[2 * start] as number) <= atRevision) {
+        let i = end - 1;
+        while ((revs[2 * i] as number) > atRevision) i--;
+        out.main = revs[2 * i] as number;
+        out.sub = revs[2 * i + 1] as number;
+        if (generation === 0) {
+          out.createRevision = this.firstCreate;
+          out.version = this.firstVersion + i;
+        } else {
+          out.createRevision = revs[2 * start] as number;
+          out.version = 1 + i - start;
         }
+        return true;
       }
+      end = start;
     }
     return false;
   }
@@ -113,42 +128,100 @@ export class KeyHistory {
    * row), or false when none stays.
    */
   compact(atRevision: number, kept: FoundRevision): boolean {
-    let index = 0;
-    const last = this.generations.length - 1;
-    while (index < last) {
-      const mains = (this.generations[index] as Generation).mains;
-      if ((mains[mains.length - 1] as number) > atRevision) break;
-      index++;
+    const revs = this.revs;
+    const last = this.generationCount() - 1;
+    let generation = 0;
+    // Generations before the last always hold revisions (at least their tombstone).
+    while (generation < last && (revs[2 * (this.generationStart(generation + 1) - 1)] as number) <= atRevision) {
+      generation++;
     }
-    const generation = this.generations[index] as Generation;
+    const start = this.generationStart(generation);
+    const end = generation === last ? revs.length >> 1 : this.generationStart(generation + 1);
     let keptIndex = -1;
-    for (let i = generation.mains.length - 1; i >= 0; i--) {
-      if ((generation.mains[i] as number) <= atRevision) {
+    for (let i = end - 1; i >= start; i--) {
+      if ((revs[2 * i] as number) <= atRevision) {
         keptIndex = i;
         break;
       }
     }
     let keeps = false;
-    if (generation.mains.length > 0) {
-      if (keptIndex > 0) {
-        generation.mains = generation.mains.slice(keptIndex);
-        generation.subs = generation.subs.slice(keptIndex);
+    // The pair the remaining history begins with, and the oldest generation's facts there.
+    let from = start;
+    let create = generation === 0 ? this.firstCreate : (revs[2 * start] as number);
+    let version = generation === 0 ? this.firstVersion : 1;
+    if (end > start) {
+      if (keptIndex > start) {
+        version += keptIndex - start;
+        from = keptIndex;
       }
       if (keptIndex !== -1) {
-        kept.main = generation.mains[0] as number;
-        kept.sub = generation.subs[0] as number;
+        kept.main = revs[2 * from] as number;
+        kept.sub = revs[2 * from + 1] as number;
         keeps = true;
       }
       // Only a tombstone left of an ended generation: it goes too.
-      if (generation.mains.length === 1 && index !== last) {
+      if (end - from === 1 && generation !== last) {
         keeps = false;
-        index++;
+        generation++;
+        from = end;
+        create = revs[2 * end] as number;
+        version = 1;
       }
     }
-    if (index > 0) this.generations = this.generations.slice(index);
+    if (generation === 0 && from === 0) return keeps;
+    this.revs = revs.slice(2 * from);
+    const later = this.starts === undefined ? [] : this.starts.slice(generation);
+    for (let i = 0; i < later.length; i++) later[i] = (later[i] as number) - from;
+    this.starts = later.length === 0 ? undefined : later;
+    this.firstCreate = this.revs.length === 0 ? 0 : create;
+    this.firstVersion = version;
     return keeps;
   }
+
+  /** The kept (main, sub) pairs of each generation, oldest first (tests and debugging). */
+  generations(): [number, number][][] {
+    const out: [number, number][][] = [];
+    const count = this.generationCount();
+    for (let generation = 0; generation < count; generation++) {
+      const pairs: [number, number][] = [];
+      const end = generation === count - 1 ? this.revs.length >> 1 : this.generationStart(generation + 1);
+      for (let i = this.generationStart(generation); i < end; i++) {
+        pairs.push([this.revs[2 * i] as number, this.revs[2 * i + 1] as number]);
+      }
+      out.push(pairs);
+    }
+    return out;
+  }
+
+  private generationCount(): number {
+    return this.starts === undefined ? 1 : this.starts.length + 1;
+  }
+
+  private generationStart(generation: number): number {
+    return generation === 0 ? 0 : ((this.starts as number[])[generation - 1] as number);
+  }
+
+  /**
+   * Appends a pair. Short histories (most keys) are copied into an array of
+   * exactly their size; V8's push would reserve 16 more slots for each.
+   */
+  private append(main: number, sub: number): void {
+    const revs = this.revs;
+    const length = revs.length;
+    if (length >= exactSizeBelow) {
+      revs.push(main, sub);
+      return;
+    }
+    const next = new Array<number>(length + 2);
+    for (let i = 0; i < length; i++) next[i] = revs[i] as number;
+    next[length] = main;
+    next[length + 1] = sub;
+    this.revs = next;
+  }
 }
+
+/** Histories shorter than this many numbers (pairs × 2) grow by exact copies. */
+const exactSizeBelow = 16;
 
 /** Callback of KeyIndex.visit: the key's history and its revision at the read revision. */
 export type VisitFn = (history: KeyHistory, found: FoundRevision) => void;
@@ -191,7 +264,7 @@ export class KeyIndex {
     const name = keyString(key);
     let history = this.tree.get(name);
     if (history === undefined) {
-      history = new KeyHistory(key);
+      history = new KeyHistory(name);
       this.tree.set(name, history);
     }
     if (!history.isLive()) this.live++;
@@ -208,7 +281,7 @@ export class KeyIndex {
 
   /** Adds a restored history (see KeyHistory.restore). */
   insert(history: KeyHistory): void {
-    this.tree.set(keyString(history.key), history);
+    this.tree.set(history.name, history);
     if (history.isLive()) this.live++;
   }
 

@@ -10,6 +10,7 @@ import { type Backend, metaKeys } from "../storage/backend.ts";
 import type { CrashPoints } from "../storage/crash-points.ts";
 import { crc32c } from "../storage/crc32c.ts";
 import { KeyHistory, KeyIndex } from "./key-index.ts";
+import { keyString } from "./key-bytes.ts";
 import { type CommittedHook, type RangeOptions, type RangeResult, rowToKeyValue } from "./kv.ts";
 import { WriteTxn } from "./write-txn.ts";
 
@@ -217,7 +218,7 @@ export class MvccStore {
           if (row.tombstone) history.tombstone(row.main, row.sub);
           else history.put(row.main, row.sub);
         } else if (!row.tombstone) {
-          history = new KeyHistory(row.key);
+          history = new KeyHistory(keyString(row.key));
           history.restore(row.createRevision, row.main, row.sub, row.version);
           this.index.insert(history);
         }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { KeyHistory, KeyIndex, newFoundRevision } from "../../src/mvcc/key-index.ts";
+import { seededRandom } from "../support/seeded-random.ts";
 import { bytes, text } from "./helpers.ts";
 
 function at(history: KeyHistory, revision: number): string | undefined {
@@ -10,12 +11,12 @@ function at(history: KeyHistory, revision: number): string | undefined {
 }
 
 function shape(history: KeyHistory): string {
-  return history.generations.map((g) => `[${g.mains.map((m, i) => `${m}.${g.subs[i]}`).join(" ")}]`).join("");
+  return history.generations().map((g) => `[${g.map(([main, sub]) => `${main}.${sub}`).join(" ")}]`).join("");
 }
 
 // etcd's key_index_test history: put 2, 4, tombstone 6; put 8, 10, tombstone 12; put 14, 14.1, tombstone 16.
 function etcdHistory(): KeyHistory {
-  const history = new KeyHistory(bytes("foo"));
+  const history = new KeyHistory("foo");
   history.put(2, 0);
   history.put(4, 0);
   history.tombstone(6, 0);
@@ -47,14 +48,14 @@ describe("key history", () => {
   });
 
   test("tombstone of a deleted key is refused", () => {
-    const history = new KeyHistory(bytes("k"));
+    const history = new KeyHistory("k");
     history.put(1, 0);
     assert.equal(history.tombstone(2, 0), true);
     assert.equal(history.tombstone(3, 0), false);
   });
 
   test("revisions must grow", () => {
-    const history = new KeyHistory(bytes("k"));
+    const history = new KeyHistory("k");
     history.put(5, 1);
     assert.throws(() => history.put(5, 1));
     assert.throws(() => history.put(4, 9));
@@ -107,6 +108,64 @@ describe("key history", () => {
       assert.deepEqual(after, before, `compact at ${compactAt}`);
     }
   });
+});
+
+// The flat history against a plain list of every change: random puts,
+// deletes and compactions, and after each step reads at every revision from
+// the last compaction on, the kept revision, and emptiness.
+describe("key history against a model", () => {
+  interface Change {
+    main: number;
+    sub: number;
+    tombstone: boolean;
+  }
+  function expected(changes: Change[], revision: number): string | undefined {
+    let index = -1;
+    for (let i = 0; i < changes.length; i++) if ((changes[i] as Change).main <= revision) index = i;
+    if (index === -1 || (changes[index] as Change).tombstone) return undefined;
+    let start = index;
+    while (start > 0 && !(changes[start - 1] as Change).tombstone) start--;
+    const change = changes[index] as Change;
+    return `${change.main}.${change.sub} c${(changes[start] as Change).main} v${index - start + 1}`;
+  }
+  for (let seed = 1; seed <= 200; seed++) {
+    test(`seed ${seed}`, () => {
+      const random = seededRandom(seed);
+      const history = new KeyHistory("k");
+      const changes: Change[] = [];
+      let main = 1;
+      let compacted = 0;
+      for (let step = 0; step < 60; step++) {
+        const choice = random();
+        if (choice < 0.55) {
+          const sub = random() < 0.2 && changes.length > 0 ? (changes[changes.length - 1] as Change).sub + 1 : 0;
+          if (sub === 0) main += 1 + Math.floor(random() * 3);
+          history.put(main, sub);
+          changes.push({ main, sub, tombstone: false });
+        } else if (choice < 0.75) {
+          main += 1;
+          const live = changes.length > 0 && !(changes[changes.length - 1] as Change).tombstone;
+          assert.equal(history.tombstone(main, 0), live, `step ${step}: tombstone of a ${live ? "live" : "deleted"} key`);
+          if (live) changes.push({ main, sub: 0, tombstone: true });
+        } else {
+          compacted = Math.min(main + 2, compacted + Math.floor(random() * 8));
+          const found = newFoundRevision();
+          const keeps = history.compact(compacted, found);
+          const latest = expected(changes, compacted);
+          assert.equal(keeps ? `${found.main}.${found.sub}` : undefined, latest?.split(" ")[0], `step ${step}: kept at ${compacted}`);
+          const last = changes[changes.length - 1];
+          const gone = last === undefined || (last.tombstone && last.main <= compacted);
+          assert.equal(history.isEmpty(), gone, `step ${step}: empty after compacting at ${compacted}`);
+          if (gone) return;
+        }
+        for (let revision = compacted; revision <= main + 1; revision++) {
+          assert.equal(at(history, revision), expected(changes, revision), `step ${step}: read at ${revision}`);
+        }
+        const last = changes[changes.length - 1];
+        assert.equal(history.isLive(), last !== undefined && !last.tombstone);
+      }
+    });
+  }
 });
 
 describe("key index", () => {
