@@ -49,6 +49,14 @@ export class AuthorityFrameRewriter {
   private blockFlags = 0;
   private blockPriority: Buffer | null = null;
   private readonly output: Buffer[] = [];
+  /** Header blocks read whole so far: passed on unchanged, and rewritten. */
+  blocksUnchanged = 0;
+  blocksRewritten = 0;
+
+  /** True once something could not be parsed: from then on bytes pass through unread. */
+  get gaveUp(): boolean {
+    return this.passThrough;
+  }
 
   /** Returns the bytes to hand the server for this chunk (possibly empty, possibly the chunk itself). */
   transform(chunk: Buffer): Buffer {
@@ -202,7 +210,11 @@ export class AuthorityFrameRewriter {
     this.fragmentBytes = 0;
     const result = this.headers.rewrite(block);
     if (result === null) return this.stopRewriting();
-    if (result === block) return "unchanged";
+    if (result === block) {
+      this.blocksUnchanged++;
+      return "unchanged";
+    }
+    this.blocksRewritten++;
     this.rewritten = encodeHeaderFrames(this.blockStreamId, this.blockFlags & flagEndStream, this.blockPriority, result);
     return "rewritten";
   }

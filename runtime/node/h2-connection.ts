@@ -13,7 +13,9 @@ import { Duplex } from "node:stream";
 import type * as net from "node:net";
 import { AuthorityFrameRewriter } from "./h2-authority.ts";
 import {
+  connectionPrefaceBytes,
   encodeGoaway,
+  frameHeaderBytes,
   FrameHeaderScanner,
   frameType,
   http2ErrorCode,
@@ -42,6 +44,8 @@ export interface GuardedConnectionOptions {
   limits: FrameLimits;
   keepalive: KeepaliveEnforcement;
   rewriteAuthority: boolean;
+  /** Drop the client's first SETTINGS acknowledgement: it answers a SETTINGS we wrote, not the server's (h2-handshake.ts). */
+  stripSettingsAck?: boolean;
   nowMs: () => number;
   /** Called once, when the connection is closed for breaking a limit. */
   onViolation?: (violation: Violation) => void;
@@ -54,10 +58,7 @@ export class GuardedConnection {
   /** When the client last sent any byte. */
   lastReadAtMs: number;
   private readonly guard: InboundFrameGuard;
-  private lastPingAtMs = Number.NEGATIVE_INFINITY;
-  private pingStrikes = 0;
-  /** grpc-go's resetPingStrikes: the server sent HEADERS or DATA since the client's last ping. */
-  private serverSentSincePing = false;
+  private readonly pings: PingStrikes;
   private closing = false;
 
   constructor(
@@ -65,7 +66,8 @@ export class GuardedConnection {
     private readonly options: GuardedConnectionOptions,
   ) {
     this.lastReadAtMs = options.nowMs();
-    this.guard = new InboundFrameGuard(options.limits, () => this.onPing());
+    this.pings = new PingStrikes(options.keepalive, options.nowMs);
+    this.guard = new InboundFrameGuard(options.limits, () => this.pings.onPing(this.openStreams));
   }
 
   get isClosing(): boolean {
@@ -87,7 +89,7 @@ export class GuardedConnection {
 
   /** Outbound frames: HEADERS and DATA reset the ping strikes, as in grpc-go. */
   readonly outbound = new FrameHeaderScanner(0, (frame) => {
-    if (frame.type === frameType.headers || frame.type === frameType.data) this.serverSentSincePing = true;
+    if (frame.type === frameType.headers || frame.type === frameType.data) this.pings.serverSent();
     return undefined;
   });
 
@@ -106,21 +108,44 @@ export class GuardedConnection {
       socket.destroy();
     });
   }
+}
 
-  private onPing(): Violation | undefined {
-    const minMs = this.options.keepalive.pingIntervalMsMin;
+/**
+ * grpc-go's keepalive enforcement of a client's pings: a ping sooner than
+ * the allowed interval after the last one is a strike (the interval is 2 h
+ * when no stream is open), the third strike since the server last sent
+ * HEADERS or DATA closes the connection with ENHANCE_YOUR_CALM "too_many_pings".
+ */
+export class PingStrikes {
+  private lastPingAtMs = Number.NEGATIVE_INFINITY;
+  private strikes = 0;
+  /** grpc-go's resetPingStrikes: the server sent HEADERS or DATA since the client's last ping. */
+  private serverSentSincePing = false;
+
+  constructor(
+    private readonly keepalive: KeepaliveEnforcement,
+    private readonly nowMs: () => number,
+  ) {}
+
+  serverSent(): void {
+    this.serverSentSincePing = true;
+  }
+
+  /** A PING from the client (not an ack); a violation when it is one strike too many. */
+  onPing(openStreams: number): Violation | undefined {
+    const minMs = this.keepalive.pingIntervalMsMin;
     if (minMs <= 0) return undefined;
-    const now = this.options.nowMs();
+    const now = this.nowMs();
     const sinceLastMs = now - this.lastPingAtMs;
     this.lastPingAtMs = now;
     if (this.serverSentSincePing) {
       this.serverSentSincePing = false;
-      this.pingStrikes = 0;
+      this.strikes = 0;
       return undefined;
     }
-    const allowedMs = this.openStreams > 0 ? minMs : pingWithoutStreamIntervalMsMin;
-    if (sinceLastMs < allowedMs) this.pingStrikes += 1;
-    if (this.pingStrikes > pingStrikesMax) return { code: http2ErrorCode.enhanceYourCalm, debug: "too_many_pings" };
+    const allowedMs = openStreams > 0 ? minMs : pingWithoutStreamIntervalMsMin;
+    if (sinceLastMs < allowedMs) this.strikes += 1;
+    if (this.strikes > pingStrikesMax) return { code: http2ErrorCode.enhanceYourCalm, debug: "too_many_pings" };
     return undefined;
   }
 }
@@ -135,6 +160,7 @@ export class GuardedConnection {
 export function guardedHttp2Socket(socket: net.Socket, head: Buffer, options: GuardedConnectionOptions): { stream: Duplex; connection: GuardedConnection } {
   const connection = new GuardedConnection(socket, options);
   const rewriter = options.rewriteAuthority ? new AuthorityFrameRewriter() : undefined;
+  const stripper = options.stripSettingsAck === true ? new SettingsAckStripper() : undefined;
   // Writes after a GOAWAY of ours are dropped: the client must see our GOAWAY last.
   const writeOut = (chunk: Buffer): boolean => {
     if (connection.isClosing) return true;
@@ -173,7 +199,8 @@ export function guardedHttp2Socket(socket: net.Socket, head: Buffer, options: Gu
   for (const name of ["remoteAddress", "remotePort", "remoteFamily", "localAddress", "localPort"] as const) {
     Object.defineProperty(stream, name, { get: () => socket[name] });
   }
-  const forward = (chunk: Buffer) => {
+  const forward = (received: Buffer) => {
+    const chunk = stripper === undefined ? received : stripper.transform(received);
     if (connection.inspect(chunk) !== undefined) return;
     const bytes = rewriter === undefined ? chunk : rewriter.transform(chunk);
     if (bytes.length > 0 && !stream.push(bytes)) socket.pause();
@@ -185,3 +212,51 @@ export function guardedHttp2Socket(socket: net.Socket, head: Buffer, options: Gu
   socket.on("close", () => stream.destroy());
   return { stream, connection };
 }
+
+/**
+ * Takes the first SETTINGS acknowledgement out of a client's byte stream
+ * (preface included), however the stream is cut into chunks; everything else
+ * passes unchanged. A frame header split across chunks is held until whole.
+ */
+export class SettingsAckStripper {
+  private prefaceRemaining = connectionPrefaceBytes;
+  private payloadRemaining = 0;
+  private readonly header = Buffer.alloc(frameHeaderBytes);
+  private headerBytes = 0;
+  private stripped = false;
+
+  transform(chunk: Buffer): Buffer {
+    if (this.stripped) return chunk;
+    const output: Buffer[] = [];
+    let position = 0;
+    let passedFrom = 0;
+    while (position < chunk.length && !this.stripped) {
+      const available = chunk.length - position;
+      if (this.prefaceRemaining > 0 || this.payloadRemaining > 0) {
+        const skipped = Math.min(available, this.prefaceRemaining > 0 ? this.prefaceRemaining : this.payloadRemaining);
+        if (this.prefaceRemaining > 0) this.prefaceRemaining -= skipped;
+        else this.payloadRemaining -= skipped;
+        position += skipped;
+        continue;
+      }
+      const heldBefore = this.headerBytes;
+      const copied = Math.min(available, frameHeaderBytes - heldBefore);
+      if (heldBefore === 0 && passedFrom < position) output.push(chunk.subarray(passedFrom, position));
+      chunk.copy(this.header, heldBefore, position, position + copied);
+      this.headerBytes += copied;
+      position += copied;
+      passedFrom = position;
+      if (this.headerBytes < frameHeaderBytes) break;
+      this.headerBytes = 0;
+      const length = this.header.readUIntBE(0, 3);
+      const isAck = this.header[3] === frameType.settings && ((this.header[4] as number) & flagAck) !== 0 && length === 0;
+      if (isAck) this.stripped = true;
+      else output.push(Buffer.from(this.header));
+      this.payloadRemaining = length;
+    }
+    if (passedFrom < chunk.length) output.push(chunk.subarray(passedFrom));
+    return output.length === 1 ? (output[0] as Buffer) : Buffer.concat(output);
+  }
+}
+
+const flagAck = 0x1;

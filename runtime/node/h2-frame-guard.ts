@@ -134,9 +134,7 @@ export class InboundFrameGuard {
   private blockStreamId = 0;
   private blockContinuationFrames = 0;
   private blockBytes = 0;
-  /** Resets the client may still send now (a token bucket refilled at `resetStreamsPerSecond`). */
-  private resetAllowance = resetStreamsBurstMax;
-  private resetAllowanceAtMs = performance.now();
+  private readonly resets = new ResetAllowance();
 
   constructor(
     private readonly limits: FrameLimits,
@@ -166,16 +164,8 @@ export class InboundFrameGuard {
       return undefined;
     }
     if (frame.type === frameType.ping && (frame.flags & flagAck) === 0) return this.onPing();
-    if (frame.type === frameType.rstStream) return this.onReset();
+    if (frame.type === frameType.rstStream) return this.resets.onReset();
     return undefined;
-  }
-
-  private onReset(): Violation | undefined {
-    const nowMs = performance.now();
-    this.resetAllowance = Math.min(resetStreamsBurstMax, this.resetAllowance + ((nowMs - this.resetAllowanceAtMs) * resetStreamsPerSecond) / 1000);
-    this.resetAllowanceAtMs = nowMs;
-    this.resetAllowance -= 1;
-    return this.resetAllowance < 0 ? { code: http2ErrorCode.enhanceYourCalm, debug: "too many stream resets" } : undefined;
   }
 
   private continueBlock(frame: FrameHeader): Violation | undefined {
@@ -192,6 +182,21 @@ export class InboundFrameGuard {
     }
     if ((frame.flags & flagEndHeaders) !== 0) this.blockStreamId = 0;
     return undefined;
+  }
+}
+
+/** The streams a client may still reset now: a token bucket refilled at `resetStreamsPerSecond`. */
+export class ResetAllowance {
+  private allowance = resetStreamsBurstMax;
+  private atMs = performance.now();
+
+  /** One more reset; a violation once the allowance is spent. */
+  onReset(): Violation | undefined {
+    const nowMs = performance.now();
+    this.allowance = Math.min(resetStreamsBurstMax, this.allowance + ((nowMs - this.atMs) * resetStreamsPerSecond) / 1000);
+    this.atMs = nowMs;
+    this.allowance -= 1;
+    return this.allowance < 0 ? { code: http2ErrorCode.enhanceYourCalm, debug: "too many stream resets" } : undefined;
   }
 }
 

@@ -4,8 +4,9 @@
 // --grpc-keepalive-interval and --grpc-keepalive-timeout). One timer per
 // listener looks at every session; nothing here runs per frame.
 import type * as http2 from "node:http2";
-import type { GuardedConnection } from "./h2-connection.ts";
-import { http2ErrorCode, type Violation } from "./h2-frame-guard.ts";
+import type * as net from "node:net";
+import { PingStrikes, type GuardedConnection, type KeepaliveEnforcement } from "./h2-connection.ts";
+import { http2ErrorCode, ResetAllowance, type Violation } from "./h2-frame-guard.ts";
 
 export interface SessionLimits {
   /** Streams open at once on one connection; more are refused with REFUSED_STREAM. */
@@ -43,6 +44,25 @@ interface Watched {
   /** Since when the buffer has been over the limit without shrinking. */
   bufferedOverSinceMs: number | undefined;
   pingSentAtMs: number | undefined;
+  /**
+   * A client's connection read natively (h2-handshake.ts): the guard's
+   * per-connection policies, kept here from the session's events instead.
+   */
+  native: NativeClient | undefined;
+  /** Closed for a violation; its GOAWAY is on its way. */
+  closing: boolean;
+}
+
+interface NativeClient {
+  /** The connection's socket (a session's own `socket` is a proxy that refuses destroy). */
+  socket: net.Socket;
+  pings: PingStrikes;
+  resets: ResetAllowance;
+  /** The highest stream id the client opened: the last stream id of our GOAWAY. */
+  lastStreamId: number;
+  /** The socket's bytesRead when last looked at, and since when it has not moved. */
+  bytesRead: number;
+  lastReadAtMs: number;
 }
 
 export class SessionSupervisor {
@@ -61,17 +81,39 @@ export class SessionSupervisor {
     this.timer.unref?.();
   }
 
-  /** Watches a new session; `connection` is its guarded socket when it has one. */
-  adopt(session: http2.ServerHttp2Session, connection: GuardedConnection | undefined): void {
+  /**
+   * Watches a new session; `connection` is its guarded socket when it has one.
+   * `nativeClient`: a client's session read natively, held here to the
+   * keepalive and reset policies the guard holds guarded ones to.
+   */
+  adopt(session: http2.ServerHttp2Session, connection: GuardedConnection | undefined, nativeClient?: { socket: net.Socket; keepalive: KeepaliveEnforcement }): void {
+    const now = this.nowMs();
     const watched: Watched = {
       session,
       connection,
       streams: new Set(),
-      idleSinceMs: this.nowMs(),
+      idleSinceMs: now,
       bufferedBytes: 0,
       bufferedOverSinceMs: undefined,
       pingSentAtMs: undefined,
+      native: undefined,
+      closing: false,
     };
+    if (connection === undefined && nativeClient !== undefined) {
+      const native: NativeClient = {
+        socket: nativeClient.socket,
+        pings: new PingStrikes(nativeClient.keepalive, this.nowMs),
+        resets: new ResetAllowance(),
+        lastStreamId: 0,
+        bytesRead: 0,
+        lastReadAtMs: now,
+      };
+      watched.native = native;
+      session.on("ping", () => {
+        const violation = native.pings.onPing(watched.streams.size);
+        if (violation !== undefined) close(watched, violation);
+      });
+    }
     this.sessions.add(watched);
     session.once("close", () => this.sessions.delete(watched));
     session.on("stream", (stream) => this.onStream(watched, stream));
@@ -91,7 +133,19 @@ export class SessionSupervisor {
     }
     watched.streams.add(stream);
     if (watched.connection !== undefined) watched.connection.openStreams = watched.streams.size;
+    const native = watched.native;
+    if (native !== undefined) {
+      const id = stream.id ?? 0;
+      if (id > native.lastStreamId) native.lastStreamId = id;
+      // Every stream is answered with HEADERS: as grpc-go, that forgives the client's pings.
+      native.pings.serverSent();
+      stream.once("aborted", () => {
+        const violation = native.resets.onReset();
+        if (violation !== undefined) close(watched, violation);
+      });
+    }
     stream.once("close", () => {
+      native?.pings.serverSent();
       watched.streams.delete(stream);
       if (watched.connection !== undefined) watched.connection.openStreams = watched.streams.size;
       if (watched.streams.size === 0) watched.idleSinceMs = this.nowMs();
@@ -101,7 +155,7 @@ export class SessionSupervisor {
   private tick(): void {
     const now = this.nowMs();
     for (const watched of this.sessions) {
-      if (watched.session.destroyed || watched.connection?.isClosing === true) continue;
+      if (watched.session.destroyed || watched.closing || watched.connection?.isClosing === true) continue;
       this.checkBuffered(watched, now);
       this.checkIdle(watched, now);
       this.checkKeepalive(watched, now);
@@ -136,18 +190,33 @@ export class SessionSupervisor {
     close(watched, { code: http2ErrorCode.noError, debug: "idle" });
   }
 
+  /** When the client last sent a byte, if this session can tell. */
+  private lastReadAtMs(watched: Watched, now: number): number | undefined {
+    if (watched.connection !== undefined) return watched.connection.lastReadAtMs;
+    const native = watched.native;
+    if (native === undefined) return undefined;
+    // nghttp2 reads the socket itself; its byte count shows whether anything came since the last tick.
+    const bytesRead = native.socket.bytesRead;
+    if (bytesRead !== native.bytesRead) {
+      native.bytesRead = bytesRead;
+      native.lastReadAtMs = now;
+    }
+    return native.lastReadAtMs;
+  }
+
   private checkKeepalive(watched: Watched, now: number): void {
-    const connection = watched.connection;
-    if (this.limits.keepaliveIntervalMs <= 0 || connection === undefined) return;
+    if (this.limits.keepaliveIntervalMs <= 0) return;
+    const lastReadAtMs = this.lastReadAtMs(watched, now);
+    if (lastReadAtMs === undefined) return;
     if (watched.pingSentAtMs !== undefined) {
       // grpc-go closes the transport when the ack is late; any byte from the client counts as an answer.
-      if (connection.lastReadAtMs >= watched.pingSentAtMs) watched.pingSentAtMs = undefined;
+      if (lastReadAtMs >= watched.pingSentAtMs) watched.pingSentAtMs = undefined;
       else if (this.limits.keepaliveTimeoutMs > 0 && now - watched.pingSentAtMs >= this.limits.keepaliveTimeoutMs) {
         watched.session.destroy();
       }
       return;
     }
-    if (now - connection.lastReadAtMs < this.limits.keepaliveIntervalMs) return;
+    if (now - lastReadAtMs < this.limits.keepaliveIntervalMs) return;
     watched.pingSentAtMs = now;
     try {
       watched.session.ping(() => {});
@@ -167,5 +236,22 @@ function close(watched: Watched, violation: Violation): void {
     watched.session.close();
     return;
   }
-  watched.session.destroy(undefined, violation.code);
+  const session = watched.session;
+  if (watched.native !== undefined && !session.destroyed) {
+    if (watched.closing) return;
+    watched.closing = true;
+    // The client learns why, as from the guard: our GOAWAY with the debug text, then the end.
+    session.goaway(violation.code, watched.native.lastStreamId, Buffer.from(violation.debug));
+    // Then the socket, first: a session destroyed while its socket is open sends a GOAWAY of its own, NO_ERROR.
+    const socket = watched.native.socket;
+    setTimeout(() => {
+      socket.destroy();
+      session.destroy();
+    }, goawayFlushMs).unref?.();
+    return;
+  }
+  session.destroy(undefined, violation.code);
 }
+
+/** How long a native session closed for a violation has to send its GOAWAY. */
+const goawayFlushMs = 100;

@@ -16,6 +16,7 @@ import * as net from "node:net";
 import type { Duplex } from "node:stream";
 import * as tls from "node:tls";
 import { guardedHttp2Socket, type GuardedConnection } from "./h2-connection.ts";
+import { chooseReadPath, handshakeDefaults } from "./h2-handshake.ts";
 import type { Violation } from "./h2-frame-guard.ts";
 import { SessionSupervisor } from "./h2-session-limits.ts";
 import { handOverHttp1, keepConnectionsAlive } from "./http1-handover.ts";
@@ -91,6 +92,8 @@ export interface Listener {
    */
   stopAccepting(): void;
   close(): Promise<void>;
+  /** HTTP/2 connections so far by how they are read: natively by nghttp2, or through the frame guard (h2-handshake.ts). */
+  readonly readPaths: { native: number; guarded: number };
 }
 
 const http2PrefaceStart = Buffer.from("PRI * HTTP/2.0");
@@ -109,6 +112,12 @@ export interface LimitedServers {
   /** Gives h2 a connection read through the frame guard; its session is supervised with that connection. */
   /** `tlsSocket`: the TLS connection under `stream`, when there is one (see tlsSocketOf). */
   serveGuarded(stream: Duplex, connection: GuardedConnection, tlsSocket?: tls.TLSSocket): void;
+  /**
+   * Gives h2 the socket itself (read natively by nghttp2), `bytes` (already
+   * read) first. `enforceClientPolicy`: a client's connection, held to the
+   * keepalive and reset limits the guard holds guarded ones to.
+   */
+  serveNative(socket: net.Socket, bytes: Buffer, tlsSocket: tls.TLSSocket | undefined, enforceClientPolicy: boolean): void;
 }
 
 export function limitedHttpServers(
@@ -133,8 +142,9 @@ export function limitedHttpServers(
   // connection being handed over is the one its session reads.
   let connectionHandedOver: GuardedConnection | undefined;
   let tlsSocketHandedOver: tls.TLSSocket | undefined;
+  let nativeClientHandedOver: net.Socket | undefined;
   h2.on("session", (session) => {
-    supervisor.adopt(session, connectionHandedOver);
+    supervisor.adopt(session, connectionHandedOver, nativeClientHandedOver === undefined ? undefined : { socket: nativeClientHandedOver, keepalive: limits.keepalive });
     if (tlsSocketHandedOver !== undefined) tlsSocketOfSession.set(session, tlsSocketHandedOver);
   });
   const h1 = http.createServer(handleHttp1);
@@ -155,6 +165,15 @@ export function limitedHttpServers(
       tlsSocketHandedOver = tlsSocket;
       h2.emit("connection", stream);
       connectionHandedOver = undefined;
+      tlsSocketHandedOver = undefined;
+    },
+    serveNative(socket, bytes, tlsSocket, enforceClientPolicy) {
+      socket.pause();
+      socket.unshift(bytes);
+      nativeClientHandedOver = enforceClientPolicy ? socket : undefined;
+      tlsSocketHandedOver = tlsSocket;
+      h2.emit("connection", socket);
+      nativeClientHandedOver = undefined;
       tlsSocketHandedOver = undefined;
     },
   };
@@ -260,31 +279,50 @@ function socketAnswers(path: string): Promise<boolean> {
 export async function listenHttp(options: ListenOptions): Promise<Listener> {
   const limits = options.limits ?? transportLimitsDefault;
   const nowMs = () => performance.now();
-  const { h2, h1, supervisor, http1Timeouts, serveGuarded } = limitedHttpServers(limits, options.handleHttp2, options.handleHttp1 ?? refuseHttp1, nowMs, options.claimHttp2Stream);
+  const { h2, h1, supervisor, http1Timeouts, serveGuarded, serveNative } = limitedHttpServers(limits, options.handleHttp2, options.handleHttp1 ?? refuseHttp1, nowMs, options.claimHttp2Stream);
   const sessions = new Set<http2.Http2Session>();
   h2.on("session", (session) => {
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
   });
+  const readPaths = { native: 0, guarded: 0 };
   const route: Route = {
     http2(socket, head) {
-      if (options.rewriteAuthority === false && !isBun) {
-        // Node's own socket, read natively by nghttp2, whose frame limits match
-        // the guard's (the peer port keeps it for speed). Bun's server reads
-        // through a stream anyway, so there the guard costs little.
-        socket.pause();
-        socket.unshift(head);
-        h2.emit("connection", socket);
+      const tlsSocket = socket instanceof tls.TLSSocket ? socket : undefined;
+      const guarded = (bytes: Buffer, ackToCome = false) => {
+        readPaths.guarded++;
+        const { stream, connection } = guardedHttp2Socket(socket, bytes, {
+          limits,
+          keepalive: limits.keepalive,
+          rewriteAuthority: options.rewriteAuthority ?? true,
+          stripSettingsAck: ackToCome,
+          nowMs,
+          ...(options.onViolation === undefined ? {} : { onViolation: options.onViolation }),
+        });
+        serveGuarded(stream, connection, tlsSocket);
+        socket.resume();
+      };
+      if (isBun) {
+        // Bun's server reads through a stream anyway: the guard costs little there.
+        guarded(head);
         return;
       }
-      const { stream, connection } = guardedHttp2Socket(socket, head, {
-        limits,
-        keepalive: limits.keepalive,
-        rewriteAuthority: options.rewriteAuthority ?? true,
-        nowMs,
-        ...(options.onViolation === undefined ? {} : { onViolation: options.onViolation }),
+      if (options.rewriteAuthority === false) {
+        // Node's own socket, read natively by nghttp2, whose frame limits match
+        // the guard's (the peer port keeps it for speed).
+        readPaths.native++;
+        serveNative(socket, head, tlsSocket, false);
+        return;
+      }
+      // Natively too when the client's first request needs no rewrite (h2-handshake.ts).
+      chooseReadPath(socket, head, { ...handshakeDefaults, limits }, (path, bytes, ackToCome) => {
+        if (path === "native") {
+          readPaths.native++;
+          serveNative(socket, bytes, tlsSocket, true);
+        } else {
+          guarded(bytes, ackToCome);
+        }
       });
-      serveGuarded(stream, connection, socket instanceof tls.TLSSocket ? socket : undefined);
     },
     http1(socket, head) {
       http1Timeouts.adopt(socket);
@@ -310,6 +348,7 @@ export async function listenHttp(options: ListenOptions): Promise<Listener> {
   const closeServer = () => (serverClosed ??= new Promise<void>((resolve) => server.close(() => resolve())));
   return {
     port,
+    readPaths,
     stopAccepting: () => {
       void closeServer();
       for (const session of sessions) if (!session.closed && !session.destroyed) session.close();
