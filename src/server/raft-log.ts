@@ -1,16 +1,13 @@
 // The log of a clustered member: the Raft core plus the IO it asks for. Each
 // Ready is carried out in etcd's order, in one function you can read top to
 // bottom (processReady): snapshot before entries, the leader's appends leave
-// in parallel with its own disk write, the previous Ready's committed entries
-// are applied while that write is under way, everything that depends on this
-// member's persisted state leaves only after the fdatasync, this Ready's
-// committed entries wait for the next write to start, then advance. A failed
-// save is fatal.
+// in parallel with its own disk write, everything that depends on this
+// member's persisted state leaves only after the fdatasync, then committed
+// entries go to apply, then advance. A failed save is fatal.
 import { LogLimiter } from "../log-limiter.ts";
 import { RawNode } from "../raft/raw-node.ts";
 import { MemoryStorage } from "../raft/memory-storage.ts";
 import {
-  EntryType,
   MessageType,
   ProposalDroppedError,
   StateType,
@@ -101,8 +98,6 @@ export class RaftLog {
   private readonly ticker: Timer;
   private processing = false;
   private scheduled = false;
-  /** Committed, persisted entries not yet applied: the last Ready's, applied during the next one's write. */
-  private deferredApply: Entry[] = [];
   private failed = false;
   private leaderId: NodeId = 0;
   private termValue = 0;
@@ -473,12 +468,7 @@ export class RaftLog {
     if (this.processing || this.failed) return;
     this.processing = true;
     try {
-      for (;;) {
-        if (this.failed) break;
-        if (this.node.hasReady()) await this.processReady(this.node.ready());
-        else if (this.deferredApply.length > 0) await this.applyDeferred();
-        else break;
-      }
+      while (!this.failed && this.node.hasReady()) await this.processReady(this.node.ready());
     } catch (error) {
       this.failWith(error);
     } finally {
@@ -496,10 +486,8 @@ export class RaftLog {
     this.releaseReadStates(ready);
 
     // 1. A snapshot is persisted before entries that follow it: its data
-    // first, then the WAL record naming it. Entries committed before it are
-    // applied first.
+    // first, then the WAL record naming it.
     if (ready.snapshot !== undefined) {
-      await this.applyDeferred();
       await this.options.persistSnapshot(ready.snapshot);
       await this.options.wal.saveSnapshot({ index: ready.snapshot.metadata.index, term: ready.snapshot.metadata.term });
       // The data now lives on disk; memory keeps only the metadata.
@@ -513,45 +501,20 @@ export class RaftLog {
     // (etcd's MustSync): it is written in order before any later save, and
     // nothing waits for it.
     // (Entries always need the sync: the second branch has a hard state only.)
-    let saved: Promise<void> | undefined;
     if (ready.mustSync) {
-      saved = this.options.wal.save(ready.hardState, ready.entries, { sync: true });
-      // Its failure is reported by the await below; this keeps a failing
-      // apply in between from leaving the rejection unobserved.
-      saved.catch(() => undefined);
+      await this.options.wal.save(ready.hardState, ready.entries, { sync: true });
     } else if (ready.hardState !== undefined) {
       this.options.wal.save(ready.hardState, [], { sync: false }).catch((error: unknown) => this.failWith(error));
     }
-    // 4. The previous Ready's committed entries are applied while this one's
-    // write is under way (etcd applies in its own goroutine, beside the raft
-    // loop's WAL writes): a batch's answers go out during the next batch's
-    // fsync, not after it. They were persisted by that Ready, before now.
-    await this.applyDeferred();
-    if (saved !== undefined) await saved;
     if (ready.hardState !== undefined) this.storage.setHardState(ready.hardState);
     if (ready.entries.length > 0) this.storage.append(ready.entries);
-    // 5. What depends on this member's durable state leaves only now.
+    // 4. What depends on this member's durable state leaves only now.
     if (ready.messagesAfterPersist.length > 0) this.options.send(ready.messagesAfterPersist);
-    // 6. Apply: this Ready's committed entries wait for the next Ready's
-    // write to start (or for the loop to find no Ready), unless they carry a
-    // snapshot or a configuration change, which Raft must see applied before
-    // it goes on (a follower counting votes by the old configuration, etcd's
-    // waitApply).
-    const committed = ready.committedEntries;
-    if (ready.snapshot !== undefined || committed.some((entry) => entry.type === EntryType.ConfChange)) {
-      await this.options.apply(committed, ready.snapshot);
-    } else if (committed.length > 0) {
-      this.deferredApply = this.deferredApply.length === 0 ? committed : this.deferredApply.concat(committed);
+    // 5. Apply.
+    if (ready.committedEntries.length > 0 || ready.snapshot !== undefined) {
+      await this.options.apply(ready.committedEntries, ready.snapshot);
     }
     this.node.advance(ready);
-  }
-
-  /** Applies the committed entries held back by processReady (all persisted here). */
-  private async applyDeferred(): Promise<void> {
-    const entries = this.deferredApply;
-    if (entries.length === 0) return;
-    this.deferredApply = [];
-    await this.options.apply(entries, undefined);
   }
 
   private noteSoftState(lead: NodeId, state: StateType): void {
