@@ -45,7 +45,7 @@ if (mode === "raw") {
   port = (server.address() as { port: number }).port;
 } else {
   const routes = (router: ReturnType<typeof createConnectRouter>) => router.service(KV, implementation as never);
-  const api = { services: [{ service: KV, implementation }], interceptors: [], readMaxBytes: 2 * 1024 * 1024, recursionLimit: 100 } as unknown as ClientApi;
+  const api = { services: [{ service: KV, implementation }], interceptors: [], readMaxBytes: 2 * 1024 * 1024, recursionLimit: 100, countGrpcBytes: () => {} } as unknown as ClientApi;
   const connect = connectNodeAdapter({ routes });
   const listener = await listenHttp({
     host: "127.0.0.1",
