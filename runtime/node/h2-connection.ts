@@ -216,46 +216,35 @@ export function guardedHttp2Socket(socket: net.Socket, head: Buffer, options: Gu
 /**
  * Takes the first SETTINGS acknowledgement out of a client's byte stream
  * (preface included), however the stream is cut into chunks; everything else
- * passes unchanged. A frame header split across chunks is held until whole.
+ * passes unchanged. The start of a frame header that a chunk ends in is held
+ * back until the header is whole: it may be the acknowledgement.
  */
 export class SettingsAckStripper {
-  private prefaceRemaining = connectionPrefaceBytes;
-  private payloadRemaining = 0;
-  private readonly header = Buffer.alloc(frameHeaderBytes);
-  private headerBytes = 0;
+  private readonly scanner = new FrameHeaderScanner(connectionPrefaceBytes, (frame) => {
+    if (this.ackAt < 0 && frame.type === frameType.settings && (frame.flags & flagAck) !== 0 && frame.length === 0) this.ackAt = frame.offset;
+    return undefined;
+  });
+  private ackAt = -1;
   private stripped = false;
+  /** Bytes held back from the end of the last chunk, and where they start in the stream. */
+  private held: Buffer = Buffer.alloc(0);
+  private heldAt = 0;
 
   transform(chunk: Buffer): Buffer {
     if (this.stripped) return chunk;
-    const output: Buffer[] = [];
-    let position = 0;
-    let passedFrom = 0;
-    while (position < chunk.length && !this.stripped) {
-      const available = chunk.length - position;
-      if (this.prefaceRemaining > 0 || this.payloadRemaining > 0) {
-        const skipped = Math.min(available, this.prefaceRemaining > 0 ? this.prefaceRemaining : this.payloadRemaining);
-        if (this.prefaceRemaining > 0) this.prefaceRemaining -= skipped;
-        else this.payloadRemaining -= skipped;
-        position += skipped;
-        continue;
-      }
-      const heldBefore = this.headerBytes;
-      const copied = Math.min(available, frameHeaderBytes - heldBefore);
-      if (heldBefore === 0 && passedFrom < position) output.push(chunk.subarray(passedFrom, position));
-      chunk.copy(this.header, heldBefore, position, position + copied);
-      this.headerBytes += copied;
-      position += copied;
-      passedFrom = position;
-      if (this.headerBytes < frameHeaderBytes) break;
-      this.headerBytes = 0;
-      const length = this.header.readUIntBE(0, 3);
-      const isAck = this.header[3] === frameType.settings && ((this.header[4] as number) & flagAck) !== 0 && length === 0;
-      if (isAck) this.stripped = true;
-      else output.push(Buffer.from(this.header));
-      this.payloadRemaining = length;
+    this.scanner.scan(chunk);
+    const bytes = this.held.length === 0 ? chunk : Buffer.concat([this.held, chunk]);
+    const bytesAt = this.heldAt;
+    if (this.ackAt >= 0) {
+      this.stripped = true;
+      this.held = Buffer.alloc(0);
+      const at = this.ackAt - bytesAt;
+      return Buffer.concat([bytes.subarray(0, at), bytes.subarray(at + frameHeaderBytes)]);
     }
-    if (passedFrom < chunk.length) output.push(chunk.subarray(passedFrom));
-    return output.length === 1 ? (output[0] as Buffer) : Buffer.concat(output);
+    const keep = this.scanner.pendingHeaderBytes;
+    this.held = Buffer.from(bytes.subarray(bytes.length - keep));
+    this.heldAt = bytesAt + bytes.length - keep;
+    return bytes.subarray(0, bytes.length - keep);
   }
 }
 

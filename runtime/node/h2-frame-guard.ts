@@ -62,6 +62,8 @@ export interface FrameHeader {
   type: number;
   flags: number;
   streamId: number;
+  /** Where the frame header starts in the whole byte stream (the preface included). */
+  offset: number;
 }
 
 /** Why a connection is closed: the GOAWAY's error code and debug data. */
@@ -80,7 +82,9 @@ export class FrameHeaderScanner {
   private payloadRemaining = 0;
   private readonly header = Buffer.alloc(frameHeaderBytes);
   private headerBytes = 0;
-  private readonly frame: FrameHeader = { length: 0, type: 0, flags: 0, streamId: 0 };
+  private readonly frame: FrameHeader = { length: 0, type: 0, flags: 0, streamId: 0, offset: 0 };
+  /** Bytes of the stream before the chunk being scanned. */
+  private streamOffset = 0;
 
   /** `onFrame` returns a violation to stop scanning; the scanner then stays stopped. */
   constructor(
@@ -92,8 +96,15 @@ export class FrameHeaderScanner {
 
   stopped: Violation | undefined;
 
+  /** Bytes of a frame header begun at the end of the last chunk and not yet whole. */
+  get pendingHeaderBytes(): number {
+    return this.headerBytes;
+  }
+
   /** Returns the first violation found (this chunk or an earlier one), or undefined. */
   scan(chunk: Uint8Array): Violation | undefined {
+    const chunkOffset = this.streamOffset;
+    this.streamOffset += chunk.length;
     let position = 0;
     while (position < chunk.length && this.stopped === undefined) {
       const available = chunk.length - position;
@@ -115,6 +126,7 @@ export class FrameHeaderScanner {
       frame.type = this.header[3] as number;
       frame.flags = this.header[4] as number;
       frame.streamId = this.header.readUInt32BE(5) & 0x7fffffff;
+      frame.offset = chunkOffset + position - frameHeaderBytes;
       this.payloadRemaining = frame.length;
       this.stopped = this.onFrame(frame);
     }
