@@ -45,6 +45,39 @@ async function leaderAmong(among: readonly ClusterMember[], deadlineMs: number):
   throw new Error(`no leader among ${among.map((m) => m.name).join(", ")} within ${deadlineMs} ms`);
 }
 
+/**
+ * The leader once every member has named it, in one term, for `steadyMs` on
+ * end: after an earlier fault's heal a catching-up member can still cost an
+ * election or two, which a test that needs a steady leader must wait out.
+ */
+async function steadyLeader(among: readonly ClusterMember[], steadyMs: number, deadlineMs: number): Promise<ClusterMember> {
+  const deadline = Date.now() + deadlineMs;
+  let since = 0;
+  let seen = "";
+  while (Date.now() < deadline) {
+    const views = await Promise.all(
+      among.map(async (member) => {
+        try {
+          const status = await clientsOf(member).maintenance.status({}, { timeoutMs: 1000 });
+          return `${status.leader}@${status.raftTerm}`;
+        } catch {
+          return "none";
+        }
+      }),
+    );
+    const view = views[0] as string;
+    const agreed = !view.startsWith("0@") && view !== "none" && views.every((other) => other === view);
+    if (!agreed || view !== seen) {
+      seen = agreed ? view : "";
+      since = Date.now();
+    } else if (Date.now() - since >= steadyMs) {
+      return await leaderAmong(among, deadlineMs);
+    }
+    await sleep(50);
+  }
+  throw new Error(`no steady leader among ${among.map((m) => m.name).join(", ")} within ${deadlineMs} ms`);
+}
+
 /** One writer per member, each sticking to its member; records what was acknowledged. */
 function startWriters(members: readonly ClusterMember[], prefix: string) {
   const acknowledged = new Map<string, string>();
@@ -232,7 +265,8 @@ describe("peer network partitions (3 members, proxied peer links)", () => {
   // the leader stalled every linearizable read on that member until the
   // request timeout. etcd's read loop sends it again every 500 ms.
   test("a ReadIndex request lost on its way to the leader is sent again: the read is answered once the link heals", { timeout: 120_000 }, async () => {
-    const leader = await leaderAmong(members, 60 * electionMs);
+    // The follower must keep its leader through the cut (the previous test's heal may still cost an election).
+    const leader = await steadyLeader(members, 3 * electionMs, 60 * electionMs);
     const follower = members.find((m) => m !== leader) as ClusterMember;
     await finalWrite(members, "r/before", 40 * electionMs);
     // The follower still hears the leader (no election), but what it sends is lost.
