@@ -254,6 +254,11 @@ export class KeyIndex {
     return this.tree.get(keyString(key));
   }
 
+  /** The history of the key whose binary string (keyString) is `name`. */
+  historyNamed(name: string): KeyHistory | undefined {
+    return this.tree.get(name);
+  }
+
   /** The key's revision at `atRevision`, into `out`. */
   get(key: Uint8Array, atRevision: number, out: FoundRevision): boolean {
     const history = this.tree.get(keyString(key));

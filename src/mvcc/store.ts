@@ -213,12 +213,13 @@ export class MvccStore {
     for (;;) {
       const rows = this.backend.scanIndexRows(afterMain, afterSub, restoreChunkRows);
       for (const row of rows) {
-        let history = this.index.history(row.key);
+        const name = keyString(row.key);
+        let history = this.index.historyNamed(name);
         if (history !== undefined) {
           if (row.tombstone) history.tombstone(row.main, row.sub);
           else history.put(row.main, row.sub);
         } else if (!row.tombstone) {
-          history = new KeyHistory(keyString(row.key));
+          history = new KeyHistory(name);
           history.restore(row.createRevision, row.main, row.sub, row.version);
           this.index.insert(history);
         }

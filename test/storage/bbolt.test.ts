@@ -13,19 +13,10 @@ import { KeyValueSchema } from "../../src/gen/mvccpb/kv_pb.ts";
 import { rowToKeyValue } from "../../src/mvcc/kv.ts";
 import { storedKeyValue } from "../../src/server/etcd-snapshot.ts";
 import type { KvRow } from "../../src/storage/backend.ts";
+import { concatenated } from "../../src/bytes.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-function joined(pages: Uint8Array[]): Uint8Array {
-  const file = new Uint8Array(pages.reduce((sum, page) => sum + page.length, 0));
-  let at = 0;
-  for (const page of pages) {
-    file.set(page, at);
-    at += page.length;
-  }
-  return file;
-}
 
 function sample(): { buckets: BoltBucket[]; expected: Map<string, Array<[string, number]>> } {
   const next = random(7);
@@ -51,14 +42,14 @@ function sample(): { buckets: BoltBucket[]; expected: Map<string, Array<[string,
 describe("bbolt layout", () => {
   test("the writer pauses as often as it is asked to: every 64 leaf pages", async () => {
     let pauses = 0;
-    const file = joined(await writeBbolt(sample().buckets, { pause: async () => void pauses++ }));
+    const file = concatenated(await writeBbolt(sample().buckets, { pause: async () => void pauses++ }));
     const leafPages = file.length / bboltPageBytes; // an upper bound: every page but metas, freelist and branches
     assert.ok(pauses >= 10 && pauses <= leafPages / 64 + 3, `${pauses} pauses for ${leafPages} pages`);
   });
 
   test("what is written is read back whole, buckets in name order, values larger than a page included", async () => {
     const { buckets, expected } = sample();
-    const file = joined(await writeBbolt(buckets));
+    const file = concatenated(await writeBbolt(buckets));
     assert.equal(file.length % bboltPageBytes, 0);
     const read = readBbolt(file);
     assert.deepEqual([...read.keys()], ["empty", "key", "meta"]);
@@ -75,7 +66,7 @@ describe("bbolt layout", () => {
   });
 
   test("an empty database, and a trailing SHA-256 (as etcdctl saves a snapshot) are read", async () => {
-    const file = joined(await writeBbolt([]));
+    const file = concatenated(await writeBbolt([]));
     assert.equal(readBbolt(file).size, 0);
     const withHash = new Uint8Array(file.length + 32);
     withHash.set(file);
@@ -92,7 +83,7 @@ describe("bbolt layout", () => {
   test("not a bbolt file, or a truncated one: BboltFormatError", async () => {
     assert.throws(() => readBbolt(new Uint8Array(0)), BboltFormatError);
     assert.throws(() => readBbolt(encoder.encode("SQLite format 3\0".padEnd(8192, "x"))), BboltFormatError);
-    const file = joined(await writeBbolt(sample().buckets));
+    const file = concatenated(await writeBbolt(sample().buckets));
     assert.throws(() => readBbolt(file.subarray(0, file.length / 2)), BboltFormatError);
   });
 
@@ -101,7 +92,7 @@ describe("bbolt layout", () => {
       { name: encoder.encode("key"), entries: Array.from({ length: 2000 }, (_, i): [Uint8Array, Uint8Array] => [encoder.encode(`k${String(i).padStart(5, "0")}`), encoder.encode(`v${i}`)]) },
       { name: encoder.encode("meta"), entries: [[encoder.encode("x"), encoder.encode("y")]] },
     ];
-    const clean = joined(await writeBbolt(small));
+    const clean = concatenated(await writeBbolt(small));
     const next = random(11);
     let refused = 0;
     for (let round = 0; round < 2000; round++) {
